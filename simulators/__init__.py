@@ -1,0 +1,1 @@
+"""Simulators of the Axis devices bodycam talks to (body cameras, fixed/PTZ cameras)."""
