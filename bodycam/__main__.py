@@ -1,0 +1,7 @@
+"""python -m bodycam"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

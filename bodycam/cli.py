@@ -1,0 +1,218 @@
+"""The `bodycam` command: serve, demo, devices, sessions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .clock import SystemClock, iso
+from .config import Config
+from .errors import BodycamError
+from .logs import setup_logging
+from .store import Store
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the database and recordings live")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bodycam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    _common(serve)
+    serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default from config: 8080)")
+
+    demo = sub.add_parser("demo", help="gateway and three simulated body cameras")
+    _common(demo)
+    demo.add_argument("--port", type=int, help="listen port (default 8080)")
+    demo.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of demo before stopping (default 60)"
+    )
+
+    devices = sub.add_parser("devices", help="enrol, list and revoke body cameras")
+    dsub = devices.add_subparsers(dest="action", required=True)
+    add = dsub.add_parser("add", help="enrol a device and print its token once")
+    _common(add)
+    add.add_argument("id")
+    add.add_argument("--officer", default="", help="officer the camera is assigned to")
+    lst = dsub.add_parser("list", help="list enrolled devices")
+    _common(lst)
+    lst.add_argument("--json", action="store_true")
+    revoke = dsub.add_parser("revoke", help="revoke a device's token")
+    _common(revoke)
+    revoke.add_argument("id")
+
+    sessions = sub.add_parser("sessions", help="list, show and export recorded sessions")
+    ssub = sessions.add_subparsers(dest="action", required=True)
+    slist = ssub.add_parser("list", help="list sessions")
+    _common(slist)
+    slist.add_argument("--json", action="store_true")
+    show = ssub.add_parser("show", help="one session with its segments")
+    _common(show)
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    export = ssub.add_parser("export", help="one playable file for a whole session")
+    _common(export)
+    export.add_argument("id")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file (.mkv)")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return Config.load(
+        args.config,
+        data_dir=args.data_dir,
+        server_host=getattr(args, "host", None),
+        server_port=getattr(args, "port", None),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args)
+        if args.command == "serve":
+            setup_logging(config.log.level, config.log.format)
+            serve(config)
+            return 0
+        if args.command == "demo":
+            from .demo import run_demo
+
+            setup_logging(config.log.level, "text")
+            return asyncio.run(run_demo(config, args.duration))
+        store = Store(config.database_path)
+        try:
+            if args.command == "devices":
+                return devices_command(store, args)
+            return sessions_command(store, config, args)
+        finally:
+            store.close()
+    except BodycamError as err:
+        print(f"bodycam: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve(config: Config) -> None:
+    from .gateway.app import create_app
+
+    context = None
+    if config.server.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    web.run_app(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        ssl_context=context,
+        print=None,
+        access_log=None,
+    )
+
+
+def devices_command(store: Store, args: argparse.Namespace) -> int:
+    from . import devices
+
+    now = SystemClock().now()
+    if args.action == "add":
+        token = devices.enroll(store, args.id, args.officer, now)
+        print(f"device {args.id} enrolled. Its token is shown only this once:")
+        print(token)
+    elif args.action == "list":
+        rows = store.list_devices()
+        if args.json:
+            _print_json([_plain(d) for d in rows])
+        else:
+            for d in rows:
+                state = f"revoked {iso(d.revoked_at)}" if d.revoked_at else "active"
+                print(f"{d.id:20} {d.officer or '-':24} {state:32} {d.model} {d.serial}")
+    elif args.action == "revoke":
+        devices.revoke(store, args.id, now)
+        print(f"device {args.id} revoked: its token no longer opens a session")
+    return 0
+
+
+def sessions_command(store: Store, config: Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rows = store.list_sessions()
+        if args.json:
+            out = []
+            for s in rows:
+                count, size = store.recording_totals(s.id)
+                out.append({**_plain(s), "segments": count, "bytes": size})
+            _print_json(out)
+            return 0
+        for s in rows:
+            count, size = store.recording_totals(s.id)
+            ended = iso(s.ended_at) if s.ended_at else "-"
+            print(
+                f"{s.id}  {s.device_id:14} {s.state:11} {iso(s.started_at)} → {ended}"
+                f"  {count} segments, {size / 1e6:.1f} MB"
+            )
+        return 0
+    session = store.get_session(args.id)
+    if session is None:
+        raise BodycamError(f"session {args.id} does not exist")
+    if args.action == "show":
+        segments = store.segments_of(session.id)
+        positions = store.positions_of(session.id)
+        if args.json:
+            _print_json(
+                {
+                    **_plain(session),
+                    "segments": [_plain(s) for s in segments],
+                    "positions": len(positions),
+                }
+            )
+            return 0
+        for key, value in _plain(session).items():
+            print(f"{key:18} {value}")
+        print(f"{'positions':18} {len(positions)}")
+        for seg in segments:
+            print(
+                f"  #{seg.seq:<4} {seg.state:9} {iso(seg.started_at)} → "
+                f"{iso(seg.ended_at) if seg.ended_at else '-':24} {seg.width}x{seg.height}"
+                f" {seg.bytes:>10} B  sha256 {seg.sha256[:16]}…  prev {seg.prev_sha256[:16]}…"
+            )
+        return 0
+    from .gateway.export import export_session
+
+    def progress(done: int, total: int) -> None:
+        print(
+            f"\rexporting {session.id}: segment {done}/{total}", end="", file=sys.stderr, flush=True
+        )
+
+    packets = export_session(store, config.recordings_dir, session.id, Path(args.out), progress)
+    print(file=sys.stderr)
+    print(f"wrote {args.out} ({packets} packets)")
+    return 0
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(obj).items():
+        if hasattr(value, "isoformat"):
+            value = iso(value)
+        out[key] = value
+    return out
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Configuration: frozen dataclasses loaded once from a TOML file and BODYCAM_* variables.
+
+Every key has a default, so bodycam runs with no file at all. A variable overrides a file
+value: ``BODYCAM_<SECTION>_<KEY>`` (``BODYCAM_SERVER_PORT=8443``), and ``BODYCAM_DATA_DIR``
+for the top-level key. Errors name the key and say what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+from .ice import parse_allow_entry
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The HTTP listener."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_sdp_bytes: int = 64 * 1024
+
+    def validate(self) -> None:
+        _check(1 <= self.port <= 65535, "server.port", "must be between 1 and 65535", self.port)
+        _check(
+            bool(self.tls_cert) == bool(self.tls_key),
+            "server.tls_cert",
+            "and server.tls_key must be given together",
+            self.tls_cert,
+        )
+        _check(
+            1024 <= self.max_sdp_bytes <= 1024 * 1024,
+            "server.max_sdp_bytes",
+            "must be between 1024 and 1048576",
+            self.max_sdp_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    """Which local interfaces or addresses the gateway offers as ICE host candidates."""
+
+    addresses: tuple[str, ...] = ("127.0.0.1",)
+
+    def validate(self) -> None:
+        for entry in self.addresses:
+            try:
+                parse_allow_entry(entry)
+            except ValueError as err:
+                raise ConfigError(f"ice.addresses: {err}") from None
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """Live session lifecycle."""
+
+    grace_seconds: float = 60.0
+    media_timeout_seconds: float = 3.0
+
+    def validate(self) -> None:
+        _check(
+            0 <= self.grace_seconds <= 3600,
+            "sessions.grace_seconds",
+            "must be between 0 and 3600",
+            self.grace_seconds,
+        )
+        _check(
+            0.5 <= self.media_timeout_seconds <= 60,
+            "sessions.media_timeout_seconds",
+            "must be between 0.5 and 60",
+            self.media_timeout_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """Segmented passthrough recording."""
+
+    segment_seconds: float = 10.0
+    keyframe_request_seconds: float = 1.0
+    sender_report_wait_seconds: float = 3.0
+
+    def validate(self) -> None:
+        _check(
+            1 <= self.segment_seconds <= 3600,
+            "recording.segment_seconds",
+            "must be between 1 and 3600",
+            self.segment_seconds,
+        )
+        _check(
+            0.1 <= self.keyframe_request_seconds <= 30,
+            "recording.keyframe_request_seconds",
+            "must be between 0.1 and 30",
+            self.keyframe_request_seconds,
+        )
+        _check(
+            0 <= self.sender_report_wait_seconds <= 10,
+            "recording.sender_report_wait_seconds",
+            "must be between 0 and 10",
+            self.sender_report_wait_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """The camera's data channel."""
+
+    max_message_bytes: int = 4096
+
+    def validate(self) -> None:
+        _check(
+            64 <= self.max_message_bytes <= 65536,
+            "telemetry.max_message_bytes",
+            "must be between 64 and 65536",
+            self.max_message_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log level and format."""
+
+    level: str = "info"
+    format: str = "json"
+
+    def validate(self) -> None:
+        _check(
+            self.level in ("debug", "info", "warning", "error"),
+            "log.level",
+            "must be one of debug, info, warning, error",
+            self.level,
+        )
+        _check(self.format in ("json", "text"), "log.format", "must be json or text", self.format)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything bodycam reads from its configuration."""
+
+    data_dir: Path = Path("data")
+    server: ServerConfig = field(default_factory=ServerConfig)
+    ice: IceConfig = field(default_factory=IceConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "bodycam.sqlite3"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """Read a TOML file (optional), then BODYCAM_* variables, then explicit overrides.
+
+        ``overrides`` use dotted keys with ``_`` for the dot: ``server_port=8081``,
+        ``data_dir="/srv/bodycam"``; None values are ignored (unset command-line flags).
+        """
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    raw = tomllib.load(f)
+            except FileNotFoundError:
+                raise ConfigError(f"configuration file {path} does not exist") from None
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"configuration file {path} is not valid TOML: {err}") from None
+        _apply_environment(raw, os.environ if environ is None else environ)
+        for key, value in overrides.items():
+            if value is not None:
+                _set_flat(raw, key, value)
+        config = _build(cls, raw, "")
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        for section in (
+            self.server,
+            self.ice,
+            self.sessions,
+            self.recording,
+            self.telemetry,
+            self.log,
+        ):
+            section.validate()
+        _check(str(self.data_dir) != "", "data_dir", "must not be empty", self.data_dir)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some top-level fields changed (sections are replaced whole)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check(ok: bool, key: str, message: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}, got {value!r}")
+
+
+def _sections() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {name: hints[name] for name in hints if dataclasses.is_dataclass(hints[name])}
+
+
+def _set_flat(raw: dict[str, Any], flat_key: str, value: Any) -> None:
+    """Place `server_port`-style keys into the nested raw dict."""
+    for section in _sections():
+        prefix = section + "_"
+        if flat_key.startswith(prefix):
+            raw.setdefault(section, {})[flat_key[len(prefix) :]] = value
+            return
+    raw[flat_key] = value
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if name.startswith("BODYCAM_") and name != "BODYCAM_CONFIG":
+            key = name[len("BODYCAM_") :].lower()
+            _set_flat(raw, key, value)
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'configuration'}: must be a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = prefix + name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key + ".")
+        else:
+            values[name] = _coerce(key, hint, value)
+    return cls(**values)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say what was wrong."""
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool | float):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if hint is Path:
+            if not isinstance(value, str | os.PathLike):
+                raise ValueError
+            return Path(value)
+        if hint == tuple[str, ...]:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return tuple(value)
+    except (TypeError, ValueError):
+        expected = {
+            bool: "a boolean",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            Path: "a path",
+        }.get(hint, "a list of strings")
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}") from None
+    raise ConfigError(f"{key}: unsupported type {hint}")

@@ -1,0 +1,81 @@
+"""The gateway's application factory: every long-lived resource is a cleanup context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from .. import __version__
+from ..clock import Clock, SystemClock
+from ..config import Config
+from ..errors import BodycamError
+from ..ice import restrict_host_candidates
+from ..metrics import Metrics
+from ..store import Store
+from . import tap, whip
+from .keys import clock_key, config_key, metrics_key, sessions_key, store_key
+from .sessions import SessionManager
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors become JSON answers a person can act on; the gateway stays up."""
+    try:
+        return await handler(request)
+    except BodycamError as err:
+        logger.warning("%s %s refused (%d): %s", request.method, request.path, err.status, err)
+        if request.path.startswith(whip.WHIP_PATH):
+            request.app[metrics_key].whip_requests.labels(request.method, str(err.status)).inc()
+        return web.json_response({"error": str(err)}, status=err.status, headers=whip.CORS)
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[store_key] = store = Store(app[config_key].database_path)
+    yield
+    store.close()
+
+
+async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    manager = SessionManager(app[config_key], app[store_key], app[metrics_key], app[clock_key])
+    app[sessions_key] = manager
+    await manager.start()
+    yield
+    await manager.close_all()
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[metrics_key].render(), content_type="text/plain", charset="utf-8"
+    )
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    manager = request.app[sessions_key]
+    return web.json_response(
+        {"status": "ok", "version": __version__, "sessions": len(manager.live_sessions())}
+    )
+
+
+def create_app(config: Config, clock: Clock | None = None) -> web.Application:
+    """Build the gateway: WHIP ingest, recording, metrics."""
+    restrict_host_candidates(config.ice.addresses)
+    tap.install()
+    config.recordings_dir.mkdir(parents=True, exist_ok=True)
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=config.server.max_sdp_bytes
+    )
+    app[config_key] = config
+    app[clock_key] = clock or SystemClock()
+    app[metrics_key] = Metrics()
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(sessions_ctx)
+    whip.add_routes(app)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", health_handler)
+    return app

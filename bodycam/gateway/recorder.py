@@ -1,0 +1,343 @@
+"""Passthrough segmented recording: encoded frames remuxed into Matroska, never decoded.
+
+A session's recording is a sequence of segments. Each starts on a video keyframe (the
+recorder sends a PLI when it needs one) and a new one starts every `segment_seconds`, and
+whenever the picture size changes. Matroska takes H.264, VP8 and Opus alike; its clusters
+are flushed every second (`cluster_time_limit`, `flush_packets`), so after a `kill -9` all
+but the last second or so of the open segment is on disk and playable. A closed segment
+is fsynced, hashed (SHA-256) and chained to the previous one in the catalogue.
+
+Work is split between the event loop (stamping, ordering, deciding where segments start:
+a few dict and heap operations per frame) and one writer thread per session (muxing, file
+I/O, fsync, hashing, catalogue writes), fed by a bounded queue: a slow disk drops frames
+(counted) rather than stall the loop or grow memory without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import io
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from ..clock import utc_from_timestamp
+from ..config import RecordingConfig
+from ..metrics import Metrics
+from ..store import Store
+from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
+from .tap import EncodedFrame
+from .timeline import Timeline
+
+logger = logging.getLogger(__name__)
+
+MS = Fraction(1, 1000)
+# Frames are released to the segment logic in wall-clock order once this much newer media
+# has arrived: audio leaves aiortc's jitter buffer about 80 ms after video of the same time.
+REORDER_SECONDS = 0.25
+WRITER_QUEUE_FRAMES = 2000  # about 25 s of 30 fps video with its audio
+CONTAINER_OPTIONS = {
+    "cluster_time_limit": "1000",  # ms: bounds what a crash can lose
+    "flush_packets": "1",  # hand each packet to the OS at once
+    "max_interleave_delta": "500000",  # us: never hold one stream for a silent other
+}
+HASH_CHUNK = 1 << 20
+
+
+def keyframe_info(codec: str, data: bytes) -> KeyframeInfo | None:
+    """Size and codec headers of a video keyframe, from its bitstream headers."""
+    try:
+        if codec.lower() == "h264":
+            return h264_keyframe_info(data)
+        return vp8_keyframe_info(data)
+    except ValueError as err:
+        logger.warning("unreadable %s keyframe header: %s", codec, err)
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class SegmentWriter:
+    """One Matroska file being written; used only on the recorder's writer thread."""
+
+    def __init__(self, path: Path, video_codec: str, info: KeyframeInfo, audio: bool) -> None:
+        self.path = path
+        self.container = av.open(
+            str(path), "w", format="matroska", container_options=CONTAINER_OPTIONS
+        )
+        self.streams: dict[str, Any] = {}
+        if video_codec.lower() == "h264":
+            # A mux-only stream cannot carry extradata; a never-opened encoder context as
+            # template can, and the muxer turns Annex B SPS/PPS into the avcC it needs.
+            template = av.open(io.BytesIO(), "w", format="matroska").add_stream("libx264")
+            video = self.container.add_stream_from_template(template)
+            video.codec_context.extradata = info.extradata
+            video.codec_context.width, video.codec_context.height = info.width, info.height
+        else:
+            video = self.container.add_mux_stream("vp8", width=info.width, height=info.height)
+        video.time_base = MS
+        self.streams["video"] = video
+        if audio:
+            template = av.open(io.BytesIO(), "w", format="matroska").add_stream("libopus")
+            sound = self.container.add_stream_from_template(template)
+            sound.codec_context.extradata = OPUS_HEAD
+            sound.time_base = MS
+            self.streams["audio"] = sound
+        self.last_pts = dict.fromkeys(self.streams, -1)
+
+    def write(self, kind: str, data: bytes, pts: int, keyframe: bool) -> None:
+        stream = self.streams.get(kind)
+        if stream is None:
+            return
+        pts = max(pts, self.last_pts[kind])  # Matroska wants non-decreasing times
+        self.last_pts[kind] = pts
+        packet = av.Packet(data)
+        packet.stream = stream
+        packet.pts = packet.dts = pts
+        packet.time_base = MS
+        packet.is_keyframe = keyframe
+        self.container.mux_one(packet)
+
+    def close(self) -> tuple[int, str]:
+        """Finish the file, fsync it, and return (bytes, sha256)."""
+        self.container.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self.path.stat().st_size, sha256_file(self.path)
+
+
+class SessionRecorder:
+    """Records one session, across its connections, into sealed segments."""
+
+    def __init__(
+        self,
+        session_id: str,
+        recordings_dir: Path,
+        store: Store,
+        config: RecordingConfig,
+        metrics: Metrics,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.session_id = session_id
+        self.directory = recordings_dir / session_id
+        self._recordings_dir = recordings_dir
+        self._store = store
+        self._config = config
+        self._metrics = metrics
+        self._monotonic = monotonic
+        self._timeline: Timeline | None = None
+        self._kinds: set[str] = set()
+        self._video_codec = ""
+        self._request_keyframe: Callable[[], None] = _nothing
+        self._heap: list[tuple[float, int, EncodedFrame]] = []
+        self._order = itertools.count()
+        self._newest = 0.0
+        self._segment_start: float | None = None
+        self._segment_size: tuple[int, int] | None = None
+        self._last_info: KeyframeInfo | None = None
+        self._last_wall = 0.0
+        self._last_pli = float("-inf")
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(WRITER_QUEUE_FRAMES)
+        self._thread = threading.Thread(
+            target=self._writer, name=f"rec-{session_id[:8]}", daemon=True
+        )
+        self._thread.start()
+        self.sealed: list[tuple[int, str]] = []  # (segment id, sha256), for callers and tests
+
+    # event loop side
+
+    def start_connection(
+        self, kinds: set[str], video_codec: str, request_keyframe: Callable[[], None]
+    ) -> Timeline:
+        """A (re)connection begins; its frames start a new segment at their first keyframe."""
+        self.end_connection()
+        self._kinds = set(kinds)
+        self._video_codec = video_codec
+        self._request_keyframe = request_keyframe
+        self._last_info = None
+        self._timeline = Timeline(
+            kinds,
+            self._config.sender_report_wait_seconds,
+            label=f"session {self.session_id}",
+            on_transit=self._metrics.frame_delay.observe,
+        )
+        return self._timeline
+
+    def push(self, frame: EncodedFrame) -> None:
+        """Take a frame of the current connection (called for every frame: keep it small)."""
+        if self._timeline is None:
+            return
+        for stamped in self._timeline.stamp(frame):
+            heapq.heappush(self._heap, (stamped.wall, next(self._order), stamped))
+            if stamped.wall > self._newest:
+                self._newest = stamped.wall
+        horizon = self._newest - REORDER_SECONDS
+        while self._heap and self._heap[0][0] <= horizon:
+            self._route(heapq.heappop(self._heap)[2])
+
+    def end_connection(self) -> None:
+        """The connection is gone: write what is held and close the open segment."""
+        if self._timeline is not None:
+            for stamped in self._timeline.flush():
+                heapq.heappush(self._heap, (stamped.wall, next(self._order), stamped))
+            self._timeline = None
+        while self._heap:
+            self._route(heapq.heappop(self._heap)[2])
+        self._close_segment(self._last_wall)
+        self._request_keyframe = _nothing
+
+    async def close(self) -> None:
+        """End the recording: every segment sealed in the catalogue when this returns."""
+        self.end_connection()
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _route(self, frame: EncodedFrame) -> None:
+        if frame.kind == "video":
+            info = keyframe_info(frame.codec, frame.data) if frame.keyframe else None
+            if info is not None:
+                if not info.extradata and self._last_info is not None:
+                    info = KeyframeInfo(info.width, info.height, self._last_info.extradata)
+                self._last_info = info
+            if self._segment_start is None:
+                if info is None:
+                    self._metrics.frames_dropped.labels("before_keyframe").inc()
+                    self._ask_keyframe()
+                    return
+                self._open_segment(frame.wall, info)
+            else:
+                age = frame.wall - self._segment_start
+                if info is not None and (
+                    age >= self._config.segment_seconds
+                    or (info.width, info.height) != self._segment_size
+                ):
+                    self._close_segment(frame.wall)
+                    self._open_segment(frame.wall, info)
+                elif age >= self._config.segment_seconds:
+                    self._ask_keyframe()
+        elif self._segment_start is None:
+            self._metrics.frames_dropped.labels("before_keyframe").inc()
+            return
+        assert self._segment_start is not None
+        pts = max(0, round((frame.wall - self._segment_start) * 1000))
+        self._last_wall = frame.wall
+        self._put(("frame", frame.kind, frame.data, pts, frame.keyframe))
+
+    def _ask_keyframe(self) -> None:
+        now = self._monotonic()
+        if now - self._last_pli >= self._config.keyframe_request_seconds:
+            self._last_pli = now
+            self._metrics.keyframe_requests.inc()
+            self._request_keyframe()
+
+    def _open_segment(self, wall: float, info: KeyframeInfo) -> None:
+        self._segment_start = wall
+        self._segment_size = (info.width, info.height)
+        self._put(("open", wall, self._video_codec, info, "audio" in self._kinds), force=True)
+
+    def _close_segment(self, wall: float) -> None:
+        if self._segment_start is not None:
+            self._put(("close", max(wall, self._segment_start)), force=True)
+            self._segment_start = None
+            self._segment_size = None
+
+    def _put(self, item: tuple[Any, ...], force: bool = False) -> None:
+        if force:
+            self._queue.put(item)  # open/close are rare and must not be lost
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._metrics.frames_dropped.labels("writer_behind").inc()
+            logger.warning("session %s: recording is behind, frame dropped", self.session_id)
+
+    # writer thread side
+
+    def _writer(self) -> None:
+        writer: SegmentWriter | None = None
+        segment_id = 0
+        while (item := self._queue.get()) is not None:
+            try:
+                if item[0] == "frame":
+                    if writer is not None:
+                        writer.write(item[1], item[2], item[3], item[4])
+                        self._metrics.frames_recorded.labels(item[1]).inc()
+                elif item[0] == "open":
+                    writer, segment_id = self._open_file(*item[1:])
+                elif item[0] == "close" and writer is not None:
+                    self._seal(writer, segment_id, item[1])
+                    writer = None
+            except (av.FFmpegError, OSError) as err:
+                logger.error(
+                    "session %s: segment %s: %s",
+                    self.session_id,
+                    writer.path if writer else "?",
+                    err,
+                )
+        if writer is not None:
+            self._seal(writer, segment_id, None)
+
+    def _open_file(
+        self, wall: float, codec: str, info: KeyframeInfo, audio: bool
+    ) -> tuple[SegmentWriter, int]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        start = utc_from_timestamp(wall)
+        stamp = start.strftime("%Y%m%dT%H%M%S%fZ")
+        # The catalogue row comes first: a crash after it leaves a row recovery can seal.
+        segment_id, seq = self._store.call(
+            self._store.open_segment,
+            self.session_id,
+            start,
+            codec,
+            info.width,
+            info.height,
+            lambda seq: f"{self.session_id}/{seq:05d}-{stamp}.mkv",
+        )
+        path = self._recordings_dir / self.session_id / f"{seq:05d}-{stamp}.mkv"
+        logger.info(
+            "session %s: segment %d started (%s %dx%d)",
+            self.session_id,
+            seq,
+            codec,
+            info.width,
+            info.height,
+        )
+        return SegmentWriter(path, codec, info, audio), segment_id
+
+    def _seal(self, writer: SegmentWriter, segment_id: int, wall: float | None) -> None:
+        size, digest = writer.close()
+        end = utc_from_timestamp(wall if wall is not None else self._last_wall)
+        self._store.call(self._store.close_segment, segment_id, end, size, digest)
+        self._metrics.segments.inc()
+        self._metrics.bytes_recorded.inc(size)
+        self.sealed.append((segment_id, digest))
+        logger.info(
+            "session %s: segment %s sealed (%d bytes, sha256 %s)",
+            self.session_id,
+            writer.path.name,
+            size,
+            digest,
+        )
+
+
+def _nothing() -> None:
+    return None

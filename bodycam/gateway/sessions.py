@@ -1,0 +1,289 @@
+"""Live sessions: one per device from the press to the stop, across link losses.
+
+A session is live while a connection carries its media, interrupted when the link is lost
+(ICE/DTLS failure, or no media for `media_timeout_seconds`, which is how a 4G drop looks),
+and ended by a button press, a WHIP DELETE, or a grace window without reconnection. A POST
+from the same device during the grace window continues the session with a new connection
+(and new segments); so does a POST while the old connection has gone silent, since the
+camera knows its link dropped before the gateway can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ..clock import Clock
+from ..config import Config
+from ..errors import Conflict, Forbidden, NotFound
+from ..metrics import Metrics
+from ..models import Device, EndReason, Session, SessionState
+from ..store import Store
+from .connection import Connection, accept_offer
+from .recorder import SessionRecorder
+from .recovery import recover_segments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveSession:
+    """In-memory state of a session that is not over."""
+
+    id: str
+    device: Device
+    state: SessionState
+    started_at: datetime
+    recorder: SessionRecorder | None = None
+    connection: Connection | None = None
+    interrupted_at: datetime | None = None
+    grace_task: asyncio.Task[None] | None = None
+    battery_percent: float | None = None
+    invalid_telemetry: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class SessionManager:
+    """Creates, continues and ends sessions; the only writer of session state."""
+
+    def __init__(self, config: Config, store: Store, metrics: Metrics, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
+        self._by_device: dict[str, LiveSession] = {}
+        self._resources: dict[str, Connection] = {}  # WHIP resource id -> connection
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.config.recordings_dir
+
+    def session(self, session_id: str) -> LiveSession | None:
+        return self._sessions.get(session_id)
+
+    def live_sessions(self) -> list[LiveSession]:
+        return list(self._sessions.values())
+
+    # startup and shutdown
+
+    async def start(self) -> None:
+        """Seal what a crash left open; give interrupted sessions their grace window again."""
+        await asyncio.to_thread(recover_segments, self.store, self.recordings_dir)
+        now = self.clock.now()
+        grace = timedelta(seconds=self.config.sessions.grace_seconds)
+        for session in await self.store.run(self.store.list_sessions):
+            if session.state == SessionState.ENDED:
+                continue
+            device = await self.store.run(self.store.get_device, session.device_id)
+            assert device is not None
+            since = session.interrupted_at or now
+            if session.state == SessionState.LIVE:
+                since = now  # the gateway went down: the camera lost its link just now
+                await self.store.run(self.store.interrupt_session, session.id, now)
+            if now - since >= grace:
+                await self.store.run(
+                    self.store.end_session, session.id, EndReason.LINK_LOST, since + grace
+                )
+                continue
+            live = LiveSession(
+                session.id,
+                device,
+                SessionState.INTERRUPTED,
+                session.started_at,
+                interrupted_at=since,
+            )
+            self._register(live)
+            live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
+            logger.info(
+                "session %s: interrupted by a gateway restart, waiting %.0f s for device %s",
+                session.id,
+                (since + grace - now).total_seconds(),
+                device.id,
+            )
+
+    async def close_all(self) -> None:
+        """Shut down: end nothing, but seal every segment (sessions resume after restart)."""
+        for live in list(self._sessions.values()):
+            if live.grace_task is not None:
+                live.grace_task.cancel()
+            if live.connection is not None:
+                await live.connection.close()
+            if live.recorder is not None:
+                await live.recorder.close()
+        self._sessions.clear()
+        self._by_device.clear()
+        self._resources.clear()
+
+    # WHIP
+
+    async def publish(self, device: Device, offer_sdp: str) -> tuple[str, str, Session]:
+        """Accept a WHIP offer: returns (resource id, answer SDP, session)."""
+        lock = self._locks.setdefault(device.id, asyncio.Lock())
+        async with lock:
+            live = self._by_device.get(device.id)
+            if live is not None and live.state == SessionState.LIVE:
+                conn = live.connection
+                if conn is not None and not conn.silent_for(
+                    self.config.sessions.media_timeout_seconds
+                ):
+                    raise Conflict(
+                        f"device {device.id} already has a live session ({live.id});"
+                        " end it with DELETE on its session URL first"
+                    )
+                await self._link_lost(live, "new offer while the old link was silent")
+            pc, media = await accept_offer(offer_sdp)
+            resource_id = secrets.token_urlsafe(24)
+            now = self.clock.now()
+            if live is not None and live.state == SessionState.INTERRUPTED:
+                assert live.grace_task is not None
+                live.grace_task.cancel()
+                live.state = SessionState.LIVE
+                live.interrupted_at = None
+                await self.store.run(self.store.resume_session, live.id, resource_id, now)
+                self.metrics.reconnects.inc()
+                logger.info("session %s: device %s reconnected", live.id, device.id)
+            else:
+                live = LiveSession(_new_session_id(now), device, SessionState.LIVE, now)
+                record = Session(
+                    live.id,
+                    device.id,
+                    device.officer,
+                    SessionState.LIVE,
+                    now,
+                    video_codec=media.video_codec,
+                    audio_codec=media.audio_codec,
+                )
+                await self.store.run(self.store.create_session, record, resource_id)
+                self._register(live)
+                self.metrics.sessions_started.inc()
+                logger.info(
+                    "session %s: device %s (%s) is live, %s",
+                    live.id,
+                    device.id,
+                    device.officer or "no officer",
+                    media.video_codec,
+                )
+            await self.store.run(
+                self.store.update_session_media, live.id, media.video_codec, media.audio_codec
+            )
+            if live.recorder is None:
+                live.recorder = SessionRecorder(
+                    live.id,
+                    self.recordings_dir,
+                    self.store,
+                    self.config.recording,
+                    self.metrics,
+                    self.clock.monotonic,
+                )
+            conn = Connection(resource_id, pc, live, media, self)
+            answer = await conn.answer()
+            live.connection = conn
+            self._resources[resource_id] = conn
+            conn.start()
+            self.metrics.sessions_live.set(self._count_live())
+            session = await self.store.run(self.store.get_session, live.id)
+            assert session is not None
+            return resource_id, answer, session
+
+    async def delete(self, resource_id: str, device: Device) -> Session:
+        """WHIP DELETE: end the session the resource belongs to (idempotent)."""
+        session = await self.store.run(self.store.session_of_resource, resource_id)
+        if session is None:
+            raise NotFound("no WHIP session at this URL")
+        if session.device_id != device.id:
+            raise Forbidden(f"this WHIP session belongs to another device than {device.id}")
+        live = self._sessions.get(session.id)
+        conn = self._resources.get(resource_id)
+        if live is not None and (conn is None or live.connection is conn):
+            await self.end(live, EndReason.DELETE)
+        ended = await self.store.run(self.store.get_session, session.id)
+        assert ended is not None
+        return ended
+
+    # lifecycle, called by connections
+
+    async def end(self, live: LiveSession, reason: EndReason) -> None:
+        """End a session for good: close its connection, seal its recording."""
+        if self._sessions.get(live.id) is not live:
+            return
+        self._unregister(live)
+        if live.grace_task is not None:
+            live.grace_task.cancel()
+        conn, live.connection = live.connection, None
+        if conn is not None:
+            self._resources.pop(conn.resource_id, None)
+            await conn.close()
+        if live.recorder is not None:
+            await live.recorder.close()
+        live.state = SessionState.ENDED
+        await self.store.run(self.store.end_session, live.id, reason, self.clock.now())
+        await self.store.run(
+            self.store.update_session_telemetry,
+            live.id,
+            live.battery_percent,
+            live.invalid_telemetry,
+        )
+        self.metrics.sessions_live.set(self._count_live())
+        logger.info("session %s: ended (%s)", live.id, reason)
+
+    async def link_lost(self, conn: Connection, why: str) -> None:
+        live = conn.session
+        if live.connection is conn and live.state == SessionState.LIVE:
+            await self._link_lost(live, why)
+
+    async def _link_lost(self, live: LiveSession, why: str) -> None:
+        conn, live.connection = live.connection, None
+        now = self.clock.now()
+        live.state = SessionState.INTERRUPTED
+        live.interrupted_at = now
+        if conn is not None:
+            self._resources.pop(conn.resource_id, None)
+            await conn.close()
+        if live.recorder is not None:
+            live.recorder.end_connection()
+        await self.store.run(self.store.interrupt_session, live.id, now)
+        grace = self.config.sessions.grace_seconds
+        live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
+        self.metrics.sessions_live.set(self._count_live())
+        logger.warning(
+            "session %s: link lost (%s); waiting %.0f s for device %s to reconnect",
+            live.id,
+            why,
+            grace,
+            live.device.id,
+        )
+
+    async def _expire(self, live: LiveSession, after: timedelta) -> None:
+        await asyncio.sleep(max(0.0, after.total_seconds()))
+        if live.state == SessionState.INTERRUPTED:
+            await self.end(live, EndReason.LINK_LOST)
+
+    def spawn(self, live: LiveSession, make: Callable[[], object]) -> None:
+        """Run a coroutine for a session, keeping a reference until it is done."""
+        task: asyncio.Task[None] = asyncio.ensure_future(make())  # type: ignore[arg-type]
+        live.tasks.add(task)
+        task.add_done_callback(live.tasks.discard)
+
+    def _register(self, live: LiveSession) -> None:
+        self._sessions[live.id] = live
+        self._by_device[live.device.id] = live
+
+    def _unregister(self, live: LiveSession) -> None:
+        self._sessions.pop(live.id, None)
+        if self._by_device.get(live.device.id) is live:
+            del self._by_device[live.device.id]
+
+    def _count_live(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.state == SessionState.LIVE)
+
+
+def _new_session_id(now: datetime) -> str:
+    """Sortable by start time, unguessable: 20261122T101500Z-<96 random bits>."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(12)}"

@@ -1,0 +1,97 @@
+"""WHIP (RFC 9725) endpoint: cameras publish with POST, end with DELETE.
+
+One endpoint URL for every device: the Bearer token says which device is calling. The
+session URL returned in `Location` carries 192 random bits, so it cannot be guessed, and
+DELETE on it still requires the device's token. Trickle ICE is not offered: PATCH gets
+405, as the RFC asks of servers without it. CORS lets a browser page on another origin
+publish (a WHIP client in a web page).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..devices import authenticate
+from ..errors import PayloadTooLarge, UnsupportedMediaType
+from .keys import config_key, metrics_key, sessions_key, store_key
+
+logger = logging.getLogger(__name__)
+
+WHIP_PATH = "/whip"
+SESSION_PATH = "/whip/sessions/{resource_id}"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Accept-Post, Link, ETag",
+}
+
+
+async def read_sdp(request: web.Request, limit: int) -> str:
+    """The request body as SDP text, within the size limit."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() != "application/sdp":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/sdp, got {content_type or 'none'}"
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"SDP offer of {request.content_length} bytes is over the {limit}-byte limit"
+        )
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"SDP offer is over the {limit}-byte limit")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsupportedMediaType("SDP offer is not UTF-8 text") from None
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[store_key]
+    device = await store.run(authenticate, store, request.headers.get("Authorization"))
+    sdp = await read_sdp(request, app[config_key].server.max_sdp_bytes)
+    resource_id, answer, session = await app[sessions_key].publish(device, sdp)
+    location = SESSION_PATH.format(resource_id=resource_id)
+    app[metrics_key].whip_requests.labels("POST", "201").inc()
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": location, "X-Bodycam-Session": session.id, **CORS},
+    )
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[store_key]
+    device = await store.run(authenticate, store, request.headers.get("Authorization"))
+    session = await app[sessions_key].delete(request.match_info["resource_id"], device)
+    app[metrics_key].whip_requests.labels("DELETE", "200").inc()
+    return web.json_response({"session": session.id, "state": session.state}, headers=CORS)
+
+
+async def options(request: web.Request) -> web.Response:
+    """CORS preflight, and the RFC's way to learn what POST accepts."""
+    methods = (
+        "POST, OPTIONS" if request.match_info.get("resource_id") is None else "DELETE, OPTIONS"
+    )
+    return web.Response(
+        status=204,
+        headers={
+            **CORS,
+            "Accept-Post": "application/sdp",
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+            "Access-Control-Max-Age": "86400",
+            "Allow": methods,
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(WHIP_PATH, post_offer)
+    app.router.add_route("OPTIONS", WHIP_PATH, options)
+    app.router.add_delete(SESSION_PATH, delete_session)
+    app.router.add_route("OPTIONS", SESSION_PATH, options)

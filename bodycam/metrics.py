@@ -1,0 +1,81 @@
+"""Prometheus metrics of one gateway, in a registry of its own (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Glass-to-gateway delay buckets: fine where loopback and LAN latencies fall.
+DELAY_BUCKETS = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.035,
+    0.04,
+    0.045,
+    0.05,
+    0.06,
+    0.07,
+    0.08,
+    0.09,
+    0.1,
+    0.125,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+    2.0,
+)
+
+
+class Metrics:
+    """The gateway's counters, gauges and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions_live = Gauge("bodycam_sessions_live", "Sessions currently live", registry=r)
+        self.sessions_started = Counter("bodycam_sessions_started", "Sessions started", registry=r)
+        self.reconnects = Counter(
+            "bodycam_session_reconnects", "Reconnects that continued a session", registry=r
+        )
+        self.whip_requests = Counter(
+            "bodycam_whip_requests", "WHIP requests by outcome", ["method", "status"], registry=r
+        )
+        self.frames = Counter(
+            "bodycam_ingest_frames", "Encoded frames received", ["kind"], registry=r
+        )
+        self.frames_recorded = Counter(
+            "bodycam_recorded_frames", "Frames written to segments", ["kind"], registry=r
+        )
+        self.frames_dropped = Counter(
+            "bodycam_recording_dropped_frames",
+            "Frames not recorded, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.segments = Counter("bodycam_segments_sealed", "Segments closed and hashed", registry=r)
+        self.bytes_recorded = Counter(
+            "bodycam_recorded_bytes", "Bytes of sealed segments", registry=r
+        )
+        self.keyframe_requests = Counter(
+            "bodycam_keyframe_requests", "PLIs sent to cameras", registry=r
+        )
+        self.telemetry = Counter(
+            "bodycam_telemetry_messages", "Telemetry messages by type", ["type"], registry=r
+        )
+        self.telemetry_invalid = Counter(
+            "bodycam_telemetry_invalid", "Telemetry messages rejected", registry=r
+        )
+        self.frame_delay = Histogram(
+            "bodycam_ingest_frame_delay_seconds",
+            "Capture (sender clock) to frame complete at the gateway, video",
+            buckets=DELAY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

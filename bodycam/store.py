@@ -1,0 +1,412 @@
+"""SQLite schema and queries for the durable facts: devices, sessions, segments, positions.
+
+The connection lives on one thread: the gateway reaches it through `Store.run`, which
+queues calls on the store's own single-thread executor so the event loop never waits on
+disk; the command line calls the methods directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .clock import iso, parse_iso
+from .models import Device, Position, Segment, Session, SessionState
+
+T = TypeVar("T")
+
+GENESIS_HASH = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    officer TEXT NOT NULL DEFAULT '',
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    serial TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    officer TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    interrupted_at TEXT,
+    end_reason TEXT,
+    video_codec TEXT NOT NULL DEFAULT '',
+    audio_codec TEXT NOT NULL DEFAULT '',
+    connections INTEGER NOT NULL DEFAULT 1,
+    battery_percent REAL,
+    invalid_telemetry INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_device ON sessions(device_id, started_at);
+CREATE TABLE IF NOT EXISTS whip_resources (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    prev_sha256 TEXT NOT NULL DEFAULT '',
+    video_codec TEXT NOT NULL DEFAULT '',
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    UNIQUE (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS positions (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    time TEXT NOT NULL,
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    accuracy_m REAL NOT NULL,
+    heading_deg REAL,
+    speed_mps REAL
+);
+CREATE INDEX IF NOT EXISTS positions_session ON positions(session_id, time);
+"""
+
+
+def _dt(value: str | None) -> datetime | None:
+    return parse_iso(value) if value else None
+
+
+class Store:
+    """The SQLite database under the data directory (WAL, foreign keys on)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one of this store's methods on its own thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread(), fn, *args)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a method on the store's thread from another worker thread, and wait for it."""
+        return self._thread().submit(fn, *args).result()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # devices
+
+    def add_device(self, device_id: str, officer: str, token_hash: str, now: datetime) -> None:
+        """Enrol a device; raises sqlite3.IntegrityError if the id exists."""
+        self._db.execute(
+            "INSERT INTO devices (id, officer, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            (device_id, officer, token_hash, iso(now)),
+        )
+
+    def get_device(self, device_id: str) -> Device | None:
+        row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return _device(row) if row else None
+
+    def device_by_token_hash(self, token_hash: str) -> Device | None:
+        row = self._db.execute(
+            "SELECT * FROM devices WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return _device(row) if row else None
+
+    def list_devices(self) -> list[Device]:
+        return [_device(r) for r in self._db.execute("SELECT * FROM devices ORDER BY id")]
+
+    def revoke_device(self, device_id: str, now: datetime) -> bool:
+        """Mark a device revoked; False if it does not exist or was already revoked."""
+        cur = self._db.execute(
+            "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (iso(now), device_id),
+        )
+        return cur.rowcount == 1
+
+    def set_device_identity(self, device_id: str, serial: str, model: str, firmware: str) -> None:
+        self._db.execute(
+            "UPDATE devices SET serial = ?, model = ?, firmware = ? WHERE id = ?",
+            (serial, model, firmware, device_id),
+        )
+
+    # sessions
+
+    def create_session(self, session: Session, resource_id: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO sessions (id, device_id, officer, state, started_at, video_codec,"
+                " audio_codec) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    session.device_id,
+                    session.officer,
+                    session.state,
+                    iso(session.started_at),
+                    session.video_codec,
+                    session.audio_codec,
+                ),
+            )
+            db.execute(
+                "INSERT INTO whip_resources (id, session_id, created_at) VALUES (?, ?, ?)",
+                (resource_id, session.id, iso(session.started_at)),
+            )
+
+    def resume_session(self, session_id: str, resource_id: str, now: datetime) -> None:
+        """A reconnect within the grace window: live again, one more connection."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sessions SET state = 'live', interrupted_at = NULL,"
+                " connections = connections + 1 WHERE id = ?",
+                (session_id,),
+            )
+            db.execute(
+                "INSERT INTO whip_resources (id, session_id, created_at) VALUES (?, ?, ?)",
+                (resource_id, session_id, iso(now)),
+            )
+
+    def interrupt_session(self, session_id: str, now: datetime) -> None:
+        self._db.execute(
+            "UPDATE sessions SET state = 'interrupted', interrupted_at = ?"
+            " WHERE id = ? AND state = 'live'",
+            (iso(now), session_id),
+        )
+
+    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?"
+            " WHERE id = ? AND state != 'ended'",
+            (iso(ended_at), reason, session_id),
+        )
+
+    def update_session_media(self, session_id: str, video_codec: str, audio_codec: str) -> None:
+        self._db.execute(
+            "UPDATE sessions SET video_codec = ?, audio_codec = ? WHERE id = ?",
+            (video_codec, audio_codec, session_id),
+        )
+
+    def update_session_telemetry(
+        self, session_id: str, battery_percent: float | None, invalid_telemetry: int
+    ) -> None:
+        self._db.execute(
+            "UPDATE sessions SET battery_percent = COALESCE(?, battery_percent),"
+            " invalid_telemetry = ? WHERE id = ?",
+            (battery_percent, invalid_telemetry, session_id),
+        )
+
+    def get_session(self, session_id: str) -> Session | None:
+        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return _session(row) if row else None
+
+    def session_of_resource(self, resource_id: str) -> Session | None:
+        row = self._db.execute(
+            "SELECT s.* FROM sessions s JOIN whip_resources r ON r.session_id = s.id"
+            " WHERE r.id = ?",
+            (resource_id,),
+        ).fetchone()
+        return _session(row) if row else None
+
+    def list_sessions(self, state: SessionState | None = None) -> list[Session]:
+        if state is None:
+            rows = self._db.execute("SELECT * FROM sessions ORDER BY started_at")
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM sessions WHERE state = ? ORDER BY started_at", (state,)
+            )
+        return [_session(r) for r in rows]
+
+    # segments
+
+    def open_segment(
+        self,
+        session_id: str,
+        started_at: datetime,
+        video_codec: str,
+        width: int,
+        height: int,
+        path_for: Callable[[int], str],
+    ) -> tuple[int, int]:
+        """Record a segment being written; returns (segment id, sequence number).
+
+        `path_for(seq)` names the file, relative to the recordings directory.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM segments WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            seq = int(row[0])
+            cur = db.execute(
+                "INSERT INTO segments (session_id, seq, path, started_at, video_codec, width,"
+                " height, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+                (session_id, seq, path_for(seq), iso(started_at), video_codec, width, height),
+            )
+        assert cur.lastrowid is not None
+        return cur.lastrowid, seq
+
+    def close_segment(
+        self, segment_id: int, ended_at: datetime, size: int, sha256: str, state: str = "closed"
+    ) -> str:
+        """Seal a segment: its hash, chained to the previous sealed segment of its session.
+
+        Returns the previous segment's hash. `state` is "closed" for a segment the recorder
+        finished, "recovered" for one found open after a crash and sealed at startup.
+        """
+        with self._transaction() as db:
+            seg = db.execute(
+                "SELECT session_id, seq FROM segments WHERE id = ?", (segment_id,)
+            ).fetchone()
+            prev = db.execute(
+                "SELECT sha256 FROM segments WHERE session_id = ? AND seq < ? AND sha256 != ''"
+                " ORDER BY seq DESC LIMIT 1",
+                (seg["session_id"], seg["seq"]),
+            ).fetchone()
+            prev_sha = prev["sha256"] if prev else GENESIS_HASH
+            db.execute(
+                "UPDATE segments SET ended_at = ?, bytes = ?, sha256 = ?, prev_sha256 = ?,"
+                " state = ? WHERE id = ?",
+                (iso(ended_at), size, sha256, prev_sha, state, segment_id),
+            )
+        return str(prev_sha)
+
+    def drop_segment(self, segment_id: int) -> None:
+        """Forget a segment that holds no media (its file was removed)."""
+        self._db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+
+    def segments_of(self, session_id: str) -> list[Segment]:
+        rows = self._db.execute(
+            "SELECT * FROM segments WHERE session_id = ? ORDER BY seq", (session_id,)
+        )
+        return [_segment(r) for r in rows]
+
+    def open_segments(self) -> list[Segment]:
+        return [
+            _segment(r)
+            for r in self._db.execute("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
+        ]
+
+    def recording_totals(self, session_id: str) -> tuple[int, int]:
+        """(number of sealed segments, their total bytes)."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments"
+            " WHERE session_id = ? AND state != 'open'",
+            (session_id,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    # positions
+
+    def add_position(self, session_id: str, position: Position) -> None:
+        self._db.execute(
+            "INSERT INTO positions (session_id, time, lat, lon, accuracy_m, heading_deg,"
+            " speed_mps) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                session_id,
+                iso(position.time),
+                position.lat,
+                position.lon,
+                position.accuracy_m,
+                position.heading_deg,
+                position.speed_mps,
+            ),
+        )
+
+    def positions_of(self, session_id: str) -> list[Position]:
+        rows = self._db.execute(
+            "SELECT * FROM positions WHERE session_id = ? ORDER BY time", (session_id,)
+        )
+        return [
+            Position(
+                lat=r["lat"],
+                lon=r["lon"],
+                accuracy_m=r["accuracy_m"],
+                time=parse_iso(r["time"]),
+                heading_deg=r["heading_deg"],
+                speed_mps=r["speed_mps"],
+            )
+            for r in rows
+        ]
+
+
+def _device(row: sqlite3.Row) -> Device:
+    return Device(
+        id=row["id"],
+        officer=row["officer"],
+        created_at=parse_iso(row["created_at"]),
+        revoked_at=_dt(row["revoked_at"]),
+        serial=row["serial"],
+        model=row["model"],
+        firmware=row["firmware"],
+    )
+
+
+def _session(row: sqlite3.Row) -> Session:
+    return Session(
+        id=row["id"],
+        device_id=row["device_id"],
+        officer=row["officer"],
+        state=SessionState(row["state"]),
+        started_at=parse_iso(row["started_at"]),
+        ended_at=_dt(row["ended_at"]),
+        interrupted_at=_dt(row["interrupted_at"]),
+        end_reason=row["end_reason"],
+        video_codec=row["video_codec"],
+        audio_codec=row["audio_codec"],
+        connections=row["connections"],
+        battery_percent=row["battery_percent"],
+        invalid_telemetry=row["invalid_telemetry"],
+    )
+
+
+def _segment(row: sqlite3.Row) -> Segment:
+    return Segment(
+        id=row["id"],
+        session_id=row["session_id"],
+        seq=row["seq"],
+        path=row["path"],
+        started_at=parse_iso(row["started_at"]),
+        ended_at=_dt(row["ended_at"]),
+        bytes=row["bytes"],
+        sha256=row["sha256"],
+        prev_sha256=row["prev_sha256"],
+        video_codec=row["video_codec"],
+        width=row["width"],
+        height=row["height"],
+        state=row["state"],
+    )
