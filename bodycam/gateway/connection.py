@@ -38,6 +38,7 @@ AUDIO_CODECS = ("opus",)
 TELEMETRY_LABEL = "telemetry"
 CONNECT_TIMEOUT_SECONDS = 15.0
 WATCH_INTERVAL_SECONDS = 0.5
+DRAIN_SECONDS = 2.0
 LOGGED_INVALID_TELEMETRY = 5  # then one line in a hundred
 
 
@@ -171,6 +172,12 @@ class Connection:
         for task in helpers:
             task.cancel()
         await self.pc.close()  # ends the tracks: each pump returns once its queue is drained
+        if self._pumps:
+            # A receiver that never started (no ICE) never ends its track: stop waiting.
+            drain = DRAIN_SECONDS if self._got_media else 0.0
+            _, stuck = await asyncio.wait(set(self._pumps), timeout=drain)
+            for task in stuck:
+                task.cancel()
         await asyncio.gather(*helpers, *self._pumps, return_exceptions=True)
 
     def _spawn(self, coro: Any, tasks: set[asyncio.Task[None]] | None = None) -> None:

@@ -1,0 +1,66 @@
+"""Configuration: defaults, TOML, environment, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bodycam.config import Config
+from bodycam.errors import ConfigError
+
+
+def test_defaults_need_no_file() -> None:
+    config = Config.load(None, environ={})
+    assert config.server.port == 8080
+    assert config.sessions.grace_seconds == 60
+    assert config.ice.addresses == ("127.0.0.1",)
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "bodycam.toml"
+    path.write_text(
+        'data_dir = "/srv/bodycam"\n[server]\nport = 9000\nhost = "0.0.0.0"\n'
+        '[ice]\naddresses = ["eth0", "10.0.0.0/8"]\n'
+    )
+    config = Config.load(path, environ={"BODYCAM_SERVER_PORT": "9100"}, server_host="::1")
+    assert config.data_dir == Path("/srv/bodycam")
+    assert config.server.port == 9100
+    assert config.server.host == "::1"
+    assert config.ice.addresses == ("eth0", "10.0.0.0/8")
+
+
+def test_environment_list_and_float() -> None:
+    config = Config.load(
+        None,
+        environ={"BODYCAM_ICE_ADDRESSES": "127.0.0.1, ::1", "BODYCAM_SESSIONS_GRACE_SECONDS": "5"},
+    )
+    assert config.ice.addresses == ("127.0.0.1", "::1")
+    assert config.sessions.grace_seconds == 5.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "message"),
+    [
+        ("[server]\nport = 70000\n", {}, "server.port: must be between 1 and 65535"),
+        ('[server]\nport = "http"\n', {}, "server.port: expected an integer"),
+        ("[server]\nprot = 80\n", {}, "server.prot: unknown key"),
+        ("[sessions]\ngrace_seconds = -1\n", {}, "sessions.grace_seconds"),
+        ('[ice]\naddresses = "eth 0"\n', {}, "ice.addresses"),
+        ("[log]\nlevel = 'loud'\n", {}, "log.level"),
+        ("", {"BODYCAM_RECORDING_SEGMENT_SECONDS": "soon"}, "recording.segment_seconds"),
+        ("", {"BODYCAM_COLOUR": "blue"}, "colour: unknown key"),
+        ("server = 3\n", {}, "server: must be a table"),
+        ("[server\n", {}, "not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, toml: str, environ: dict[str, str], message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        Config.load(path, environ=environ)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.load(tmp_path / "nope.toml", environ={})

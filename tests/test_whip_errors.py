@@ -1,0 +1,159 @@
+"""WHIP endpoint: every bad input gets a clear error, and the gateway stays up."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from bodycam.clock import SystemClock
+
+from .conftest import Gateway
+from .whip_client import make_offer
+
+SDP = "application/sdp"
+
+AV1_ONLY = """v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+t=0 0
+m=video 9 UDP/TLS/RTP/SAVPF 96
+c=IN IP4 127.0.0.1
+a=mid:0
+a=sendonly
+a=rtpmap:96 AV1/90000
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+a=setup:actpass
+"""
+
+
+async def post(gateway: Gateway, body: str | bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.post(
+        gateway.url + "/whip", data=body, headers=headers
+    ) as response:
+        return response.status, await response.json(content_type=None)
+
+
+@pytest.fixture
+async def offer() -> str:
+    pc, sdp = await make_offer()
+    await pc.close()
+    return sdp
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({"Content-Type": SDP}, 401, "missing Authorization"),
+        ({"Content-Type": SDP, "Authorization": "Basic abc"}, 401, "must be 'Bearer"),
+        ({"Content-Type": SDP, "Authorization": "Bearer bcd_nope"}, 401, "unknown device token"),
+        ({"Content-Type": SDP, "Authorization": "Bearer " + "x" * 300}, 401, "too long"),
+    ],
+)
+async def test_bad_credentials(gateway: Gateway, offer: str, headers: dict, status: int,
+                               message: str) -> None:
+    got, body = await post(gateway, offer, headers)
+    assert got == status
+    assert message in body["error"]
+
+
+async def test_revoked_device_is_forbidden(gateway: Gateway, offer: str) -> None:
+    token = gateway.enroll("cam-rev")
+    gateway.store.revoke_device("cam-rev", SystemClock().now())
+    status, body = await post(gateway, offer, {"Content-Type": SDP,
+                                               "Authorization": f"Bearer {token}"})
+    assert status == 403
+    assert "cam-rev is revoked" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [
+        ("text/plain", "OFFER", 415, "Content-Type must be application/sdp"),
+        (SDP, "v=0\r\n" + "a=x\r\n" * 20000, 413, "over the 65536-byte limit"),
+        (SDP, "hello", 400, "not an SDP offer"),
+        (SDP, "v=0\nm=video 9 RTP/AVP\nthis is not sdp", 400, "could not be parsed"),
+        (SDP, AV1_ONLY, 422, "no video codec the gateway records"),
+        (SDP, b"m=\xff\xfe", 415, "not UTF-8"),
+    ],
+)
+async def test_bad_bodies(gateway: Gateway, content_type: str, body: str, status: int,
+                          message: str) -> None:
+    token = gateway.enroll("cam-1")
+    got, answer = await post(gateway, body, {"Content-Type": content_type,
+                                             "Authorization": f"Bearer {token}"})
+    assert got == status, answer
+    assert message in answer["error"]
+
+
+async def test_offer_without_video_is_unprocessable(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    pc, sdp = await make_offer(video=None)
+    await pc.close()
+    status, body = await post(gateway, sdp, {"Content-Type": SDP,
+                                             "Authorization": f"Bearer {token}"})
+    assert status == 422
+    assert "no video" in body["error"]
+
+
+async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    other = gateway.enroll("cam-2")
+    auth = {"Authorization": f"Bearer {token}"}
+    pc1, sdp1 = await make_offer()
+    pc2, sdp2 = await make_offer()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway.url + "/whip", data=sdp1,
+                             headers={**auth, "Content-Type": SDP}) as first:
+            assert first.status == 201
+            assert first.content_type == SDP
+            assert "a=recvonly" in await first.text()
+            location = first.headers["Location"]
+            assert first.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Location" in first.headers["Access-Control-Expose-Headers"]
+        assert len(location.rsplit("/", 1)[1]) >= 32  # unguessable
+        async with http.post(gateway.url + "/whip", data=sdp2,
+                             headers={**auth, "Content-Type": SDP}) as second:
+            assert second.status == 409
+            assert "already has a live session" in (await second.json())["error"]
+        async with http.delete(gateway.url + location,
+                               headers={"Authorization": f"Bearer {other}"}) as wrong:
+            assert wrong.status == 403
+        async with http.delete(gateway.url + "/whip/sessions/nope", headers=auth) as unknown:
+            assert unknown.status == 404
+        async with http.delete(gateway.url + location) as anonymous:
+            assert anonymous.status == 401
+        async with http.delete(gateway.url + location, headers=auth) as done:
+            assert done.status == 200
+            assert (await done.json())["state"] == "ended"
+        async with http.delete(gateway.url + location, headers=auth) as again:
+            assert again.status == 200  # idempotent
+        async with http.patch(gateway.url + location, headers=auth) as patch:
+            assert patch.status == 405  # no trickle ICE (RFC 9725 section 4.3.1)
+    await pc1.close()
+    await pc2.close()
+    sessions = gateway.store.list_sessions()
+    assert [s.state for s in sessions] == ["ended"]
+
+
+async def test_options_advertises_sdp_and_cors(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http, http.options(
+        gateway.url + "/whip",
+        headers={"Origin": "https://console.example", "Access-Control-Request-Method": "POST"},
+    ) as response:
+        assert response.status == 204
+        assert response.headers["Accept-Post"] == "application/sdp"
+        allowed = response.headers["Access-Control-Allow-Headers"]
+        assert "Authorization" in allowed and "Content-Type" in allowed
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+async def test_gateway_still_serves_after_errors(gateway: Gateway, offer: str) -> None:
+    for _ in range(3):
+        await post(gateway, "garbage", {"Content-Type": SDP, "Authorization": "Bearer x"})
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + "/healthz") as health:
+        assert health.status == 200
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + "/metrics") as metrics:
+        text = await metrics.text()
+    assert 'bodycam_whip_requests_total{method="POST",status="401"} 3.0' in text
