@@ -36,6 +36,7 @@ import aiohttp
 
 from simulators.gps import RUNNING_SPEED, WALKING_SPEED, Walk, load_route
 from simulators.media import (
+    EncodedLoop,
     LiveVideoTrack,
     LoopCache,
     LoopTrack,
@@ -172,16 +173,21 @@ class AxisBodycam:
 
     async def prepare(self) -> None:
         """Encode the loops this camera needs now, so a press goes live at once."""
+        await self._audio_loop()
+        if self.media.encode == "loop":
+            await self._video_loop()
+
+    async def _audio_loop(self) -> EncodedLoop:
         media = self.media
-        audio_key = ("audio", media.flash_interval, media.flash_offset, media.fps)
-        await self._cache.get(
-            (*audio_key, media.audio_bitrate), functools.partial(encode_audio_loop, media)
+        # The sound depends on none of the picture settings: one loop serves a whole fleet.
+        key = ("audio", media.flash_interval, media.flash_offset, media.fps, media.audio_bitrate)
+        return await self._cache.get(key, functools.partial(encode_audio_loop, media))
+
+    async def _video_loop(self) -> EncodedLoop:
+        key = ("video", self._label, self.media)
+        return await self._cache.get(
+            key, functools.partial(encode_video_loop, self._label, self.media)
         )
-        if media.encode == "loop":
-            await self._cache.get(
-                ("video", self._label, media),
-                functools.partial(encode_video_loop, self._label, media),
-            )
 
     async def press(self) -> None:
         """Press the button: go live when idle, stop when live or reconnecting."""
@@ -195,7 +201,7 @@ class AxisBodycam:
             elif self._state == "live":
                 await self._stop()
             else:
-                self._cancel_reconnect()
+                await self._cancel_reconnect()
                 self._set_state("idle")
 
     async def drop_link(self, seconds: float) -> None:
@@ -207,9 +213,11 @@ class AxisBodycam:
             self._set_state("dropped")
             self._stop_telemetry()
             await publisher.vanish()
-            self._reconnect = asyncio.create_task(self._come_back(seconds, publisher.release))
+            self._reconnect = back = asyncio.create_task(
+                self._come_back(seconds, publisher.release)
+            )
         # Waiting on the task, not awaiting it, lets a press cancel it without raising here.
-        await asyncio.wait({self._reconnect})
+        await asyncio.wait({back})
 
     async def run_timeline(self, steps: Sequence[tuple[Any, ...]]) -> None:
         """Run `(at_seconds, action, *args)` steps: press, drop (seconds), wait."""
@@ -229,32 +237,24 @@ class AxisBodycam:
         async with self._lock:
             if self._state == "live":
                 await self._stop()
-            self._cancel_reconnect()
+            await self._cancel_reconnect()
             self._set_state("idle")
         for task in list(self._background):
             task.cancel()
         if self._background:
-            await asyncio.wait(self._background)
+            await asyncio.wait(list(self._background))
         if self._http is not None:
             await self._http.close()
             self._http = None
 
-    async def _tracks(self) -> tuple[Any, LoopTrack]:
-        await self.prepare()
-        media, clock = self.media, MediaClock()
-        audio_key = ("audio", media.flash_interval, media.flash_offset, media.fps)
-        audio_loop = await self._cache.get(
-            (*audio_key, media.audio_bitrate), functools.partial(encode_audio_loop, media)
-        )
-        audio = LoopTrack("audio", audio_loop, clock, self.counters)
-        if media.encode == "live":
-            return LiveVideoTrack(
-                self._label, media, clock, self.counters, self._switched_on
-            ), audio
-        video_loop = await self._cache.get(
-            ("video", self._label, media), functools.partial(encode_video_loop, self._label, media)
-        )
-        return LoopTrack("video", video_loop, clock, self.counters), audio
+    async def _tracks(self) -> tuple[LiveVideoTrack | LoopTrack, LoopTrack]:
+        clock = MediaClock()
+        audio = LoopTrack("audio", await self._audio_loop(), clock, self.counters)
+        if self.media.encode == "loop":
+            video = LoopTrack("video", await self._video_loop(), clock, self.counters)
+            return video, audio
+        live = LiveVideoTrack(self._label, self.media, clock, self.counters, self._switched_on)
+        return live, audio
 
     async def _publish(self) -> None:
         if self._http is None:
@@ -317,10 +317,12 @@ class AxisBodycam:
             await asyncio.sleep(backoff)
             backoff = min(2 * backoff, 15.0)
 
-    def _cancel_reconnect(self) -> None:
-        if self._reconnect is not None and not self._reconnect.done():
-            self._reconnect.cancel()
-        self._reconnect = None
+    async def _cancel_reconnect(self) -> None:
+        task, self._reconnect = self._reconnect, None
+        if task is not None and not task.done():
+            task.cancel()
+            # Let it run its cleanup (closing the sockets a vanished link kept) before going on.
+            await asyncio.wait({task})
 
     def _link_lost(self, publisher: WhipPublisher, reason: str) -> None:
         if publisher is not self._publisher:
@@ -415,22 +417,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     """Press, stay live for the duration (or until interrupted), press again."""
-    media = MediaSettings(
-        codec=args.codec,
-        width=args.size[0],
-        height=args.size[1],
-        fps=args.fps,
-        bitrate=args.bitrate,
-        encode=args.encode,
-        loop_seconds=args.loop_seconds,
-    )
-    route = load_route(args.route) if args.route else None
+    try:
+        media = MediaSettings(
+            codec=args.codec,
+            width=args.size[0],
+            height=args.size[1],
+            fps=args.fps,
+            bitrate=args.bitrate,
+            encode=args.encode,
+            loop_seconds=args.loop_seconds,
+        )
+        route = load_route(args.route) if args.route else None
+    except (OSError, ValueError) as err:
+        logger.error("%s: bad options: %s", args.device, err)
+        return 2
     walk = Walk(route=route, speed=args.speed, end=args.end, seed=device_seed(args.device))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    try:
+        return await _run_camera(args, media, walk, stop)
+    finally:
+        for signum in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
+
+
+async def _run_camera(
+    args: argparse.Namespace, media: MediaSettings, walk: Walk, stop: asyncio.Event
+) -> int:
     async with AxisBodycam(
         args.gateway,
         args.device,

@@ -312,7 +312,7 @@ class LoopCache:
             if future is None:
                 future = self._futures[key] = concurrent.futures.Future()
         if not owner:
-            return await asyncio.wrap_future(future)  # type: ignore[no-any-return]
+            return await asyncio.wrap_future(future)
         try:
             value = await asyncio.to_thread(build)
         except BaseException as err:
@@ -366,7 +366,8 @@ class LoopTrack(MediaStreamTrack):
     ) -> None:
         super().__init__()
         self.kind = kind
-        self._loop = loop
+        # Not `_loop`: the event emitter base class keeps its asyncio loop under that name.
+        self._encoded = loop
         self._clock = clock
         self._counters = counters
         self._next = 0
@@ -374,14 +375,14 @@ class LoopTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """Ignore keyframe requests: loops carry a keyframe every second anyway."""
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         """The next packet, returned when it is due."""
         if self.readyState != "live":
             raise MediaStreamError
         self._clock.start()
-        packet = self._loop.packet(self._next)
+        packet = self._encoded.packet(self._next)
         self._next += 1
-        await self._clock.sleep_until(float(packet.pts * self._loop.time_base))
+        await self._clock.sleep_until(float(packet.pts * self._encoded.time_base))
         if self.readyState != "live":
             raise MediaStreamError
         if self.kind == "video":
@@ -428,7 +429,7 @@ class LiveVideoTrack(MediaStreamTrack):
         frame.pict_type = av.video.frame.PictureType.I if keyframe else _NONE
         return b"".join(bytes(p) for p in self._encoder.encode(frame))
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         """The next encoded frame, returned when it is due."""
         settings = self._settings
         while True:

@@ -113,7 +113,8 @@ class TestCard:
         self.height = height
         self.fps = fps
         self._band_top, self._strip_top, self._row, self._edges = strip_geometry(width, height)
-        self._font = ImageFont.load_default(size=max(10, height // 14))
+        self._font_size = max(10, height // 14)
+        self._font = ImageFont.load_default(size=self._font_size)
         self._background = self._draw_background()
         self._flash = self._draw_flash_background()
 
@@ -142,7 +143,7 @@ class TestCard:
             bar = max(4, self.width // 40)
             x = (index * self.width) // (2 * self.fps) % self.width
             draw.rectangle((x, 0, x + bar, self._band_top - 1), fill=(230, 160, 40))
-            size = self._font.size
+            size = self._font_size
             margin = size // 2
             lines = (f"AXIS W110  {self.label}", clock, f"frame {counter:07d}")
             for n, text in enumerate(lines):

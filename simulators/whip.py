@@ -69,7 +69,7 @@ def codec_preferences(kind: str, codec: str) -> list[Any]:
     chosen = [c for c in capabilities if c.mimeType.lower() == wanted.lower()]
     if kind == "video" and codec == "h264":
         # Constrained baseline (42e0..) first: that is what the encoder produces.
-        chosen.sort(key=lambda c: not c.parameters.get("profile-level-id", "").startswith("42e0"))
+        chosen.sort(key=lambda c: not str(c.parameters.get("profile-level-id")).startswith("42e0"))
     rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
     return chosen + rtx
 

@@ -43,8 +43,9 @@ def encode(codec: str, width: int, height: int, frames: int = 3, **options: str)
     ],
 )
 def test_h264_sps_gives_the_encoded_size(width: int, height: int, profile: str) -> None:
-    packets = encode("libx264", width, height, profile=profile, preset="ultrafast",
-                     tune="zerolatency")
+    packets = encode(
+        "libx264", width, height, profile=profile, preset="ultrafast", tune="zerolatency"
+    )
     assert h264_is_keyframe(packets[0])
     assert not h264_is_keyframe(packets[1])
     info = h264_keyframe_info(packets[0])

@@ -54,7 +54,9 @@ def test_environment_list_and_float() -> None:
         ("[server\n", {}, "not valid TOML"),
     ],
 )
-def test_errors_name_the_key(tmp_path: Path, toml: str, environ: dict[str, str], message: str) -> None:
+def test_errors_name_the_key(
+    tmp_path: Path, toml: str, environ: dict[str, str], message: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from simulators.axis_bodycam import AxisBodycam, axis_serial
+from simulators.axis_bodycam import AxisBodycam, axis_serial, parse_args, run
 from simulators.gps import Walk, load_route
 from simulators.media import MediaSettings, is_flash, read_frame_counter
 from simulators.whip import WhipError
@@ -211,3 +211,18 @@ async def test_refused_post_raises(endpoint: tuple[str, Answerer]) -> None:
         assert "not enrolled" in str(raised.value)
         assert cam.state == "idle" and cam.last_error is not None
     assert len(answerer.posts) == 1
+
+
+async def test_command_line_session(endpoint: tuple[str, Answerer]) -> None:
+    base_url, answerer = endpoint
+    args = parse_args(
+        ["--gateway", base_url, "--device", "cam-19", "--token", TOKEN, "--size", "320x240",
+         "--fps", "15", "--duration", "1.5", "--route", "metz-charrons", "--codec", "vp8"]
+    )  # fmt: skip
+    assert await run(args) == 0
+    assert answerer.deletes == ["r1"] and len(answerer.counters["r1"]) >= 10
+    positions = [m for _, m in answerer.messages if m["type"] == "position"]
+    assert positions and abs(positions[0]["lat"] - 49.1157) < 0.001
+
+    answerer.status = 401
+    assert await run(args) == 1

@@ -14,8 +14,7 @@ V0, A0 = 3_000_000_000, 123_456  # random RTP origins
 def video(i: int, arrival_delay: float = 0.035) -> EncodedFrame:
     """Frame i at 30 fps, complete at the gateway one frame later (jitter buffer)."""
     capture = T0 + i / 30
-    return EncodedFrame("video", "H264", b"", V0 + i * 3000, 90000, i == 0,
-                        capture + arrival_delay)
+    return EncodedFrame("video", "H264", b"", V0 + i * 3000, 90000, i == 0, capture + arrival_delay)
 
 
 def audio(i: int, arrival_delay: float = 0.100) -> EncodedFrame:
@@ -70,8 +69,10 @@ def test_report_timestamp_unwrapped_across_32_bit_wrap() -> None:
     base = 0xFFFFFFFF - 1500  # the stream wraps between frame 0 and frame 1
     stamps = [unwrapper.map((base + i * 3000) & 0xFFFFFFFF) for i in range(3)]
     assert stamps == [base, base + 3000, base + 6000]
-    frames = [EncodedFrame("video", "VP8", b"", s, 90000, True, T0 + i / 30 + 0.01)
-              for i, s in enumerate(stamps)]
+    frames = [
+        EncodedFrame("video", "VP8", b"", s, 90000, True, T0 + i / 30 + 0.01)
+        for i, s in enumerate(stamps)
+    ]
     timeline.stamp(frames[0])
     timeline.stamp(frames[1])
     # the report carries a 32-bit timestamp from after the wrap
@@ -80,15 +81,30 @@ def test_report_timestamp_unwrapped_across_32_bit_wrap() -> None:
     assert [f.wall for f in released] == pytest.approx([T0 + i / 30 + 0.01 for i in range(3)])
 
 
-def test_drift_reanchors_but_report_jitter_does_not() -> None:
+def test_late_reports_are_ignored_and_drift_is_followed() -> None:
     timeline = Timeline({"video"}, wait=5.0)
     timeline.stamp(video(0))
     timeline.on_sender_report("video", T0, V0)
     timeline.stamp(video(1))
-    timeline.on_sender_report("video", T0 + 1 + 0.005, V0 + 90000)  # 5 ms jitter: ignored
+    timeline.on_sender_report("video", T0 + 1 + 0.060, V0 + 90000)  # sent 60 ms late: ignored
     assert timeline.stamp(video(30))[0].wall == pytest.approx(T0 + 1 + 0.035)
-    timeline.on_sender_report("video", T0 + 2 + 0.050, V0 + 180000)  # 50 ms drift: re-anchor
-    assert timeline.stamp(video(60))[0].wall == pytest.approx(T0 + 2 + 0.050 + 0.035)
+    # the sender's clock really moved on by 50 ms: followed once the window holds no older report
+    for k in range(2, 2 + 8):
+        timeline.on_sender_report("video", T0 + k + 0.050, V0 + k * 90000)
+    assert timeline.stamp(video(300))[0].wall == pytest.approx(T0 + 10 + 0.050 + 0.035)
+    # an earlier report than the mapping (the mapping itself was late) is taken at once
+    timeline.on_sender_report("video", T0 + 11 + 0.020, V0 + 11 * 90000)
+    assert timeline.stamp(video(360))[0].wall == pytest.approx(T0 + 12 + 0.020 + 0.035)
+
+
+def test_a_reanchor_never_reorders_a_stream() -> None:
+    timeline = Timeline({"video"}, wait=5.0)
+    timeline.stamp(video(0))
+    timeline.on_sender_report("video", T0 + 0.1, V0)  # a mapping 100 ms too late...
+    first = timeline.stamp(video(1))
+    timeline.on_sender_report("video", T0, V0)  # ...corrected: times step back 100 ms
+    second = timeline.stamp(video(2))[0]
+    assert second.wall > first[-1].wall
 
 
 def test_transit_is_reported_for_video() -> None:

@@ -29,9 +29,10 @@ a=setup:actpass
 
 
 async def post(gateway: Gateway, body: str | bytes, headers: dict[str, str]) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http, http.post(
-        gateway.url + "/whip", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "/whip", data=body, headers=headers) as response,
+    ):
         return response.status, await response.json(content_type=None)
 
 
@@ -51,8 +52,9 @@ async def offer() -> str:
         ({"Content-Type": SDP, "Authorization": "Bearer " + "x" * 300}, 401, "too long"),
     ],
 )
-async def test_bad_credentials(gateway: Gateway, offer: str, headers: dict, status: int,
-                               message: str) -> None:
+async def test_bad_credentials(
+    gateway: Gateway, offer: str, headers: dict, status: int, message: str
+) -> None:
     got, body = await post(gateway, offer, headers)
     assert got == status
     assert message in body["error"]
@@ -61,8 +63,9 @@ async def test_bad_credentials(gateway: Gateway, offer: str, headers: dict, stat
 async def test_revoked_device_is_forbidden(gateway: Gateway, offer: str) -> None:
     token = gateway.enroll("cam-rev")
     gateway.store.revoke_device("cam-rev", SystemClock().now())
-    status, body = await post(gateway, offer, {"Content-Type": SDP,
-                                               "Authorization": f"Bearer {token}"})
+    status, body = await post(
+        gateway, offer, {"Content-Type": SDP, "Authorization": f"Bearer {token}"}
+    )
     assert status == 403
     assert "cam-rev is revoked" in body["error"]
 
@@ -78,11 +81,13 @@ async def test_revoked_device_is_forbidden(gateway: Gateway, offer: str) -> None
         (SDP, b"m=\xff\xfe", 415, "not UTF-8"),
     ],
 )
-async def test_bad_bodies(gateway: Gateway, content_type: str, body: str, status: int,
-                          message: str) -> None:
+async def test_bad_bodies(
+    gateway: Gateway, content_type: str, body: str, status: int, message: str
+) -> None:
     token = gateway.enroll("cam-1")
-    got, answer = await post(gateway, body, {"Content-Type": content_type,
-                                             "Authorization": f"Bearer {token}"})
+    got, answer = await post(
+        gateway, body, {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    )
     assert got == status, answer
     assert message in answer["error"]
 
@@ -91,8 +96,9 @@ async def test_offer_without_video_is_unprocessable(gateway: Gateway) -> None:
     token = gateway.enroll("cam-1")
     pc, sdp = await make_offer(video=None)
     await pc.close()
-    status, body = await post(gateway, sdp, {"Content-Type": SDP,
-                                             "Authorization": f"Bearer {token}"})
+    status, body = await post(
+        gateway, sdp, {"Content-Type": SDP, "Authorization": f"Bearer {token}"}
+    )
     assert status == 422
     assert "no video" in body["error"]
 
@@ -104,8 +110,9 @@ async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway)
     pc1, sdp1 = await make_offer()
     pc2, sdp2 = await make_offer()
     async with aiohttp.ClientSession() as http:
-        async with http.post(gateway.url + "/whip", data=sdp1,
-                             headers={**auth, "Content-Type": SDP}) as first:
+        async with http.post(
+            gateway.url + "/whip", data=sdp1, headers={**auth, "Content-Type": SDP}
+        ) as first:
             assert first.status == 201
             assert first.content_type == SDP
             assert "a=recvonly" in await first.text()
@@ -113,12 +120,14 @@ async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway)
             assert first.headers["Access-Control-Allow-Origin"] == "*"
             assert "Location" in first.headers["Access-Control-Expose-Headers"]
         assert len(location.rsplit("/", 1)[1]) >= 32  # unguessable
-        async with http.post(gateway.url + "/whip", data=sdp2,
-                             headers={**auth, "Content-Type": SDP}) as second:
+        async with http.post(
+            gateway.url + "/whip", data=sdp2, headers={**auth, "Content-Type": SDP}
+        ) as second:
             assert second.status == 409
             assert "already has a live session" in (await second.json())["error"]
-        async with http.delete(gateway.url + location,
-                               headers={"Authorization": f"Bearer {other}"}) as wrong:
+        async with http.delete(
+            gateway.url + location, headers={"Authorization": f"Bearer {other}"}
+        ) as wrong:
             assert wrong.status == 403
         async with http.delete(gateway.url + "/whip/sessions/nope", headers=auth) as unknown:
             assert unknown.status == 404
@@ -138,10 +147,13 @@ async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway)
 
 
 async def test_options_advertises_sdp_and_cors(gateway: Gateway) -> None:
-    async with aiohttp.ClientSession() as http, http.options(
-        gateway.url + "/whip",
-        headers={"Origin": "https://console.example", "Access-Control-Request-Method": "POST"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.options(
+            gateway.url + "/whip",
+            headers={"Origin": "https://console.example", "Access-Control-Request-Method": "POST"},
+        ) as response,
+    ):
         assert response.status == 204
         assert response.headers["Accept-Post"] == "application/sdp"
         allowed = response.headers["Access-Control-Allow-Headers"]

@@ -6,7 +6,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 
-async def make_offer(video: str | None = "H264", audio: bool = True) -> tuple[RTCPeerConnection, str]:
+async def make_offer(
+    video: str | None = "H264", audio: bool = True
+) -> tuple[RTCPeerConnection, str]:
     """A real aiortc offer (sendonly), and its peer connection (close it after use)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     if video:

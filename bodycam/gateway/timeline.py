@@ -22,16 +22,21 @@ jitter buffers, and a warning says so).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .tap import EncodedFrame
 
 logger = logging.getLogger(__name__)
 
-# A new sender report that disagrees with the current mapping by more than this re-anchors
-# the stream (sender clock drift); smaller differences are report jitter and are ignored.
+# The mapping follows the smallest (NTP - RTP time) of the last REPORT_WINDOW reports, and
+# moves only when that disagrees with it by more than REANCHOR_SECONDS: a late report (a
+# busy sender; aiortc stamps reports with its last packet's send time) changes nothing, a
+# real drift of the sender's clock is followed within a window.
 REANCHOR_SECONDS = 0.020
+REPORT_WINDOW = 8
+MIN_STEP_SECONDS = 0.0005
 
 
 @dataclass
@@ -40,7 +45,11 @@ class _StreamClock:
     sr_ntp: float | None = None
     sr_rtp: int | None = None
     last_rtp: int | None = None
+    last_wall: float = float("-inf")
     fallback_anchor: tuple[float, int] | None = None  # (arrival, rtp)
+    # Recent (report NTP - report RTP time): a report sent late (a busy sender) makes it
+    # larger, never smaller, so the smallest of the recent ones is the truest.
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=REPORT_WINDOW))
 
     def unwrap(self, rtp32: int) -> int:
         """Extend a 32-bit report timestamp to the 64-bit time of this stream's frames."""
@@ -87,13 +96,17 @@ class Timeline:
         if stream is None:
             return  # no frame yet: its clock rate is unknown, the next report will do
         rtp = stream.unwrap(rtp32)
-        predicted = stream.sender_time(rtp)
-        if predicted is None or abs(predicted - ntp) > REANCHOR_SECONDS:
-            if predicted is not None:
-                logger.info(
-                    "%s: %s sender clock re-anchored by %.3f s", self._label, kind, ntp - predicted
-                )
-            stream.sr_ntp, stream.sr_rtp = ntp, rtp
+        stream.recent.append(ntp - rtp / stream.rate)
+        best = min(stream.recent)
+        if stream.sr_ntp is None or stream.sr_rtp is None:
+            stream.sr_ntp, stream.sr_rtp = best + rtp / stream.rate, rtp
+            return
+        current = stream.sr_ntp - stream.sr_rtp / stream.rate
+        if abs(best - current) > REANCHOR_SECONDS:
+            logger.info(
+                "%s: %s sender clock re-anchored by %+.3f s", self._label, kind, best - current
+            )
+            stream.sr_ntp, stream.sr_rtp = best + rtp / stream.rate, rtp
 
     def stamp(self, frame: EncodedFrame) -> list[EncodedFrame]:
         """Take a frame; return the frames now stamped (`wall` set), in arrival order."""
@@ -165,10 +178,15 @@ class Timeline:
                 stream.fallback_anchor = (frame.arrival, frame.rtp_time)
                 self._fallback.add(frame.kind)
             arrival, rtp = stream.fallback_anchor
-            frame.wall = arrival + (frame.rtp_time - rtp) / stream.rate
+            frame.wall = max(
+                arrival + (frame.rtp_time - rtp) / stream.rate, stream.last_wall + MIN_STEP_SECONDS
+            )
+            stream.last_wall = frame.wall
             return
         sender = stream.sender_time(frame.rtp_time)
         assert sender is not None and self._offset is not None
-        frame.wall = sender + self._offset
+        # A re-anchor must never reorder a stream's frames: decoders need them in order.
+        frame.wall = max(sender + self._offset, stream.last_wall + MIN_STEP_SECONDS)
+        stream.last_wall = frame.wall
         if frame.kind == "video" and self._on_transit is not None:
             self._on_transit(frame.arrival - sender)

@@ -1,0 +1,78 @@
+"""Reopen a recording with PyAV and measure what the tests assert on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from simulators.testsignal import beep_onsets, is_flash, read_frame_counter
+
+
+@dataclass
+class Analysis:
+    video_codec: str
+    audio_codec: str
+    width: int
+    height: int
+    frames: int = 0
+    first_time: float = 0.0
+    last_time: float = 0.0
+    counters: list[int | None] = field(default_factory=list)
+    flash_times: list[float] = field(default_factory=list)
+    beep_times: list[float] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.last_time - self.first_time
+
+    def counter_steps(self) -> list[int]:
+        """Differences between consecutive readable counters (1 everywhere when continuous)."""
+        readable = [c for c in self.counters if c is not None]
+        return [b - a for a, b in zip(readable, readable[1:], strict=False)]
+
+    def av_offsets(self) -> list[float]:
+        """For each flash, beep time minus flash time (nearest beep)."""
+        return [
+            min((b - f for b in self.beep_times), key=abs)
+            for f in self.flash_times
+            if self.beep_times
+        ]
+
+
+def analyse(path: Path) -> Analysis:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        result = Analysis(
+            video.codec_context.name,
+            audio.codec_context.name if audio else "",
+            video.codec_context.width,
+            video.codec_context.height,
+        )
+        times: list[float] = []
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="gray")
+            times.append(float(frame.time))
+            result.counters.append(read_frame_counter(image))
+            if is_flash(image):
+                result.flash_times.append(float(frame.time))
+        result.frames = len(times)
+        result.first_time, result.last_time = min(times), max(times)
+    if audio is not None:
+        with av.open(str(path)) as container:
+            chunks, start = [], None
+            for frame in container.decode(audio=0):
+                if start is None:
+                    start = float(frame.time)
+                chunks.append(
+                    frame.to_ndarray().reshape(frame.layout.nb_channels, -1)
+                    if frame.format.is_planar
+                    else frame.to_ndarray()
+                )
+            if chunks:
+                samples = np.concatenate([c if c.shape[0] <= 2 else c.T for c in chunks], axis=1)
+                result.beep_times = [start + t for t in beep_onsets(samples, 48000)]
+    return result

@@ -1,0 +1,78 @@
+"""The bodycam command line: devices and sessions, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bodycam.cli import main
+from bodycam.devices import token_hash
+from bodycam.store import Store
+
+
+def run(capsys: pytest.CaptureFixture[str], data: Path, *args: str) -> tuple[int, str, str]:
+    code = main([*args[:2], "--data-dir", str(data), *args[2:]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, tmp_path, "devices", "add", "cam-17", "--officer", "Brigadier Martin"
+    )
+    assert code == 0
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("bcd_") and len(token) > 40
+    store = Store(tmp_path / "bodycam.sqlite3")
+    device = store.device_by_token_hash(token_hash(token))
+    assert device is not None and device.officer == "Brigadier Martin"
+    raw = store._db.execute("SELECT * FROM devices").fetchone()
+    assert token not in [str(v) for v in tuple(raw)]  # only the hash is kept
+    store.close()
+
+    code, out, _ = run(capsys, tmp_path, "devices", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [d["id"] for d in listed] == ["cam-17"] and listed[0]["revoked_at"] is None
+    assert token not in out
+
+    code, out, _ = run(capsys, tmp_path, "devices", "revoke", "cam-17")
+    assert code == 0 and "revoked" in out
+    code, out, _ = run(capsys, tmp_path, "devices", "list")
+    assert "revoked" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("devices", "add", "bad id!"), "device id 'bad id!' is invalid"),
+        (("devices", "revoke", "ghost"), "device ghost is not enrolled"),
+        (("sessions", "show", "nope"), "session nope does not exist"),
+        (("sessions", "export", "nope", "--out", "x.mkv"), "session nope does not exist"),
+    ],
+)
+def test_errors_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = run(capsys, tmp_path, *args)
+    assert code == 2
+    assert message in err
+
+
+def test_duplicate_and_double_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, tmp_path, "devices", "add", "cam-1")[0] == 0
+    code, _, err = run(capsys, tmp_path, "devices", "add", "cam-1")
+    assert code == 2 and "already enrolled" in err
+    assert run(capsys, tmp_path, "devices", "revoke", "cam-1")[0] == 0
+    code, _, err = run(capsys, tmp_path, "devices", "revoke", "cam-1")
+    assert code == 2 and "already revoked" in err
+
+
+def test_bad_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bodycam.toml"
+    config.write_text("[server]\nport = 0\n")
+    code = main(["sessions", "list", "--config", str(config), "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "server.port" in capsys.readouterr().err
