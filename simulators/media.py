@@ -214,11 +214,16 @@ class EncodedLoop:
     time_base: fractions.Fraction
     keyframes: tuple[bool, ...]
 
+    def pts_of(self, n: int) -> int:
+        """The pts of the n-th packet of the endless replay."""
+        cycle, j = divmod(n, len(self.payloads))
+        return cycle * self.period + self.pts[j]
+
     def packet(self, n: int) -> av.Packet:
         """The n-th packet of the endless replay."""
-        cycle, j = divmod(n, len(self.payloads))
+        j = n % len(self.payloads)
         packet = av.Packet(self.payloads[j])
-        packet.pts = packet.dts = cycle * self.period + self.pts[j]
+        packet.pts = packet.dts = self.pts_of(n)
         packet.time_base = self.time_base
         packet.is_keyframe = self.keyframes[j]
         return packet
@@ -381,8 +386,9 @@ class LoopTrack(MediaStreamTrack):
             raise MediaStreamError
         self._clock.start()
         packet = self._encoded.packet(self._next)
+        due = float(self._encoded.pts_of(self._next) * self._encoded.time_base)
         self._next += 1
-        await self._clock.sleep_until(float(packet.pts * self._encoded.time_base))
+        await self._clock.sleep_until(due)
         if self.readyState != "live":
             raise MediaStreamError
         if self.kind == "video":

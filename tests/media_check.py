@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class Analysis:
     def counter_steps(self) -> list[int]:
         """Differences between consecutive readable counters (1 everywhere when continuous)."""
         readable = [c for c in self.counters if c is not None]
-        return [b - a for a, b in zip(readable, readable[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(readable)]
 
     def av_offsets(self) -> list[float]:
         """For each flash, beep time minus flash time (nearest beep)."""

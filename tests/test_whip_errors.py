@@ -12,7 +12,8 @@ from .whip_client import make_offer
 
 SDP = "application/sdp"
 
-AV1_ONLY = """v=0
+FINGERPRINT = ":".join(["AB"] * 32)
+AV1_ONLY = f"""v=0
 o=- 1 1 IN IP4 127.0.0.1
 s=-
 t=0 0
@@ -23,7 +24,7 @@ a=sendonly
 a=rtpmap:96 AV1/90000
 a=ice-ufrag:abcd
 a=ice-pwd:abcdefghijklmnopqrstuvwx
-a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+a=fingerprint:sha-256 {FINGERPRINT}
 a=setup:actpass
 """
 
