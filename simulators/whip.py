@@ -194,7 +194,9 @@ class WhipPublisher:
         """Go silent like a dropped 4G link: nothing more in or out, no goodbye of any kind.
 
         The UDP sockets stay open but deaf until `release()`, so the gateway's packets meet
-        no ICMP port-unreachable either, as on a real radio drop.
+        no ICMP port-unreachable either, as on a real radio drop. Closing the sockets instead
+        would not do: asyncio logs "socket.send() raised exception." for every send to a
+        closed datagram transport after the fifth, and pc.close() sends several.
         """
         self._ending = True
         pc = self.pc

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from pathlib import Path
 
+import av
 import pytest
 from aiortc.codecs.h264 import H264Decoder
 from aiortc.codecs.opus import OpusDecoder
@@ -40,7 +41,13 @@ def settings(codec: str) -> MediaSettings:
 
 
 def decoders_alive() -> list[object]:
-    return [o for o in gc.get_objects() if isinstance(o, H264Decoder | Vp8Decoder | OpusDecoder)]
+    """aiortc's decoders, and any libav decoder context, alive in this process."""
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, H264Decoder | Vp8Decoder | OpusDecoder)
+        or (isinstance(o, av.CodecContext) and o.is_decoder)
+    ]
 
 
 @pytest.mark.parametrize("codec", ["h264", "vp8"])

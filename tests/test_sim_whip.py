@@ -226,3 +226,16 @@ async def test_command_line_session(endpoint: tuple[str, Answerer]) -> None:
 
     answerer.status = 401
     assert await run(args) == 1
+
+
+async def test_gateway_closing_the_session_makes_the_camera_idle(
+    endpoint: tuple[str, Answerer],
+) -> None:
+    base_url, answerer = endpoint
+    async with AxisBodycam(base_url, "cam-20", TOKEN, media=small(encode="loop")) as cam:
+        await cam.press()
+        await until(lambda: len(answerer.counters["r1"]) >= 3)
+        await answerer.pcs["r1"].close()  # DTLS close_notify, as a gateway ending the session
+        await until(lambda: cam.state == "idle")
+        assert cam.last_error == "closed by gateway" and answerer.deletes == []
+        assert len(answerer.posts) == 1

@@ -3,8 +3,8 @@
 A session's recording is a sequence of segments. Each starts on a video keyframe (the
 recorder sends a PLI when it needs one) and a new one starts every `segment_seconds`, and
 whenever the picture size changes. Matroska takes H.264, VP8 and Opus alike; its clusters
-are flushed every second (`cluster_time_limit`, `flush_packets`), so after a `kill -9` all
-but the last second or so of the open segment is on disk and playable. A closed segment
+are flushed every half second (`cluster_time_limit`, `flush_packets`), so after a `kill -9`
+all but the last second or so of the open segment is on disk and playable. A closed segment
 is fsynced, hashed (SHA-256) and chained to the previous one in the catalogue.
 
 Work is split between the event loop (stamping, ordering, deciding where segments start:
@@ -47,7 +47,7 @@ MS = Fraction(1, 1000)
 REORDER_SECONDS = 0.25
 WRITER_QUEUE_FRAMES = 2000  # about 25 s of 30 fps video with its audio
 CONTAINER_OPTIONS = {
-    "cluster_time_limit": "1000",  # ms: bounds what a crash can lose
+    "cluster_time_limit": "500",  # ms: bounds what a crash can lose
     "flush_packets": "1",  # hand each packet to the OS at once
     "max_interleave_delta": "500000",  # us: never hold one stream for a silent other
 }

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ..clock import Clock
 from ..config import Config
@@ -29,6 +30,10 @@ from .recorder import SessionRecorder
 from .recovery import recover_segments
 
 logger = logging.getLogger(__name__)
+
+# A camera streams 30 frames a second: a second without any, and a new offer from the same
+# device, means its link dropped and it knows before the media timeout tells the gateway.
+RECONNECT_SILENCE_SECONDS = 1.0
 
 
 @dataclass
@@ -45,7 +50,7 @@ class LiveSession:
     grace_task: asyncio.Task[None] | None = None
     battery_percent: float | None = None
     invalid_telemetry: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: set[asyncio.Future[Any]] = field(default_factory=set)
 
 
 class SessionManager:
@@ -101,6 +106,7 @@ class SessionManager:
             )
             self._register(live)
             live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
+            live.grace_task.add_done_callback(_log_failure)
             logger.info(
                 "session %s: interrupted by a gateway restart, waiting %.0f s for device %s",
                 session.id,
@@ -130,9 +136,8 @@ class SessionManager:
             live = self._by_device.get(device.id)
             if live is not None and live.state == SessionState.LIVE:
                 conn = live.connection
-                if conn is not None and not conn.silent_for(
-                    self.config.sessions.media_timeout_seconds
-                ):
+                silence = min(RECONNECT_SILENCE_SECONDS, self.config.sessions.media_timeout_seconds)
+                if conn is not None and not conn.silent_for(silence):
                     raise Conflict(
                         f"device {device.id} already has a live session ({live.id});"
                         " end it with DELETE on its session URL first"
@@ -214,8 +219,8 @@ class SessionManager:
         if self._sessions.get(live.id) is not live:
             return
         self._unregister(live)
-        if live.grace_task is not None:
-            live.grace_task.cancel()
+        if live.grace_task is not None and live.grace_task is not asyncio.current_task():
+            live.grace_task.cancel()  # (not when the grace task itself is ending the session)
         conn, live.connection = live.connection, None
         if conn is not None:
             self._resources.pop(conn.resource_id, None)
@@ -251,6 +256,7 @@ class SessionManager:
         await self.store.run(self.store.interrupt_session, live.id, now)
         grace = self.config.sessions.grace_seconds
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
+        live.grace_task.add_done_callback(_log_failure)
         self.metrics.sessions_live.set(self._count_live())
         logger.warning(
             "session %s: link lost (%s); waiting %.0f s for device %s to reconnect",
@@ -265,11 +271,12 @@ class SessionManager:
         if live.state == SessionState.INTERRUPTED:
             await self.end(live, EndReason.LINK_LOST)
 
-    def spawn(self, live: LiveSession, make: Callable[[], object]) -> None:
+    def spawn(self, live: LiveSession, make: Callable[[], Awaitable[object]]) -> None:
         """Run a coroutine for a session, keeping a reference until it is done."""
-        task: asyncio.Task[None] = asyncio.ensure_future(make())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(make())
         live.tasks.add(task)
         task.add_done_callback(live.tasks.discard)
+        task.add_done_callback(_log_failure)
 
     def _register(self, live: LiveSession) -> None:
         self._sessions[live.id] = live
@@ -282,6 +289,11 @@ class SessionManager:
 
     def _count_live(self) -> int:
         return sum(1 for s in self._sessions.values() if s.state == SessionState.LIVE)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("session task failed", exc_info=task.exception())
 
 
 def _new_session_id(now: datetime) -> str:

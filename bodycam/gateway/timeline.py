@@ -130,7 +130,7 @@ class Timeline:
     def flush(self) -> list[EncodedFrame]:
         """Stamp whatever is still held (the connection is ending)."""
         if self._offset is None and self._held:
-            return self._release_with_fallback()
+            return self._release_with_fallback(waited=False)
         return []
 
     def _reports_complete(self) -> bool:
@@ -145,15 +145,15 @@ class Timeline:
         )
         return self._release()
 
-    def _release_with_fallback(self) -> list[EncodedFrame]:
+    def _release_with_fallback(self, waited: bool = True) -> list[EncodedFrame]:
         missing = sorted(k for k in self._streams if self._streams[k].sr_ntp is None)
-        logger.warning(
-            "%s: no RTCP sender report for %s after %.1f s: aligning %s by arrival time",
-            self._label,
-            ", ".join(missing),
-            self._wait,
-            ", ".join(missing),
-        )
+        if missing and waited:
+            logger.warning(
+                "%s: no RTCP sender report for %s after %.1f s: aligned by arrival time",
+                self._label,
+                " and ".join(missing),
+                self._wait,
+            )
         self._fallback.update(missing)
         have = [f for f in self._held if f.kind not in self._fallback]
         if have:

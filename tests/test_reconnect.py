@@ -1,0 +1,96 @@
+"""Link loss: a reconnect within the grace window continues the session, after it, not."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bodycam.config import Config
+from bodycam.models import SessionState
+from simulators.axis_bodycam import AxisBodycam
+from simulators.media import MediaSettings
+
+from .conftest import Gateway, make_config
+
+MEDIA = MediaSettings(
+    codec="h264",
+    width=320,
+    height=240,
+    fps=30,
+    encode="loop",
+    loop_seconds=3,
+    flash_interval=1.0,
+    flash_offset=0.5,
+)
+
+
+async def wait_for(  # type: ignore[no-untyped-def]
+    predicate, within: float = 10.0, what=None
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met in time: {what() if what else ''}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def gateway_config(tmp_path: Path) -> Config:
+    return make_config(
+        tmp_path / "data",
+        recording_segment_seconds=30,
+        sessions_grace_seconds=3,
+        sessions_media_timeout_seconds=1,
+    )
+
+
+async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=MEDIA) as camera:
+        await camera.press()
+        await asyncio.sleep(2)
+        drop = asyncio.create_task(camera.drop_link(2.0))  # back well within the 3 s grace
+        [session] = gateway.store.list_sessions()
+        await wait_for(
+            lambda: gateway.store.get_session(session.id).state == SessionState.INTERRUPTED
+        )
+        await drop
+        await wait_for(lambda: camera.state == "live")
+        await asyncio.sleep(2)
+        await camera.press()
+    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+    [again] = gateway.store.list_sessions()
+    assert again.id == session.id
+    assert again.connections == 2
+    assert again.end_reason == "button"
+    segments = gateway.store.segments_of(session.id)
+    # one segment per connection at least, chained across the gap
+    assert len(segments) >= 2
+    assert all(s.state == "closed" for s in segments)
+    assert segments[1].prev_sha256 == segments[0].sha256
+    assert segments[1].started_at - segments[0].ended_at >= timedelta(seconds=1)  # the gap
+
+
+async def test_reconnect_after_grace_is_a_new_session(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=MEDIA) as camera:
+        await camera.press()
+        await asyncio.sleep(1.5)
+        await camera.drop_link(5.5)  # media timeout 1 s + grace 3 s < 5.5 s
+        await wait_for(lambda: camera.state == "live")
+        await asyncio.sleep(1.5)
+        await camera.press()
+    await wait_for(
+        lambda: all(s.state == SessionState.ENDED for s in gateway.store.list_sessions()),
+        what=gateway.store.list_sessions,
+    )
+    first, second = gateway.store.list_sessions()
+    assert first.end_reason == "link_lost"
+    assert first.connections == 1 and second.connections == 1
+    assert second.end_reason == "button"
+    assert gateway.store.segments_of(first.id) and gateway.store.segments_of(second.id)
+    # positions belong to the session that was live when they were sent
+    assert gateway.store.positions_of(first.id) and gateway.store.positions_of(second.id)
