@@ -235,7 +235,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             _set_flat(raw, key, value)
 
 
-def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+def _build(cls: Any, raw: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'configuration'}: must be a table")
     hints = get_type_hints(cls)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import aioice.ice
 import ifaddr
 
 logger = logging.getLogger(__name__)
 
-_aioice_default: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+_aioice_default = aioice.ice.get_host_addresses
 
 
 def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:

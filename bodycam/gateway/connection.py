@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -216,7 +217,7 @@ class Connection:
                 why = f"no media {CONNECT_TIMEOUT_SECONDS:g} s after the answer"
             else:
                 continue
-            self._manager.spawn(self.session, lambda why=why: self._manager.link_lost(self, why))
+            self._manager.spawn(self.session, partial(self._manager.link_lost, self, why))
             return
 
     async def _on_state(self) -> None:

@@ -73,6 +73,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _template(encoder: str) -> Any:
+    """A stream to copy codec parameters from, in a container that is never written."""
+    with av.open(io.BytesIO(), "w", format="matroska") as scratch:
+        return scratch.add_stream(encoder)
+
+
 class SegmentWriter:
     """One Matroska file being written; used only on the recorder's writer thread."""
 
@@ -82,11 +88,12 @@ class SegmentWriter:
             str(path), "w", format="matroska", container_options=CONTAINER_OPTIONS
         )
         self.streams: dict[str, Any] = {}
+        video: Any
         if video_codec.lower() == "h264":
-            # A mux-only stream cannot carry extradata; a never-opened encoder context as
-            # template can, and the muxer turns Annex B SPS/PPS into the avcC it needs.
-            template = av.open(io.BytesIO(), "w", format="matroska").add_stream("libx264")
-            video = self.container.add_stream_from_template(template)
+            # A mux-only stream cannot carry extradata; a stream made from a template (a
+            # never-opened encoder context) can, and the muxer turns the Annex B SPS/PPS
+            # into the avcC that Matroska wants. The encoder itself is never opened.
+            video = self.container.add_stream_from_template(_template("libx264"))
             video.codec_context.extradata = info.extradata
             video.codec_context.width, video.codec_context.height = info.width, info.height
         else:
@@ -94,8 +101,7 @@ class SegmentWriter:
         video.time_base = MS
         self.streams["video"] = video
         if audio:
-            template = av.open(io.BytesIO(), "w", format="matroska").add_stream("libopus")
-            sound = self.container.add_stream_from_template(template)
+            sound: Any = self.container.add_stream_from_template(_template("libopus"))
             sound.codec_context.extradata = OPUS_HEAD
             sound.time_base = MS
             self.streams["audio"] = sound
