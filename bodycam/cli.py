@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = dsub.add_parser("list", help="list enrolled devices")
     _common(lst)
     lst.add_argument("--json", action="store_true")
+    rotate = dsub.add_parser("rotate", help="give a device a new token, printed once")
+    _common(rotate)
+    rotate.add_argument("id")
     revoke = dsub.add_parser("revoke", help="revoke a device's token")
     _common(revoke)
     revoke.add_argument("id")
@@ -139,6 +142,10 @@ def devices_command(store: Store, args: argparse.Namespace) -> int:
             for d in rows:
                 state = f"revoked {iso(d.revoked_at)}" if d.revoked_at else "active"
                 print(f"{d.id:20} {d.officer or '-':24} {state:32} {d.model} {d.serial}")
+    elif args.action == "rotate":
+        token = devices.rotate(store, args.id)
+        print(f"device {args.id} has a new token (the old one no longer works):")
+        print(token)
     elif args.action == "revoke":
         devices.revoke(store, args.id, now)
         print(f"device {args.id} revoked: its token no longer opens a session")

@@ -47,6 +47,14 @@ def enroll(store: Store, device_id: str, officer: str, now: datetime) -> str:
     return token
 
 
+def rotate(store: Store, device_id: str) -> str:
+    """Give a device a new token (the old one stops working) and return it, once."""
+    token = new_token()
+    if not store.set_device_token(device_id, token_hash(token)):
+        raise NotFound(f"device {device_id} is not enrolled")
+    return token
+
+
 def revoke(store: Store, device_id: str, now: datetime) -> None:
     if store.get_device(device_id) is None:
         raise NotFound(f"device {device_id} is not enrolled")

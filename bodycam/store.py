@@ -160,6 +160,14 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def set_device_token(self, device_id: str, token_hash: str) -> bool:
+        """Replace a device's token (and un-revoke it); False if the device does not exist."""
+        cur = self._db.execute(
+            "UPDATE devices SET token_hash = ?, revoked_at = NULL WHERE id = ?",
+            (token_hash, device_id),
+        )
+        return cur.rowcount == 1
+
     def set_device_identity(self, device_id: str, serial: str, model: str, firmware: str) -> None:
         self._db.execute(
             "UPDATE devices SET serial = ?, model = ?, firmware = ? WHERE id = ?",

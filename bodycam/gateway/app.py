@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import Config
-from ..errors import BodycamError
+from ..errors import BodycamError, ConfigError
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
@@ -64,7 +64,10 @@ async def health_handler(request: web.Request) -> web.Response:
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     """Build the gateway: WHIP ingest, recording, metrics."""
-    restrict_host_candidates(config.ice.addresses)
+    try:
+        restrict_host_candidates(config.ice.addresses)
+    except ValueError as err:
+        raise ConfigError(f"ice.addresses: {err}") from None
     tap.install()
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(
