@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.gateway.keys import metrics_key, sessions_key, store_key
 from bodycam.store import Store
+from simulators.media import MediaSettings
 
 
 @dataclass
@@ -45,6 +47,36 @@ class Gateway:
 
     def enroll(self, device_id: str, officer: str = "") -> str:
         return devices.enroll(self.store, device_id, officer, SystemClock().now())
+
+
+def small_media(codec: str = "h264", loop_seconds: int = 3) -> MediaSettings:
+    """320x240 loop-mode media with a flash and beep every second.
+
+    Loop mode encodes the frames before going live, so the camera sends every one of them
+    on time even on a busy CI machine, and a counter gap can only be the gateway's.
+    """
+    return MediaSettings(
+        codec=codec,
+        width=320,
+        height=240,
+        fps=30,
+        encode="loop",
+        loop_seconds=loop_seconds,
+        flash_interval=1.0,
+        flash_offset=0.5,
+    )
+
+
+async def wait_for(
+    predicate: Callable[[], bool], within: float = 10.0, what: Callable[[], object] | None = None
+) -> None:
+    """Poll until `predicate()` holds, or fail saying what was seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {within} s: {what() if what else ''}")
+        await asyncio.sleep(0.05)
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:

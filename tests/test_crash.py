@@ -22,7 +22,8 @@ from bodycam.gateway.recovery import media_seconds
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH, Store
 from simulators.axis_bodycam import AxisBodycam
-from simulators.media import MediaSettings
+
+from .conftest import small_media
 
 LIVE_BEFORE_KILL = 7.0
 
@@ -74,15 +75,7 @@ async def test_kill_9_mid_recording(tmp_path: Path) -> None:
     store.close()
     port = free_port()
     gateway = await start_gateway(data, port, tmp_path / "gateway.log")
-    media = MediaSettings(
-        codec="h264",
-        width=320,
-        height=240,
-        encode="loop",
-        loop_seconds=3,
-        flash_interval=1.0,
-        flash_offset=0.5,
-    )
+    media = small_media()
     camera = AxisBodycam(f"http://127.0.0.1:{port}", "cam-1", token, media=media)
     try:
         await camera.prepare()

@@ -11,30 +11,10 @@ import pytest
 from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
-from simulators.media import MediaSettings
 
-from .conftest import Gateway, make_config
+from .conftest import Gateway, make_config, small_media, wait_for
 
-MEDIA = MediaSettings(
-    codec="h264",
-    width=320,
-    height=240,
-    fps=30,
-    encode="loop",
-    loop_seconds=3,
-    flash_interval=1.0,
-    flash_offset=0.5,
-)
-
-
-async def wait_for(  # type: ignore[no-untyped-def]
-    predicate, within: float = 10.0, what=None
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met in time: {what() if what else ''}")
-        await asyncio.sleep(0.05)
+MEDIA = small_media()
 
 
 @pytest.fixture

@@ -17,27 +17,11 @@ from bodycam.gateway.recorder import sha256_file
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH
 from simulators.axis_bodycam import AxisBodycam
-from simulators.media import MediaSettings
 
-from .conftest import Gateway
+from .conftest import Gateway, small_media, wait_for
 from .media_check import analyse
 
 LIVE_SECONDS = 7.0
-
-
-def settings(codec: str) -> MediaSettings:
-    # Loop mode: the frames are encoded before going live, so the camera sends every one of
-    # them on time even on a busy CI machine, and a counter gap can only be the gateway's.
-    return MediaSettings(
-        codec=codec,
-        width=320,
-        height=240,
-        fps=30,
-        encode="loop",
-        loop_seconds=9,
-        flash_interval=1.0,
-        flash_offset=0.5,
-    )
 
 
 def decoders_alive() -> list[object]:
@@ -55,7 +39,7 @@ async def test_recording_is_playable_aligned_and_complete(
     gateway: Gateway, codec: str, tmp_path: Path
 ) -> None:
     token = gateway.enroll("cam-1", "Brigadier Martin")
-    camera = AxisBodycam(gateway.url, "cam-1", token, media=settings(codec))
+    camera = AxisBodycam(gateway.url, "cam-1", token, media=small_media(codec, loop_seconds=9))
     await camera.prepare()
     await camera.press()
     await asyncio.sleep(LIVE_SECONDS / 2)
@@ -68,12 +52,8 @@ async def test_recording_is_playable_aligned_and_complete(
     await camera.close()
 
     [session] = gateway.store.list_sessions()
-    for _ in range(50):
-        session = gateway.store.get_session(session.id)
-        if session.state == SessionState.ENDED:
-            break
-        await asyncio.sleep(0.1)
-    assert session.state == SessionState.ENDED
+    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+    session = gateway.store.get_session(session.id)
     assert session.end_reason == "button"
     assert session.video_codec == {"h264": "H264", "vp8": "VP8"}[codec]
     assert len(gateway.store.positions_of(session.id)) >= LIVE_SECONDS - 2
@@ -98,7 +78,7 @@ async def test_recording_is_playable_aligned_and_complete(
     assert (media.width, media.height) == (320, 240)
     assert media.frames == pytest.approx(sent, rel=0.05), (media.frames, sent)
     assert media.duration == pytest.approx(sent / 30, abs=0.5), (media.duration, sent)
-    loop = settings(codec).loop_frames
+    loop = small_media(codec, loop_seconds=9).loop_frames
     steps = [step % loop for step in media.counter_steps()]  # the loop's counter wraps
     assert len(steps) >= 0.95 * media.frames
     jumps = [(i, s) for i, s in enumerate(steps) if s != 1]
