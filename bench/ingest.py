@@ -1,0 +1,558 @@
+"""Ingest benchmark: what one live stream costs bodycam, and the naive aiortc baseline.
+
+For each count N and each implementation (bodycam's passthrough gateway, and
+bench/naive_gateway.py which decodes and re-encodes), in one run:
+
+1. the gateway starts as its own process on a free port, with a fresh data directory;
+2. a fleet of N simulated cameras (720p30 H.264 + Opus, loop-encoded, simulators/fleet.py)
+   starts in one process, or several when N is large so the senders are not the bottleneck;
+3. once the N sessions are live and a warm-up has passed, a window is measured:
+   - gateway CPU (utime + stime of the process, all its threads, from /proc/PID/stat)
+     per stream per second;
+   - gateway RSS (VmRSS) at the end of the window, minus its RSS before any stream, per
+     stream;
+   - frame loss: 1 - video frames received by the gateway / video frames sent by the fleet,
+     both counted over the window (the fleet's counters come from its ``GET /stats``);
+   - glass-to-gateway latency p50/p95 from the gateway's delay histogram, the difference of
+     two scrapes, interpolated linearly within buckets (so accurate to a bucket's width);
+   - the fleet's own CPU and event-loop lag, and the machine's busy cores, to tell whether
+     the senders or the machine were the limit;
+4. everything stops; bodycam's recordings are counted as a sanity check.
+
+It prints figures and asserts nothing::
+
+    python -m bench.ingest [--counts 1 8 32] [--seconds 20] [--warmup 5] [--skip-naive]
+                           [--naive-max 8] [--fleet-procs K] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+FLEET_SPLIT = 16  # above this many cameras, two sender processes by default
+RSS_LIMIT_MB = 6000  # a backlogged baseline can eat memory fast: end its window early
+START_TIMEOUT = 20.0
+LIVE_TIMEOUT_BASE = 45.0
+
+
+@dataclass(frozen=True)
+class Impl:
+    """A gateway under test: how to start it and how its metrics are named."""
+
+    name: str
+    prefix: str
+
+
+BODYCAM = Impl("bodycam", "bodycam")
+NAIVE = Impl("naive", "naive")
+
+
+@dataclass
+class Result:
+    """The figures of one (N, implementation) run."""
+
+    n: int
+    impl: str
+    window_s: float = 0.0
+    live: int = 0
+    cpu_per_stream: float = 0.0  # core·s per stream·s
+    rss_base_mb: float = 0.0
+    rss_mb: float = 0.0
+    rss_per_stream_mb: float = 0.0
+    frames_sent: int = 0
+    frames_received: int = 0
+    loss: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    machine_busy_cores: float = 0.0
+    fleet_procs: int = 1
+    fleet_cpu_per_stream: float = 0.0
+    fleet_lag_mean_ms: float = 0.0
+    fleet_lag_worst_ms: float = 0.0
+    recorded_frames: int | None = None
+    dropped_frames: int | None = None
+    files: int = 0
+    file_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --- /proc readings ---------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+_LINE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Prometheus text exposition → {(name, sorted labels): value}."""
+    samples: Samples = {}
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if match:
+            name, labels, value = match.groups()
+            key = tuple(sorted(_LABEL.findall(labels or "")))
+            samples[name, key] = float(value)
+    return samples
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def bucket_deltas(before: Samples, after: Samples, name: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of a histogram's observations between two scrapes."""
+    key = f"{name}_bucket"
+    bounds = sorted(
+        (float(le), le)
+        for (metric, labels) in after
+        if metric == key
+        for label, le in labels
+        if label == "le"
+    )
+    return [(bound, sample(after, key, le=le) - sample(before, key, le=le)) for bound, le in bounds]
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile of a cumulative histogram, interpolated linearly within its bucket."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bucket: a floor, reported as such
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until `url` answers, or fail if the process died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
+        try:
+            http_get(url, timeout=1.0)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout:g} s") from None
+            time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def enroll(data_dir: Path, n: int) -> list[dict[str, str]]:
+    """Enrol N devices in a fresh bodycam database; return their ids and tokens."""
+    from bodycam import devices
+    from bodycam.store import Store
+
+    store = Store(data_dir / "bodycam.sqlite3")
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        return [
+            {"id": f"bench-{i:03d}", "token": devices.enroll(store, f"bench-{i:03d}", "", now)}
+            for i in range(n)
+        ]
+    finally:
+        store.close()
+
+
+def start_gateway(impl: Impl, work: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BODYCAM_LOG_LEVEL": "warning"}
+    if impl is BODYCAM:
+        argv = ["-m", "bodycam", "serve", "--data-dir", str(work / "data"), "--port", str(port)]
+    else:
+        argv = ["-m", "bench.naive_gateway", "--port", str(port), "--dir", str(work / "naive")]
+    with (work / "gateway.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, *argv], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+@dataclass
+class FleetProc:
+    """One sender process and where its counters are served."""
+
+    process: subprocess.Popen[bytes]
+    stats_url: str
+    out: Path
+
+    def stats(self) -> dict[str, Any]:
+        return dict(json.loads(http_get(self.stats_url)))
+
+
+def start_fleets(
+    devices: list[dict[str, str]], procs: int, url: str, work: Path, stagger: float
+) -> list[FleetProc]:
+    fleets = []
+    for k in range(procs):
+        share = devices[k::procs]
+        devices_file = work / f"devices-{k}.json"
+        devices_file.write_text(json.dumps(share))
+        port = free_port()
+        out = work / f"fleet-{k}.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "simulators.fleet",
+            "--gateway",
+            url,
+            "--devices-file",
+            str(devices_file),
+            "--stats-port",
+            str(port),
+            "--stagger",
+            str(stagger * procs),  # the presses of all processes together keep `stagger`
+        ]
+        with out.open("wb") as stdout, (work / f"fleet-{k}.log").open("wb") as stderr:
+            process = subprocess.Popen(argv, cwd=REPO, stdout=stdout, stderr=stderr)
+        fleets.append(FleetProc(process, f"http://127.0.0.1:{port}/stats", out))
+    return fleets
+
+
+# --- one run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """Everything read at one instant of the window."""
+
+    t: float
+    gateway_cpu: float
+    fleet_cpu: float
+    machine: tuple[int, int]
+    metrics: Samples
+    sent: int
+    lag_total: float
+    lag_samples: int
+    lag_worst: float
+
+
+def snapshot(gateway: subprocess.Popen[bytes], fleets: list[FleetProc], url: str) -> Snapshot:
+    # Fleet counters and gateway metrics are read back to back, so few frames are in flight
+    # between them; over a window of thousands of frames the boundary error is negligible.
+    stats = [f.stats() for f in fleets]
+    metrics = parse_metrics(http_get(url + "/metrics"))
+    return Snapshot(
+        t=time.monotonic(),
+        gateway_cpu=cpu_seconds(gateway.pid),
+        fleet_cpu=sum(cpu_seconds(f.process.pid) for f in fleets),
+        machine=machine_ticks(),
+        metrics=metrics,
+        sent=sum(s["frames_sent"] for s in stats),
+        lag_total=sum(s["lag_total_seconds"] for s in stats),
+        lag_samples=sum(s["lag_samples"] for s in stats),
+        lag_worst=max(s["lag_worst_seconds"] for s in stats),
+    )
+
+
+def wait_live(url: str, prefix: str, n: int, timeout: float, gateway: Any) -> int:
+    deadline = time.monotonic() + timeout
+    live = 0
+    while time.monotonic() < deadline and gateway.poll() is None:
+        with contextlib.suppress(OSError):
+            live = int(sample(parse_metrics(http_get(url + "/metrics")), f"{prefix}_sessions_live"))
+        if live >= n:
+            break
+        time.sleep(0.5)
+    return live
+
+
+def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
+    """Start a gateway and N cameras, measure a window, stop everything."""
+    result = Result(n=n, impl=impl.name)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{impl.name}-{n}-"))
+    procs = args.fleet_procs or (1 if n <= FLEET_SPLIT else 2)
+    result.fleet_procs = procs
+    if impl is BODYCAM:
+        (work / "data").mkdir()
+        devices = enroll(work / "data", n)
+    else:
+        devices = [{"id": f"bench-{i:03d}", "token": "any"} for i in range(n)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    gateway = start_gateway(impl, work, port)
+    fleets: list[FleetProc] = []
+    try:
+        wait_http(url + "/metrics", gateway, START_TIMEOUT)
+        time.sleep(1.0)
+        result.rss_base_mb = rss_mb(gateway.pid)
+        fleets = start_fleets(devices, procs, url, work, args.stagger)
+        for fleet in fleets:
+            wait_http(fleet.stats_url, fleet.process, START_TIMEOUT)
+        live_timeout = LIVE_TIMEOUT_BASE + n * args.stagger
+        result.live = wait_live(url, impl.prefix, n, live_timeout, gateway)
+        if result.live < n:
+            result.notes.append(f"only {result.live} of {n} sessions went live")
+        time.sleep(args.warmup)
+        measure_window(result, impl, gateway, fleets, url, args.seconds)
+    finally:
+        for fleet in fleets:
+            stop_process(fleet.process)
+        if impl is BODYCAM:
+            with contextlib.suppress(OSError):
+                time.sleep(1.0)  # let the DELETEs land before reading what was recorded
+                after = parse_metrics(http_get(url + "/metrics"))
+                result.recorded_frames = int(
+                    sample(after, "bodycam_recorded_frames_total", kind="video")
+                )
+                result.dropped_frames = int(
+                    sum(
+                        v
+                        for (name, _), v in after.items()
+                        if name == "bodycam_recording_dropped_frames_total"
+                    )
+                )
+        stop_process(gateway)
+        pattern = "data/recordings/**/*.mkv" if impl is BODYCAM else "naive/*.mp4"
+        files = list(work.glob(pattern))
+        result.files = len(files)
+        result.file_bytes = sum(f.stat().st_size for f in files)
+        if gateway.returncode not in (0, -signal.SIGTERM):
+            result.notes.append(f"gateway exited with {gateway.returncode}; see its log")
+        if args.keep:
+            result.notes.append(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def measure_window(
+    result: Result,
+    impl: Impl,
+    gateway: subprocess.Popen[bytes],
+    fleets: list[FleetProc],
+    url: str,
+    seconds: float,
+) -> None:
+    """Read everything at the start and end of the window; fill in the result."""
+    start = snapshot(gateway, fleets, url)
+    deadline = start.t + seconds
+    rss = rss_mb(gateway.pid)
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        rss = rss_mb(gateway.pid)
+        if rss > RSS_LIMIT_MB:
+            result.notes.append(f"window ended early: gateway RSS passed {RSS_LIMIT_MB} MB")
+            break
+    end = snapshot(gateway, fleets, url)
+    n = max(result.live, 1)
+    span = end.t - start.t
+    result.window_s = span
+    result.rss_mb = rss
+    result.rss_per_stream_mb = (rss - result.rss_base_mb) / n
+    result.cpu_per_stream = (end.gateway_cpu - start.gateway_cpu) / span / n
+    result.fleet_cpu_per_stream = (end.fleet_cpu - start.fleet_cpu) / span / n
+    busy = end.machine[0] - start.machine[0]
+    total = end.machine[1] - start.machine[1]
+    result.machine_busy_cores = CORES * busy / total if total else 0.0
+    frames = f"{impl.prefix}_ingest_frames_total"
+    result.frames_sent = end.sent - start.sent
+    result.frames_received = int(
+        sample(end.metrics, frames, kind="video") - sample(start.metrics, frames, kind="video")
+    )
+    if result.frames_sent:
+        result.loss = 1 - result.frames_received / result.frames_sent
+    samples = end.lag_samples - start.lag_samples
+    if samples:
+        result.fleet_lag_mean_ms = 1000 * (end.lag_total - start.lag_total) / samples
+    result.fleet_lag_worst_ms = 1000 * end.lag_worst
+    buckets = bucket_deltas(start.metrics, end.metrics, f"{impl.prefix}_ingest_frame_delay_seconds")
+    p50, p95 = quantile(0.5, buckets), quantile(0.95, buckets)
+    result.p50_ms = None if p50 is None else 1000 * p50
+    result.p95_ms = None if p95 is None else 1000 * p95
+    if buckets and buckets[-1][1] > (buckets[-2][1] if len(buckets) > 1 else 0):
+        result.notes.append("some frames were later than the last bucket (2 s)")
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def print_report(results: list[Result], args: argparse.Namespace, skipped: list[int]) -> None:
+    print()
+    print(
+        f"ingest: 720p30 H.264 + Opus (loop-encoded senders), window {args.seconds:g} s after"
+        f" {args.warmup:g} s warm-up, {CORES} cores; latency = capture (sender clock) to"
+        " gateway, bucket-interpolated"
+    )
+    header = (
+        f"{'N':>3}  {'impl':<8} {'CPU core·s/stream·s':>20} {'loss %':>7} {'RSS MB/stream':>14}"
+        f" {'(base MB)':>9} {'p50/p95 ms':>11} {'machine busy':>13} {'fleet core·s/str·s':>19}"
+        f" {'fleet lag ms':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.n:>3}  {r.impl:<8} {r.cpu_per_stream:>20.3f} {100 * r.loss:>7.1f}"
+            f" {r.rss_per_stream_mb:>14.1f} {r.rss_base_mb:>9.0f}"
+            f" {_ms(r.p50_ms) + '/' + _ms(r.p95_ms):>11}"
+            f" {f'{r.machine_busy_cores:.2f}/{CORES}':>13} {r.fleet_cpu_per_stream:>19.3f}"
+            f" {f'{r.fleet_lag_mean_ms:.1f} (max {r.fleet_lag_worst_ms:.0f})':>13}"
+        )
+    print()
+    by = {(r.n, r.impl): r for r in results}
+    for n in sorted({r.n for r in results}):
+        ours, naive = by.get((n, "bodycam")), by.get((n, "naive"))
+        if ours and naive and ours.cpu_per_stream > 0:
+            ratio = naive.cpu_per_stream / ours.cpu_per_stream
+            print(f"N={n}: naive/bodycam CPU per stream = {ratio:.1f}x")
+    if skipped:
+        print(
+            f"naive baseline skipped for N={', '.join(map(str, skipped))}: above --naive-max"
+            f" {args.naive_max}, it saturates this {CORES}-core machine (see its loss at the"
+            " largest N measured)"
+        )
+    for r in results:
+        if r.impl == "bodycam":
+            print(
+                f"sanity N={r.n} bodycam: {r.files} segments ({r.file_bytes / 1e6:.1f} MB),"
+                f" {r.recorded_frames} video frames recorded, {r.dropped_frames} dropped;"
+                f" {r.frames_sent} sent / {r.frames_received} received in the window"
+                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es)"
+            )
+        else:
+            print(
+                f"sanity N={r.n} naive: {r.files} MP4 files ({r.file_bytes / 1e6:.1f} MB);"
+                f" {r.frames_sent} sent / {r.frames_received} decoded in the window"
+                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es)"
+            )
+        for note in r.notes:
+            print(f"  note N={r.n} {r.impl}: {note}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the benchmark."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds after all are live")
+    parser.add_argument("--stagger", type=float, default=0.2, help="seconds between presses")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--naive-max", type=int, default=8, help="largest N for the baseline (default 8)"
+    )
+    parser.add_argument(
+        "--fleet-procs",
+        type=int,
+        default=0,
+        help=f"sender processes (default: 1, or 2 above {FLEET_SPLIT} cameras)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m bench.ingest`."""
+    args = parse_args(argv)
+    results: list[Result] = []
+    skipped: list[int] = []
+    for n in args.counts:
+        impls = [BODYCAM]
+        if not args.skip_naive:
+            if n <= args.naive_max:
+                impls.append(NAIVE)
+            else:
+                skipped.append(n)
+        for impl in impls:
+            print(f"running N={n} {impl.name}...", file=sys.stderr, flush=True)
+            results.append(run_one(impl, n, args))
+    print_report(results, args, skipped)
+    if args.json:
+        payload = {
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "cores": CORES,
+            "naive_skipped": skipped,
+            "results": [asdict(r) for r in results],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

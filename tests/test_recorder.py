@@ -1,0 +1,107 @@
+"""The segment logic on real encoded frames: keyframe starts, size changes, rotation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from bodycam.clock import utc_from_timestamp
+from bodycam.config import RecordingConfig
+from bodycam.gateway.bitstream import h264_is_keyframe
+from bodycam.gateway.recorder import SessionRecorder
+from bodycam.gateway.tap import EncodedFrame
+from bodycam.metrics import Metrics
+from bodycam.models import Session, SessionState
+from bodycam.store import Store
+
+from .test_bitstream import encode
+
+T0 = 1_800_000_000.0
+
+
+def video_frames(packets: list[bytes], start: int) -> list[EncodedFrame]:
+    """Frames i = start.. at 30 fps, arriving 20 ms after capture on the sender's clock T0."""
+    return [
+        EncodedFrame(
+            "video",
+            "H264",
+            data,
+            (start + i) * 3000,
+            90000,
+            h264_is_keyframe(data),
+            T0 + (start + i) / 30 + 0.02,
+        )
+        for i, data in enumerate(packets)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "db.sqlite3")
+    started = utc_from_timestamp(T0)
+    store.add_device("cam-1", "", "hash", started)
+    store.create_session(Session("s1", "cam-1", "", SessionState.LIVE, started), "r1")
+    yield store
+    store.close()
+
+
+async def record(
+    store: Store, tmp_path: Path, frames: list[EncodedFrame], segment_seconds: float = 60.0
+) -> list[str]:
+    """Push frames through a recorder; returns the keyframe requests it made."""
+    asked: list[str] = []
+    recorder = SessionRecorder(
+        "s1",
+        tmp_path / "rec",
+        store,
+        RecordingConfig(segment_seconds=segment_seconds),
+        Metrics(),
+        monotonic=lambda: len(asked) * 10.0,
+    )
+    timeline = recorder.start_connection({"video"}, "H264", lambda: asked.append("pli"))
+    for frame in frames:
+        recorder.push(frame)
+        if frame is frames[0]:
+            timeline.on_sender_report("video", T0, 0)  # sender clock: RTP 0 at T0
+    await recorder.close()
+    return asked
+
+
+def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
+    out = []
+    for segment in store.segments_of("s1"):
+        with av.open(str(tmp_path / "rec" / segment.path)) as container:
+            stream = container.streams.video[0]
+            frames = sum(1 for _ in container.decode(stream))
+            out.append((stream.codec_context.width, stream.codec_context.height, frames))
+    return out
+
+
+async def test_a_new_picture_size_starts_a_new_segment(store: Store, tmp_path: Path) -> None:
+    small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
+    large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
+    await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30))
+    assert sizes(store, tmp_path) == [(320, 240, 30), (640, 360, 30)]
+    first, second = store.segments_of("s1")
+    assert second.started_at == first.ended_at
+    assert (second.started_at - first.started_at).total_seconds() == pytest.approx(1.0, abs=0.01)
+    assert (first.width, first.height, second.width, second.height) == (320, 240, 640, 360)
+
+
+async def test_frames_before_the_first_keyframe_ask_for_one(store: Store, tmp_path: Path) -> None:
+    packets = encode("libx264", 320, 240, frames=40, preset="ultrafast", tune="zerolatency", g="20")
+    frames = video_frames(packets, 0)[5:]  # joined mid-GOP: no keyframe until frame 20
+    asked = await record(store, tmp_path, frames)
+    assert asked, "no keyframe request was sent"
+    assert sizes(store, tmp_path) == [(320, 240, 20)]  # from the keyframe on, nothing before
+
+
+async def test_rotation_waits_for_a_keyframe_and_asks_for_it(store: Store, tmp_path: Path) -> None:
+    packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="45")
+    asked = await record(store, tmp_path, video_frames(packets, 0), segment_seconds=1.0)
+    # keyframes at 0 and 45: the 1 s segment runs on to frame 45 while PLIs are sent
+    assert sizes(store, tmp_path) == [(320, 240, 45), (320, 240, 45)]
+    assert asked
