@@ -51,6 +51,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 FLEET_SPLIT = 16  # above this many cameras, two sender processes by default
 RSS_LIMIT_MB = 6000  # a backlogged baseline can eat memory fast: end its window early
+LOOP_SATURATED = 0.9  # share of a core above which one event loop cannot keep up
+GIL_BOUND = 0.85  # cores of mostly-Python work in one process: the GIL's ceiling is near
+OTHER_LOAD_NOTE = 0.15  # cores used by neither gateway nor fleet worth a note
 START_TIMEOUT = 20.0
 LIVE_TIMEOUT_BASE = 45.0
 
@@ -76,6 +79,7 @@ class Result:
     window_s: float = 0.0
     live: int = 0
     cpu_per_stream: float = 0.0  # core·s per stream·s
+    loop_busy: float = 0.0  # share of one core used by the gateway's event-loop thread
     rss_base_mb: float = 0.0
     rss_mb: float = 0.0
     rss_per_stream_mb: float = 0.0
@@ -85,6 +89,7 @@ class Result:
     p50_ms: float | None = None
     p95_ms: float | None = None
     machine_busy_cores: float = 0.0
+    other_cores: float = 0.0
     fleet_procs: int = 1
     fleet_cpu_per_stream: float = 0.0
     fleet_lag_mean_ms: float = 0.0
@@ -95,13 +100,17 @@ class Result:
     file_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
+    def gateway_cores_text(self) -> str:
+        return f"{self.cpu_per_stream * self.n:.2f} ({100 * self.loop_busy:.0f}%)"
+
 
 # --- /proc readings ---------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process (all its threads), or of one of its threads, in seconds."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    text = Path(path).read_text()
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
@@ -296,6 +305,7 @@ class Snapshot:
 
     t: float
     gateway_cpu: float
+    loop_cpu: float
     fleet_cpu: float
     machine: tuple[int, int]
     metrics: Samples
@@ -313,6 +323,8 @@ def snapshot(gateway: subprocess.Popen[bytes], fleets: list[FleetProc], url: str
     return Snapshot(
         t=time.monotonic(),
         gateway_cpu=cpu_seconds(gateway.pid),
+        # The main thread runs the event loop, where aiortc handles every RTP packet.
+        loop_cpu=cpu_seconds(gateway.pid, gateway.pid),
         fleet_cpu=sum(cpu_seconds(f.process.pid) for f in fleets),
         machine=machine_ticks(),
         metrics=metrics,
@@ -419,10 +431,27 @@ def measure_window(
     result.rss_mb = rss
     result.rss_per_stream_mb = (rss - result.rss_base_mb) / n
     result.cpu_per_stream = (end.gateway_cpu - start.gateway_cpu) / span / n
+    result.loop_busy = (end.loop_cpu - start.loop_cpu) / span
+    gateway_cores = result.cpu_per_stream * n
+    if result.loop_busy > LOOP_SATURATED or (impl is BODYCAM and gateway_cores > GIL_BOUND):
+        # bodycam's per-packet work is Python (aiortc) on the loop and the receiver threads:
+        # together they cannot use more than the one core the GIL allows.
+        result.notes.append(
+            f"gateway near its single-core limit: {gateway_cores:.2f} cores,"
+            f" event loop {100 * result.loop_busy:.0f}% of a core"
+        )
     result.fleet_cpu_per_stream = (end.fleet_cpu - start.fleet_cpu) / span / n
     busy = end.machine[0] - start.machine[0]
     total = end.machine[1] - start.machine[1]
     result.machine_busy_cores = CORES * busy / total if total else 0.0
+    # The machine may be shared: CPU that neither the gateway nor the senders used.
+    result.other_cores = result.machine_busy_cores - n * (
+        result.cpu_per_stream + result.fleet_cpu_per_stream
+    )
+    if result.other_cores > OTHER_LOAD_NOTE:
+        result.notes.append(
+            f"other processes kept {result.other_cores:.2f} cores busy during the window"
+        )
     frames = f"{impl.prefix}_ingest_frames_total"
     result.frames_sent = end.sent - start.sent
     result.frames_received = int(
@@ -457,20 +486,24 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
         " gateway, bucket-interpolated"
     )
     header = (
-        f"{'N':>3}  {'impl':<8} {'CPU core·s/stream·s':>20} {'loss %':>7} {'RSS MB/stream':>14}"
-        f" {'(base MB)':>9} {'p50/p95 ms':>11} {'machine busy':>13} {'fleet core·s/str·s':>19}"
-        f" {'fleet lag ms':>13}"
+        f"{'N':>3} {'impl':<8} {'CPU core·s/stream·s':>19} {'loss %':>6} {'RSS MB/stream':>13}"
+        f" {'base MB':>7} {'p50/p95 ms':>10} {'gw cores (loop)':>15} {'machine':>7}"
+        f" {'fleet core·s/str·s':>18} {'fleet lag ms':>14}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.n:>3}  {r.impl:<8} {r.cpu_per_stream:>20.3f} {100 * r.loss:>7.1f}"
-            f" {r.rss_per_stream_mb:>14.1f} {r.rss_base_mb:>9.0f}"
-            f" {_ms(r.p50_ms) + '/' + _ms(r.p95_ms):>11}"
-            f" {f'{r.machine_busy_cores:.2f}/{CORES}':>13} {r.fleet_cpu_per_stream:>19.3f}"
-            f" {f'{r.fleet_lag_mean_ms:.1f} (max {r.fleet_lag_worst_ms:.0f})':>13}"
+            f"{r.n:>3} {r.impl:<8} {r.cpu_per_stream:>19.3f} {100 * r.loss:>6.1f}"
+            f" {r.rss_per_stream_mb:>13.1f} {r.rss_base_mb:>7.0f}"
+            f" {_ms(r.p50_ms) + '/' + _ms(r.p95_ms):>10} {r.gateway_cores_text():>15}"
+            f" {f'{r.machine_busy_cores:.2f}':>7} {r.fleet_cpu_per_stream:>18.3f}"
+            f" {f'{r.fleet_lag_mean_ms:.1f} (max {r.fleet_lag_worst_ms:.0f})':>14}"
         )
+    print(
+        "gw cores: gateway process CPU in cores, (loop) its main event-loop thread's share;"
+        f" machine: busy cores of {CORES}; fleet lag: senders' event-loop lateness, mean (worst)"
+    )
     print()
     by = {(r.n, r.impl): r for r in results}
     for n in sorted({r.n for r in results}):
