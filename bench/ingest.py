@@ -15,14 +15,15 @@ bench/naive_gateway.py which decodes and re-encodes), in one run:
      both counted over the window (the fleet's counters come from its ``GET /stats``);
    - glass-to-gateway latency p50/p95 from the gateway's delay histogram, the difference of
      two scrapes, interpolated linearly within buckets (so accurate to a bucket's width);
-   - the fleet's own CPU and event-loop lag, and the machine's busy cores, to tell whether
-     the senders or the machine were the limit;
+   - the fleet's own CPU and event-loop lag, the machine's busy cores, the gateway's
+     event-loop thread, and the host's UDP receive-buffer overflows, to tell whether the
+     senders, the machine or the gateway were the limit, and where frames were lost;
 4. everything stops; bodycam's recordings are counted as a sanity check.
 
 It prints figures and asserts nothing::
 
-    python -m bench.ingest [--counts 1 8 32] [--seconds 20] [--warmup 5] [--skip-naive]
-                           [--naive-max 8] [--fleet-procs K] [--json FILE]
+    python -m bench.ingest [--counts 1 8 32] [--seconds 20] [--warmup 5] [--stagger 0.2]
+                           [--skip-naive] [--naive-max 8] [--fleet-procs K] [--json FILE] [--keep]
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -46,13 +46,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.measure import (
+    Samples,
+    bucket_deltas,
+    cpu_seconds,
+    machine_ticks,
+    parse_metrics,
+    quantile,
+    rss_mb,
+    sample,
+    udp_receive_buffer_errors,
+)
+from bodycam import devices
+from bodycam.store import Store
+
 REPO = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 FLEET_SPLIT = 16  # above this many cameras, two sender processes by default
 RSS_LIMIT_MB = 6000  # a backlogged baseline can eat memory fast: end its window early
 LOOP_SATURATED = 0.9  # share of a core above which one event loop cannot keep up
 GIL_BOUND = 0.85  # cores of mostly-Python work in one process: the GIL's ceiling is near
+LOSS_NOTE = 0.02  # frame loss above which CPU is also compared per delivered frame
 OTHER_LOAD_NOTE = 0.15  # cores used by neither gateway nor fleet worth a note
 START_TIMEOUT = 20.0
 LIVE_TIMEOUT_BASE = 45.0
@@ -94,6 +108,7 @@ class Result:
     fleet_cpu_per_stream: float = 0.0
     fleet_lag_mean_ms: float = 0.0
     fleet_lag_worst_ms: float = 0.0
+    udp_drops: int = 0  # host-wide UDP receive buffer overflows during the window
     recorded_frames: int | None = None
     dropped_frames: int | None = None
     files: int = 0
@@ -102,88 +117,6 @@ class Result:
 
     def gateway_cores_text(self) -> str:
         return f"{self.cpu_per_stream * self.n:.2f} ({100 * self.loop_busy:.0f}%)"
-
-
-# --- /proc readings ---------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """utime + stime of a process (all its threads), or of one of its threads, in seconds."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    text = Path(path).read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-# --- metrics ------------------------------------------------------------------------------
-
-_LINE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse_metrics(text: str) -> Samples:
-    """Prometheus text exposition → {(name, sorted labels): value}."""
-    samples: Samples = {}
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if match:
-            name, labels, value = match.groups()
-            key = tuple(sorted(_LABEL.findall(labels or "")))
-            samples[name, key] = float(value)
-    return samples
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float:
-    """One sample's value (0 when absent)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def bucket_deltas(before: Samples, after: Samples, name: str) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) of a histogram's observations between two scrapes."""
-    key = f"{name}_bucket"
-    bounds = sorted(
-        (float(le), le)
-        for (metric, labels) in after
-        if metric == key
-        for label, le in labels
-        if label == "le"
-    )
-    return [(bound, sample(after, key, le=le) - sample(before, key, le=le)) for bound, le in bounds]
-
-
-def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The q-quantile of a cumulative histogram, interpolated linearly within its bucket."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower, below = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound == float("inf"):
-                return lower  # beyond the last finite bucket: a floor, reported as such
-            if count == below:
-                return bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
-        lower, below = bound, count
-    return lower
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -229,9 +162,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Non
 
 def enroll(data_dir: Path, n: int) -> list[dict[str, str]]:
     """Enrol N devices in a fresh bodycam database; return their ids and tokens."""
-    from bodycam import devices
-    from bodycam.store import Store
-
     store = Store(data_dir / "bodycam.sqlite3")
     now = datetime.datetime.now(datetime.UTC)
     try:
@@ -268,11 +198,11 @@ class FleetProc:
 
 
 def start_fleets(
-    devices: list[dict[str, str]], procs: int, url: str, work: Path, stagger: float
+    cameras: list[dict[str, str]], procs: int, url: str, work: Path, stagger: float
 ) -> list[FleetProc]:
     fleets = []
     for k in range(procs):
-        share = devices[k::procs]
+        share = cameras[k::procs]
         devices_file = work / f"devices-{k}.json"
         devices_file.write_text(json.dumps(share))
         port = free_port()
@@ -308,6 +238,7 @@ class Snapshot:
     loop_cpu: float
     fleet_cpu: float
     machine: tuple[int, int]
+    udp_drops: int
     metrics: Samples
     sent: int
     lag_total: float
@@ -327,6 +258,7 @@ def snapshot(gateway: subprocess.Popen[bytes], fleets: list[FleetProc], url: str
         loop_cpu=cpu_seconds(gateway.pid, gateway.pid),
         fleet_cpu=sum(cpu_seconds(f.process.pid) for f in fleets),
         machine=machine_ticks(),
+        udp_drops=udp_receive_buffer_errors(),
         metrics=metrics,
         sent=sum(s["frames_sent"] for s in stats),
         lag_total=sum(s["lag_total_seconds"] for s in stats),
@@ -335,7 +267,10 @@ def snapshot(gateway: subprocess.Popen[bytes], fleets: list[FleetProc], url: str
     )
 
 
-def wait_live(url: str, prefix: str, n: int, timeout: float, gateway: Any) -> int:
+def wait_live(
+    url: str, prefix: str, n: int, timeout: float, gateway: subprocess.Popen[bytes]
+) -> int:
+    """Wait until N sessions are live (or time runs out); return how many are."""
     deadline = time.monotonic() + timeout
     live = 0
     while time.monotonic() < deadline and gateway.poll() is None:
@@ -355,9 +290,9 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
     result.fleet_procs = procs
     if impl is BODYCAM:
         (work / "data").mkdir()
-        devices = enroll(work / "data", n)
+        cameras = enroll(work / "data", n)
     else:
-        devices = [{"id": f"bench-{i:03d}", "token": "any"} for i in range(n)]
+        cameras = [{"id": f"bench-{i:03d}", "token": "any"} for i in range(n)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     gateway = start_gateway(impl, work, port)
@@ -366,7 +301,7 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
         wait_http(url + "/metrics", gateway, START_TIMEOUT)
         time.sleep(1.0)
         result.rss_base_mb = rss_mb(gateway.pid)
-        fleets = start_fleets(devices, procs, url, work, args.stagger)
+        fleets = start_fleets(cameras, procs, url, work, args.stagger)
         for fleet in fleets:
             wait_http(fleet.stats_url, fleet.process, START_TIMEOUT)
         live_timeout = LIVE_TIMEOUT_BASE + n * args.stagger
@@ -375,6 +310,8 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
             result.notes.append(f"only {result.live} of {n} sessions went live")
         time.sleep(args.warmup)
         measure_window(result, impl, gateway, fleets, url, args.seconds)
+    except (RuntimeError, OSError) as err:
+        result.notes.append(f"run failed: {err}")
     finally:
         for fleet in fleets:
             stop_process(fleet.process)
@@ -452,6 +389,7 @@ def measure_window(
         result.notes.append(
             f"other processes kept {result.other_cores:.2f} cores busy during the window"
         )
+    result.udp_drops = end.udp_drops - start.udp_drops
     frames = f"{impl.prefix}_ingest_frames_total"
     result.frames_sent = end.sent - start.sent
     result.frames_received = int(
@@ -474,6 +412,11 @@ def measure_window(
 # --- report -------------------------------------------------------------------------------
 
 
+def _percent(fraction: float) -> str:
+    text = f"{100 * fraction:.1f}"
+    return "0.0" if text == "-0.0" else text  # a frame in flight at the window's edge
+
+
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
 
@@ -494,7 +437,7 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.n:>3} {r.impl:<8} {r.cpu_per_stream:>19.3f} {100 * r.loss:>6.1f}"
+            f"{r.n:>3} {r.impl:<8} {r.cpu_per_stream:>19.3f} {_percent(r.loss):>6}"
             f" {r.rss_per_stream_mb:>13.1f} {r.rss_base_mb:>7.0f}"
             f" {_ms(r.p50_ms) + '/' + _ms(r.p95_ms):>10} {r.gateway_cores_text():>15}"
             f" {f'{r.machine_busy_cores:.2f}':>7} {r.fleet_cpu_per_stream:>18.3f}"
@@ -510,7 +453,17 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
         ours, naive = by.get((n, "bodycam")), by.get((n, "naive"))
         if ours and naive and ours.cpu_per_stream > 0:
             ratio = naive.cpu_per_stream / ours.cpu_per_stream
-            print(f"N={n}: naive/bodycam CPU per stream = {ratio:.1f}x")
+            line = f"N={n}: naive/bodycam CPU per stream = {ratio:.1f}x"
+            if naive.loss > LOSS_NOTE and naive.loss < 1 and ours.loss < 1:
+                # A saturated gateway skips work: compare the CPU per frame it did deliver.
+                per_frame = (naive.cpu_per_stream / (1 - naive.loss)) / (
+                    ours.cpu_per_stream / (1 - ours.loss)
+                )
+                line += (
+                    f"; the baseline delivered only {100 * (1 - naive.loss):.0f}% of the frames,"
+                    f" so per delivered frame {per_frame:.1f}x"
+                )
+            print(line)
     if skipped:
         print(
             f"naive baseline skipped for N={', '.join(map(str, skipped))}: above --naive-max"
@@ -523,13 +476,15 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
                 f"sanity N={r.n} bodycam: {r.files} segments ({r.file_bytes / 1e6:.1f} MB),"
                 f" {r.recorded_frames} video frames recorded, {r.dropped_frames} dropped;"
                 f" {r.frames_sent} sent / {r.frames_received} received in the window"
-                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es)"
+                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es);"
+                f" {r.udp_drops} UDP datagrams dropped by full socket buffers"
             )
         else:
             print(
                 f"sanity N={r.n} naive: {r.files} MP4 files ({r.file_bytes / 1e6:.1f} MB);"
                 f" {r.frames_sent} sent / {r.frames_received} decoded in the window"
-                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es)"
+                f" by {r.live} live sessions, {r.fleet_procs} fleet process(es);"
+                f" {r.udp_drops} UDP datagrams dropped by full socket buffers"
             )
         for note in r.notes:
             print(f"  note N={r.n} {r.impl}: {note}")

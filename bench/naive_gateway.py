@@ -106,12 +106,13 @@ class Session:
     clocks: dict[str, SenderClock] = field(default_factory=dict)
 
 
-sessions_key = web.AppKey("sessions", dict)
+sessions_key = web.AppKey("sessions", dict[str, Session])
 metrics_key = web.AppKey("metrics", Metrics)
 dir_key = web.AppKey("dir", Path)
 
 
 async def post_offer(request: web.Request) -> web.Response:
+    """WHIP POST: answer the offer, decode both tracks and record them re-encoded."""
     if not request.headers.get("Authorization", "").startswith("Bearer "):
         return web.Response(status=401, text="Bearer token required")
     offer = await request.text()
@@ -153,6 +154,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
 
 async def end(app: web.Application, resource: str) -> bool:
+    """Finish a session's file and close its connection; False if there is no such session."""
     session = app[sessions_key].pop(resource, None)
     if session is None:
         return False
@@ -164,17 +166,21 @@ async def end(app: web.Application, resource: str) -> bool:
 
 
 async def delete_session(request: web.Request) -> web.Response:
+    """WHIP DELETE: end the session."""
     found = await end(request.app, request.match_info["resource"])
     return web.Response(status=200 if found else 404)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    """The baseline's figures in Prometheus text."""
     body = generate_latest(request.app[metrics_key].registry)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 async def close_all(app: web.Application) -> None:
-    for resource in list(app[sessions_key]):
+    """End every session at shutdown, so each MP4 file is finished."""
+    sessions = app[sessions_key]
+    for resource in list(sessions):
         await end(app, resource)
 
 
