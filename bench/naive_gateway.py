@@ -135,7 +135,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
     # passthrough=False: aiortc still decodes; the tap only keeps RTP time on the frames
     # and reports sender reports, so the delay can be measured the same way as in bodycam.
-    tap_receivers(pc, on_sender_report, passthrough=False)
+    tap_receivers(pc, on_sender_report)  # no on_frame: the receivers keep decoding
     for transceiver in pc.getTransceivers():
         track = transceiver.receiver.track
         if transceiver._codecs and track is not None:

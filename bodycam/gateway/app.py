@@ -14,7 +14,7 @@ from ..errors import BodycamError, ConfigError
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
-from . import tap, whip
+from . import whip
 from .keys import clock_key, config_key, metrics_key, sessions_key, store_key
 from .sessions import SessionManager
 
@@ -68,7 +68,6 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         restrict_host_candidates(config.ice.addresses)
     except ValueError as err:
         raise ConfigError(f"ice.addresses: {err}") from None
-    tap.install()
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=config.server.max_sdp_bytes

@@ -2,8 +2,8 @@
 
 `accept_offer` validates a WHIP offer and applies it to a new recvonly peer connection
 (H.264 preferred over VP8, Opus audio); `Connection` then taps the receivers for encoded
-frames, pumps them into the session's recorder, reads the telemetry channel and watches
-for silence, which is how a lost 4G link looks from here.
+frames, hands them to the session's recorder, reads the telemetry channel and watches for
+silence, which is how a lost 4G link looks from here.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from aiortc import (
     RTCRtpReceiver,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, Unprocessable
 from ..models import EndReason, Position, SessionState
 from . import telemetry
-from .tap import request_keyframe, tap_receivers
+from .tap import EncodedFrame, request_keyframe, tap_receivers
 
 if TYPE_CHECKING:
     from .sessions import LiveSession, SessionManager
@@ -39,7 +38,6 @@ AUDIO_CODECS = ("opus",)
 TELEMETRY_LABEL = "telemetry"
 CONNECT_TIMEOUT_SECONDS = 15.0
 WATCH_INTERVAL_SECONDS = 0.5
-DRAIN_SECONDS = 2.0
 LOGGED_INVALID_TELEMETRY = 5  # then one line in a hundred
 
 
@@ -129,8 +127,8 @@ class Connection:
         self._created = self.last_media = self._monotonic()
         self._got_media = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pumps: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._counted = {"video": 0, "audio": 0}
         self._frames = {kind: manager.metrics.frames.labels(kind) for kind in ("video", "audio")}
         assert session.recorder is not None
         self._recorder = session.recorder
@@ -138,13 +136,7 @@ class Connection:
             media.kinds, media.video_codec, self.request_keyframe
         )
         self._label = f"session {session.id}"
-        tap_receivers(pc, timeline.on_sender_report)
-        # The "track" events fired during setRemoteDescription, before this object existed:
-        # the remote tracks are already on the receivers.
-        for transceiver in pc.getTransceivers():
-            track = transceiver.receiver.track
-            if transceiver._codecs and track is not None:
-                self._spawn(self._pump(track), self._pumps)
+        tap_receivers(pc, timeline.on_sender_report, self._on_frame)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
 
@@ -164,7 +156,7 @@ class Connection:
                 self._spawn(self._pli(transceiver.receiver))
 
     async def close(self) -> None:
-        """Close the peer connection and let the pumps drain what was received."""
+        """Close the peer connection: no frame comes after this returns."""
         if self._closed:
             return
         self._closed = True
@@ -172,43 +164,40 @@ class Connection:
         helpers = [t for t in self._tasks if t is not current]
         for task in helpers:
             task.cancel()
-        await self.pc.close()  # ends the tracks: each pump returns once its queue is drained
-        if self._pumps:
-            # A receiver that never started (no ICE) never ends its track: stop waiting.
-            drain = DRAIN_SECONDS if self._got_media else 0.0
-            _, stuck = await asyncio.wait(set(self._pumps), timeout=drain)
-            for task in stuck:
-                task.cancel()
-        await asyncio.gather(*helpers, *self._pumps, return_exceptions=True)
+        await self.pc.close()
+        self._flush_counts()
+        await asyncio.gather(*helpers, return_exceptions=True)
 
-    def _spawn(self, coro: Any, tasks: set[asyncio.Task[None]] | None = None) -> None:
-        group = self._tasks if tasks is None else tasks
+    def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        group.add(task)
-        task.add_done_callback(group.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _pli(self, receiver: RTCRtpReceiver) -> None:
         if not await request_keyframe(receiver):
             logger.debug("%s: keyframe wanted, but no video source yet", self._label)
 
-    async def _pump(self, track: MediaStreamTrack) -> None:
-        counter = self._frames[track.kind]
-        recorder = self._recorder
-        monotonic = self._monotonic
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            self.last_media = monotonic()
-            self._got_media = True
-            counter.inc()
-            recorder.push(frame)  # type: ignore[arg-type]
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        """Every encoded frame, called by the tap inside aiortc's RTP handler: stay small."""
+        if self._closed:
+            return
+        self.last_media = self._monotonic()
+        self._got_media = True
+        self._counted[frame.kind] += 1
+        self._recorder.push(frame)
+
+    def _flush_counts(self) -> None:
+        # Counting in plain ints and publishing twice a second spares a lock per frame.
+        for kind, count in self._counted.items():
+            if count:
+                self._frames[kind].inc(count)
+                self._counted[kind] = 0
 
     async def _watch(self) -> None:
         timeout = self._manager.config.sessions.media_timeout_seconds
         while not self._closed:
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+            self._flush_counts()
             if self._got_media and self.silent_for(timeout):
                 why = f"no media for {timeout:g} s"
             elif (

@@ -162,7 +162,8 @@ class SessionRecorder:
         self._last_info: KeyframeInfo | None = None
         self._last_wall = 0.0
         self._last_pli = float("-inf")
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(WRITER_QUEUE_FRAMES)
+        # SimpleQueue: a C queue without the Condition of queue.Queue, for one put per frame.
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._writer, name=f"rec-{session_id[:8]}", daemon=True
         )
@@ -267,31 +268,31 @@ class SessionRecorder:
             self._segment_size = None
 
     def _put(self, item: tuple[Any, ...], force: bool = False) -> None:
-        if force:
-            self._queue.put(item)  # open/close are rare and must not be lost
-            return
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        # open/close are rare and must not be lost; frames give way when the disk lags
+        if not force and self._queue.qsize() >= WRITER_QUEUE_FRAMES:
             self._metrics.frames_dropped.labels("writer_behind").inc()
             logger.warning("session %s: recording is behind, frame dropped", self.session_id)
+            return
+        self._queue.put(item)
 
     # writer thread side
 
     def _writer(self) -> None:
         writer: SegmentWriter | None = None
         segment_id = 0
+        written = {"video": 0, "audio": 0}  # published per segment: no lock per frame
         while (item := self._queue.get()) is not None:
             try:
                 if item[0] == "frame":
                     if writer is not None:
                         writer.write(item[1], item[2], item[3], item[4])
-                        self._metrics.frames_recorded.labels(item[1]).inc()
+                        written[item[1]] += 1
                 elif item[0] == "open":
                     writer, segment_id = self._open_file(*item[1:])
                 elif item[0] == "close" and writer is not None:
                     self._seal(writer, segment_id, item[1])
                     writer = None
+                    self._publish(written)
             except (av.FFmpegError, OSError) as err:
                 logger.error(
                     "session %s: segment %s: %s",
@@ -301,6 +302,13 @@ class SessionRecorder:
                 )
         if writer is not None:
             self._seal(writer, segment_id, None)
+        self._publish(written)
+
+    def _publish(self, written: dict[str, int]) -> None:
+        for kind, count in written.items():
+            if count:
+                self._metrics.frames_recorded.labels(kind).inc(count)
+                written[kind] = 0
 
     def _open_file(
         self, wall: float, codec: str, info: KeyframeInfo, audio: bool

@@ -1,13 +1,16 @@
 """The encoded-frame tap: aiortc receivers that hand over frames without decoding them.
 
 aiortc has no public API for this. Its receive path is: `RTCRtpReceiver._handle_rtp_packet`
-(event loop: NACK, REMB, depayload, jitter buffer) puts each complete encoded frame on a
-queue; a per-receiver thread (`decoder_worker`) decodes it with `get_decoder(codec)`,
-looked up at call time in `aiortc.rtcrtpreceiver`, and puts the decoder's output on the
-track's queue, which `track.recv()` returns. This module replaces that one lookup: for
-the codecs of a peer connection tapped with `tap_receivers`, the "decoder" returns an
-`EncodedFrame` (the bytes as received, keyframe flag, RTP timestamp) instead of pictures.
-Other peer connections in the process (a test's viewer, a baseline benchmark) still decode.
+(event loop: NACK, REMB, depayload, jitter buffer) puts each complete encoded frame on the
+receiver's decoder queue; a per-receiver thread (`decoder_worker`) takes it, decodes it and
+hands the pictures back to the event loop for `track.recv()`. Two thread hops and a decode
+per frame: most of the cost of receiving video with aiortc.
+
+The tap replaces that queue, before the receiver starts, with `FrameTap`: its `put()`, called
+on the event loop by `_handle_rtp_packet`, calls `on_frame` at once with an `EncodedFrame`
+(the bytes as received, keyframe flag, RTP time). No decoder is ever created and the
+decoder thread sleeps until the receiver stops. The track's `recv()` yields nothing but its
+end: consumers take frames from `on_frame`.
 
 Two more per-receiver adjustments, both on instance attributes of aiortc 1.16 objects:
 - the receiver's TimestampMapper rebases timestamps to 0 per track, which loses the link
@@ -16,18 +19,18 @@ Two more per-receiver adjustments, both on instance attributes of aiortc 1.16 ob
   the receiver's `_handle_rtcp_packet`.
 Without decoding nothing asks the camera for keyframes on loss; `request_keyframe` sends a
 PLI (RFC 4585) for that receiver's stream. pyproject pins aiortc to 1.16.x for this module;
-tests/test_tap.py fails first if an upgrade breaks it.
+tests/test_recording.py fails first if an upgrade breaks it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSrPacket
@@ -35,9 +38,6 @@ from aiortc.rtp import RtcpSrPacket
 from .bitstream import h264_is_keyframe, vp8_is_keyframe
 
 logger = logging.getLogger(__name__)
-
-_MARK = "_bodycam_passthrough"
-_aiortc_get_decoder = aiortc.rtcrtpreceiver.get_decoder
 
 # Seconds between 1900 (NTP epoch) and 1970 (POSIX epoch).
 NTP_EPOCH_OFFSET = 2208988800
@@ -57,50 +57,55 @@ class EncodedFrame:
     wall: float = 0.0  # gateway wall-clock time of capture, set by the timeline
 
 
-class PassthroughDecoder:
-    """Stands where aiortc expects a decoder and returns the encoded frame untouched."""
-
-    def __init__(self, codec: RTCRtpCodecParameters) -> None:
-        self.kind = "video" if codec.mimeType.lower().startswith("video/") else "audio"
-        self.codec = codec.name
-        self.clock_rate = codec.clockRate
-        name = codec.name.lower()
-        self._is_keyframe: Callable[[bytes], bool]
-        if name == "h264":
-            self._is_keyframe = h264_is_keyframe
-        elif name == "vp8":
-            self._is_keyframe = vp8_is_keyframe
-        else:
-            self._is_keyframe = _always
-
-    def decode(self, encoded_frame: Any) -> list[EncodedFrame]:
-        data = encoded_frame.data
-        return [
-            EncodedFrame(
-                kind=self.kind,
-                codec=self.codec,
-                data=data,
-                rtp_time=encoded_frame.timestamp,
-                clock_rate=self.clock_rate,
-                keyframe=self._is_keyframe(data),
-                arrival=time.time(),
-            )
-        ]
+FrameCallback = Callable[[EncodedFrame], None]
+SenderReportCallback = Callable[[str, float, int], None]
 
 
 def _always(_data: bytes) -> bool:
     return True
 
 
-def _get_decoder(codec: RTCRtpCodecParameters) -> Any:
-    if getattr(codec, _MARK, False):
-        return PassthroughDecoder(codec)
-    return _aiortc_get_decoder(codec)
+KEYFRAME_TESTS: dict[str, Callable[[bytes], bool]] = {
+    "h264": h264_is_keyframe,
+    "vp8": vp8_is_keyframe,
+}
 
 
-def install() -> None:
-    """Put the passthrough lookup in place of aiortc's (idempotent)."""
-    aiortc.rtcrtpreceiver.get_decoder = _get_decoder
+class FrameTap:
+    """Stands where aiortc's receiver keeps its decoder queue (see the module doc).
+
+    `put((codec, jitter_frame))` comes from the event loop for every complete frame;
+    `put(None)` when the receiver stops. `get()` is called only by aiortc's decoder thread:
+    it blocks until the stop, then returns None so the thread ends the track and exits.
+    """
+
+    def __init__(self, kind: str, on_frame: FrameCallback) -> None:
+        self._kind = kind
+        self._on_frame = on_frame
+        self._stopped = threading.Event()
+
+    def put(self, task: tuple[RTCRtpCodecParameters, Any] | None) -> None:
+        if task is None:
+            self._stopped.set()
+            return
+        codec, frame = task
+        data = frame.data
+        name = codec.name
+        self._on_frame(
+            EncodedFrame(
+                self._kind,
+                name,
+                data,
+                frame.timestamp,
+                codec.clockRate,
+                KEYFRAME_TESTS.get(name.lower(), _always)(data),
+                time.time(),
+            )
+        )
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
 
 
 class RtpUnwrapper:
@@ -123,24 +128,24 @@ class RtpUnwrapper:
         return self._cycles + timestamp
 
 
-SenderReportCallback = Callable[[str, float, int], None]
-
-
 def tap_receivers(
-    pc: RTCPeerConnection, on_sender_report: SenderReportCallback, passthrough: bool = True
+    pc: RTCPeerConnection,
+    on_sender_report: SenderReportCallback,
+    on_frame: FrameCallback | None = None,
 ) -> None:
-    """Make a peer connection's receivers yield EncodedFrames; call after setRemoteDescription.
+    """Tap a peer connection's receivers; call after setRemoteDescription, before media.
 
-    `on_sender_report(kind, sender_ntp_seconds_posix, rtp_timestamp32)` is called for each
-    RTCP sender report. With `passthrough=False` the receivers still decode (the naive
-    baseline of bench/ingest.py) but keep RTP time and report sender reports.
+    `on_frame(frame)` gets every encoded frame, on the event loop, instead of a decoder.
+    `on_sender_report(kind, sender_ntp_seconds_posix, rtp_timestamp32)` gets each RTCP
+    sender report. Without `on_frame` the receivers still decode (the naive baseline of
+    bench/ingest.py) but keep RTP time on their frames and report sender reports.
     """
-    install()
     for transceiver in pc.getTransceivers():
-        if passthrough:
-            for codec in transceiver._codecs:
-                setattr(codec, _MARK, True)
         receiver = transceiver.receiver
+        if on_frame is not None:
+            receiver._RTCRtpReceiver__decoder_queue = FrameTap(  # type: ignore[attr-defined]
+                transceiver.kind, on_frame
+            )
         receiver._RTCRtpReceiver__timestamp_mapper = RtpUnwrapper()  # type: ignore[attr-defined]
         _watch_sender_reports(receiver, transceiver.kind, on_sender_report)
 
