@@ -1,0 +1,136 @@
+"""`bodycam serve` as an operator runs it: TLS when configured, a clear error when not right."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .test_crash import free_port
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_serve_over_tls(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    config = tmp_path / "bodycam.toml"
+    config.write_text(f'[server]\nport = {port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bodycam",
+        "serve",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tmp_path / "data"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(
+                        f"https://127.0.0.1:{port}/healthz", ssl=context
+                    ) as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectorError:
+                    assert process.returncode is None, "gateway exited"
+                    assert time.monotonic() < deadline, "no TLS answer in 20 s"
+                    await asyncio.sleep(0.1)
+            # plain HTTP on the TLS port is not served
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as plain:
+                    assert plain.status >= 400
+            except aiohttp.ClientError:
+                pass
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 20)
+
+
+def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "bodycam.toml"
+    config.write_text('[server]\ntls_cert = "/nope.pem"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bodycam",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "server.tls_cert" in done.stderr and "together" in done.stderr
+
+    config.write_text('[ice]\naddresses = ["192.0.2.77"]\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bodycam",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "ice.addresses" in done.stderr and "matches no local address" in done.stderr
