@@ -26,12 +26,14 @@ from .models import SessionState
 
 logger = logging.getLogger(__name__)
 
-# (device, officer, route, press at, drop at/for, stop before the end by)
+# (device, officer, route, press at, link drop at, stop at), as fractions of the demo's
+# length, so that any length keeps the order: press, (drop and reconnect), stop.
 CAMERAS = [
-    ("demo-cam-1", "Brigadier Lefèvre", "metz-mandela", 2.0, None, 4.0),
-    ("demo-cam-2", "Gardien Rossi", "metz-charrons", 8.0, (24.0, 4.0), 2.0),
-    ("demo-cam-3", "Brigadier-chef Nguyen", "metz-comedie", 14.0, None, 0.0),
+    ("demo-cam-1", "Brigadier Lefèvre", "metz-mandela", 0.05, None, 0.85),
+    ("demo-cam-2", "Gardien Rossi", "metz-charrons", 0.15, 0.45, 0.92),
+    ("demo-cam-3", "Brigadier-chef Nguyen", "metz-comedie", 0.25, None, 1.0),
 ]
+DROP_SECONDS = 0.1  # of the demo's length, within the 60 s grace window
 
 
 def _out(text: str) -> None:
@@ -77,25 +79,27 @@ async def run_demo(config: Config, duration: float) -> int:
     _out("encoding the cameras' video loops (once)…")
     await asyncio.gather(*(camera.prepare() for camera in cameras))
 
-    async def script(
-        camera: AxisBodycam, press: float, drop: tuple[float, float] | None, early: float
-    ) -> None:
-        steps: list[tuple[Any, ...]] = [(press, "press")]
+    async def script(camera: AxisBodycam, press: float, drop: float | None, stop: float) -> None:
+        steps: list[tuple[Any, ...]] = [(press * duration, "press")]
         if drop is not None:
-            steps.append((drop[0], "drop", drop[1]))
-        steps.append((duration - early, "press"))
+            steps.append((drop * duration, "drop", DROP_SECONDS * duration))
+        steps.append((stop * duration, "press"))
         await camera.run_timeline(steps)
 
     started = time.monotonic()
     tasks = [
-        asyncio.create_task(script(cam, press, drop, early))
-        for cam, (_, _, _, press, drop, early) in zip(cameras, CAMERAS, strict=True)
+        asyncio.create_task(script(cam, press, drop, stop))
+        for cam, (_, _, _, press, drop, stop) in zip(cameras, CAMERAS, strict=True)
     ]
     status = asyncio.create_task(_status(app, started))
+    code = 0
     try:
         await asyncio.gather(*tasks)
     except (asyncio.CancelledError, KeyboardInterrupt):
         _out("\nstopping…")
+    except Exception as err:  # a simulated camera failed: say so, then clean up as usual
+        _out(f"\ndemo stopped: {err}")
+        code = 1
     finally:
         status.cancel()
         for camera in cameras:
@@ -114,7 +118,7 @@ async def run_demo(config: Config, duration: float) -> int:
             f"  .venv/bin/bodycam sessions export {last} --out {last}.mkv"
             f" --data-dir {config.data_dir}"
         )
-    return 0
+    return code
 
 
 async def _status(app: web.Application, started: float) -> None:
