@@ -21,7 +21,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Config
-from ..errors import Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..metrics import Metrics
 from ..models import Device, EndReason, Session, SessionState
 from ..store import Store
@@ -146,6 +146,8 @@ class SessionManager:
             pc, media = await accept_offer(offer_sdp)
             resource_id = secrets.token_urlsafe(24)
             now = self.clock.now()
+            if live is not None and self._sessions.get(live.id) is not live:
+                live = None  # its grace window closed while the offer was being applied
             if live is not None and live.state == SessionState.INTERRUPTED:
                 assert live.grace_task is not None
                 live.grace_task.cancel()
@@ -188,7 +190,12 @@ class SessionManager:
                     self.clock.monotonic,
                 )
             conn = Connection(resource_id, pc, live, media, self)
-            answer = await conn.answer()
+            try:
+                answer = await conn.answer()
+            except Exception as err:  # aiortc raises what its state machine meets
+                await conn.close()
+                await self._link_lost(live, f"answer failed: {err}")
+                raise BadRequest(f"could not answer the offer: {err}") from None
             live.connection = conn
             self._resources[resource_id] = conn
             conn.start()
