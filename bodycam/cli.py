@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from .clock import SystemClock, iso
 from .config import Config
-from .errors import BodycamError
+from .errors import BodycamError, ConfigError
 from .logs import setup_logging
 from .store import Store
 
@@ -115,7 +116,14 @@ def serve(config: Config) -> None:
     context = None
     if config.server.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+        try:
+            context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(
+                f"server.tls_cert/server.tls_key: cannot load {config.server.tls_cert} and"
+                f" {config.server.tls_key}: {err}"
+            ) from None
+    _check_port(config.server.host, config.server.port)
     web.run_app(
         create_app(config),
         host=config.server.host,
@@ -124,6 +132,17 @@ def serve(config: Config) -> None:
         print=None,
         access_log=None,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with the key to change when the listen address is taken or not ours."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"server.host/server.port: cannot listen on {host}:{port}: {err.strerror}"
+        ) from None
 
 
 def devices_command(store: Store, args: argparse.Namespace) -> int:

@@ -72,6 +72,8 @@ def bearer_token(authorization: str | None) -> str:
         raise Unauthorized("Authorization header must be 'Bearer <token>'")
     if len(token) > MAX_TOKEN_LENGTH:
         raise Unauthorized("Bearer token is too long")
+    if not token.isascii() or not token.isprintable():
+        raise Unauthorized("Bearer token must be printable ASCII")
     return token
 
 

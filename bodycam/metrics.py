@@ -57,6 +57,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.recording_errors = Counter(
+            "bodycam_recording_errors", "Failures of the recording writer (see the log)", registry=r
+        )
         self.segments = Counter("bodycam_segments_sealed", "Segments closed and hashed", registry=r)
         self.bytes_recorded = Counter(
             "bodycam_recorded_bytes", "Bytes of sealed segments", registry=r

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bodycam.config import Config
@@ -32,6 +33,7 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
     async with AxisBodycam(gateway.url, "cam-1", token, media=MEDIA) as camera:
         await camera.press()
         await asyncio.sleep(2)
+        first_url = camera.session_url
         drop = asyncio.create_task(camera.drop_link(2.0))  # back well within the 3 s grace
         [session] = gateway.store.list_sessions()
         await wait_for(
@@ -39,7 +41,16 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
         )
         await drop
         await wait_for(lambda: camera.state == "live")
-        await asyncio.sleep(2)
+        assert camera.session_url != first_url
+        # a DELETE on the replaced connection's URL, arriving late, ends nothing
+        async with (
+            aiohttp.ClientSession() as http,
+            http.delete(first_url, headers={"Authorization": f"Bearer {token}"}) as late,
+        ):
+            assert late.status == 200
+        await asyncio.sleep(0.5)
+        assert gateway.store.get_session(session.id).state == SessionState.LIVE
+        await asyncio.sleep(1.5)
         await camera.press()
     await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
     [again] = gateway.store.list_sessions()

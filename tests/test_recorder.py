@@ -10,7 +10,14 @@ import pytest
 
 from bodycam.clock import utc_from_timestamp
 from bodycam.config import RecordingConfig
-from bodycam.gateway.bitstream import h264_is_keyframe
+from bodycam.errors import BadRequest, Unprocessable
+from bodycam.gateway.bitstream import (
+    START_CODE,
+    h264_is_keyframe,
+    h264_keyframe_info,
+    split_annexb,
+)
+from bodycam.gateway.export import export_session
 from bodycam.gateway.recorder import SessionRecorder
 from bodycam.gateway.tap import EncodedFrame
 from bodycam.metrics import Metrics
@@ -49,7 +56,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 async def record(
-    store: Store, tmp_path: Path, frames: list[EncodedFrame], segment_seconds: float = 60.0
+    store: Store,
+    tmp_path: Path,
+    frames: list[EncodedFrame],
+    segment_seconds: float = 60.0,
+    parameter_sets: bytes = b"",
+    metrics: Metrics | None = None,
 ) -> list[str]:
     """Push frames through a recorder; returns the keyframe requests it made."""
     asked: list[str] = []
@@ -58,10 +70,12 @@ async def record(
         tmp_path / "rec",
         store,
         RecordingConfig(segment_seconds=segment_seconds),
-        Metrics(),
+        metrics or Metrics(),
         monotonic=lambda: len(asked) * 10.0,
     )
-    timeline = recorder.start_connection({"video"}, "H264", lambda: asked.append("pli"))
+    timeline = recorder.start_connection(
+        {"video"}, "H264", lambda: asked.append("pli"), parameter_sets
+    )
     for frame in frames:
         recorder.push(frame)
         if frame is frames[0]:
@@ -105,3 +119,59 @@ async def test_rotation_waits_for_a_keyframe_and_asks_for_it(store: Store, tmp_p
     # keyframes at 0 and 45: the 1 s segment runs on to frame 45 while PLIs are sent
     assert sizes(store, tmp_path) == [(320, 240, 45), (320, 240, 45)]
     assert asked
+
+
+def without_parameter_sets(data: bytes) -> bytes:
+    """An access unit with its SPS and PPS taken out (a camera that sends them once)."""
+    return b"".join(
+        START_CODE + unit for unit in split_annexb(data) if unit[0] & 0x1F not in (7, 8)
+    )
+
+
+async def test_keyframes_without_parameter_sets_reuse_the_last_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="30")
+    stripped = packets[:1] + [without_parameter_sets(p) for p in packets[1:]]
+    await record(store, tmp_path, video_frames(stripped, 0), segment_seconds=1.0)
+    assert sizes(store, tmp_path) == [(320, 240, 30)] * 3
+
+
+async def test_parameter_sets_from_the_offer(store: Store, tmp_path: Path) -> None:
+    packets = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
+    parameter_sets = h264_keyframe_info(packets[0]).extradata  # what sprop-parameter-sets gives
+    stripped = [without_parameter_sets(p) for p in packets]
+    await record(store, tmp_path, video_frames(stripped, 0), parameter_sets=parameter_sets)
+    assert sizes(store, tmp_path) == [(320, 240, 30)]
+
+
+async def test_a_catalogue_failure_loses_one_segment_not_the_recording(
+    store: Store, tmp_path: Path
+) -> None:
+    # A real SQLite failure: the catalogue refuses the first (320x240) segment's row.
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON segments WHEN NEW.width = 320"
+        " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
+    large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
+    metrics = Metrics()
+    await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30), metrics=metrics)
+    assert sizes(store, tmp_path) == [(640, 360, 30)]
+    assert store.segments_of("s1")[0].state == "closed"
+    assert metrics.recording_errors._value.get() == 1
+
+
+async def test_export_errors_are_named(store: Store, tmp_path: Path) -> None:
+    await record(
+        store,
+        tmp_path,
+        video_frames(
+            encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency"), 0
+        ),
+    )
+    with pytest.raises(BadRequest, match="is not a directory"):
+        export_session(store, tmp_path / "rec", "s1", tmp_path / "nowhere" / "out.mkv")
+    (tmp_path / "rec" / store.segments_of("s1")[0].path).unlink()
+    with pytest.raises(Unprocessable, match="segment files missing"):
+        export_session(store, tmp_path / "rec", "s1", tmp_path / "out.mkv")

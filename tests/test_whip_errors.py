@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -170,3 +172,42 @@ async def test_gateway_still_serves_after_errors(gateway: Gateway, offer: str) -
     async with aiohttp.ClientSession() as http, http.get(gateway.url + "/metrics") as metrics:
         text = await metrics.text()
     assert 'bodycam_whip_requests_total{method="POST",status="401"} 3.0' in text
+
+
+async def raw_post(gateway: Gateway, head: bytes, body_parts: list[bytes]) -> tuple[int, bytes]:
+    """POST /whip over a bare socket, the body sent in parts with pauses between them."""
+    reader, writer = await asyncio.open_connection(gateway.server.host, gateway.server.port)
+    length = sum(len(p) for p in body_parts)
+    writer.write(
+        b"POST /whip HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/sdp\r\n"
+        + head
+        + f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+    )
+    for part in body_parts:
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.3)
+    response = await reader.read()
+    writer.close()
+    status = int(response.split(b" ", 2)[1])
+    return status, response.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_an_offer_split_over_tcp_segments_is_read_whole(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    pc, sdp = await make_offer()
+    body = sdp.encode()
+    status, answer = await raw_post(
+        gateway,
+        f"Authorization: Bearer {token}\r\n".encode(),
+        [body[: len(body) // 3], body[len(body) // 3 :]],
+    )
+    await pc.close()
+    assert status == 201, answer
+    assert b"a=recvonly" in answer
+
+
+async def test_a_token_that_is_not_ascii_is_refused_not_crashed(gateway: Gateway) -> None:
+    status, body = await raw_post(gateway, b"Authorization: Bearer \xff\xfe\xfd\r\n", [b"v=0"])
+    assert status == 401
+    assert b"printable ASCII" in body

@@ -9,6 +9,7 @@ silence, which is how a lost 4G link looks from here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -47,6 +48,7 @@ class MediaInfo:
 
     video_codec: str
     audio_codec: str
+    parameter_sets: bytes = b""  # H.264 SPS/PPS given in the offer (Annex B)
 
     @property
     def kinds(self) -> set[str]:
@@ -104,7 +106,27 @@ async def accept_offer(sdp: str) -> tuple[RTCPeerConnection, MediaInfo]:
     if not video:
         await pc.close()
         raise Unprocessable("no video codec in common with the offer")
-    return pc, MediaInfo(video, audio)
+    sprop = next(
+        (
+            c.parameters.get("sprop-parameter-sets")
+            for c in codecs.get("video", [])
+            if c.name == video
+        ),
+        None,
+    )
+    return pc, MediaInfo(video, audio, _parameter_sets(sprop))
+
+
+def _parameter_sets(sprop: object) -> bytes:
+    """RFC 6184 sprop-parameter-sets (base64 NAL units, comma-separated) as Annex B."""
+    if not isinstance(sprop, str):
+        return b""
+    try:
+        units = [base64.b64decode(part, validate=True) for part in sprop.split(",") if part]
+    except ValueError:
+        logger.warning("ignoring unreadable sprop-parameter-sets %r", sprop[:100])
+        return b""
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in units if unit)
 
 
 class Connection:
@@ -133,7 +155,7 @@ class Connection:
         assert session.recorder is not None
         self._recorder = session.recorder
         timeline = self._recorder.start_connection(
-            media.kinds, media.video_codec, self.request_keyframe
+            media.kinds, media.video_codec, self.request_keyframe, media.parameter_sets
         )
         self._label = f"session {session.id}"
         tap_receivers(pc, timeline.on_sender_report, self._on_frame)
@@ -225,7 +247,9 @@ class Connection:
         manager = self._manager
         try:
             message = telemetry.parse(raw, manager.config.telemetry.max_message_bytes)
-        except telemetry.TelemetryError as err:
+        except Exception as err:  # never let a camera's message reach aiortc's DTLS loop
+            if not isinstance(err, telemetry.TelemetryError):
+                logger.exception("%s: telemetry parser failed", self._label)
             live.invalid_telemetry += 1
             manager.metrics.telemetry_invalid.inc()
             n = live.invalid_telemetry

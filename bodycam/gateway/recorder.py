@@ -52,6 +52,7 @@ CONTAINER_OPTIONS = {
     "max_interleave_delta": "500000",  # us: never hold one stream for a silent other
 }
 HASH_CHUNK = 1 << 20
+BEHIND_LOG_SECONDS = 10.0
 
 
 def keyframe_info(codec: str, data: bytes) -> KeyframeInfo | None:
@@ -162,6 +163,7 @@ class SessionRecorder:
         self._last_info: KeyframeInfo | None = None
         self._last_wall = 0.0
         self._last_pli = float("-inf")
+        self._last_behind_log = float("-inf")
         # SimpleQueue: a C queue without the Condition of queue.Queue, for one put per frame.
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
@@ -173,14 +175,22 @@ class SessionRecorder:
     # event loop side
 
     def start_connection(
-        self, kinds: set[str], video_codec: str, request_keyframe: Callable[[], None]
+        self,
+        kinds: set[str],
+        video_codec: str,
+        request_keyframe: Callable[[], None],
+        parameter_sets: bytes = b"",
     ) -> Timeline:
-        """A (re)connection begins; its frames start a new segment at their first keyframe."""
+        """A (re)connection begins; its frames start a new segment at their first keyframe.
+
+        `parameter_sets`: H.264 SPS and PPS (Annex B) given out of band, in the offer's
+        sprop-parameter-sets, for cameras that do not repeat them before each keyframe.
+        """
         self.end_connection()
         self._kinds = set(kinds)
         self._video_codec = video_codec
         self._request_keyframe = request_keyframe
-        self._last_info = None
+        self._last_info = keyframe_info(video_codec, parameter_sets) if parameter_sets else None
         self._timeline = Timeline(
             kinds,
             self._config.sender_report_wait_seconds,
@@ -220,10 +230,10 @@ class SessionRecorder:
 
     def _route(self, frame: EncodedFrame) -> None:
         if frame.kind == "video":
-            info = keyframe_info(frame.codec, frame.data) if frame.keyframe else None
-            if info is not None:
-                if not info.extradata and self._last_info is not None:
-                    info = KeyframeInfo(info.width, info.height, self._last_info.extradata)
+            info = None
+            if frame.keyframe:
+                # An IDR without SPS/PPS in band keeps the last ones (or the offer's).
+                info = keyframe_info(frame.codec, frame.data) or self._last_info
                 self._last_info = info
             if self._segment_start is None:
                 if info is None:
@@ -271,7 +281,10 @@ class SessionRecorder:
         # open/close are rare and must not be lost; frames give way when the disk lags
         if not force and self._queue.qsize() >= WRITER_QUEUE_FRAMES:
             self._metrics.frames_dropped.labels("writer_behind").inc()
-            logger.warning("session %s: recording is behind, frame dropped", self.session_id)
+            now = self._monotonic()
+            if now - self._last_behind_log >= BEHIND_LOG_SECONDS:
+                self._last_behind_log = now
+                logger.warning("session %s: recording is behind, frames dropped", self.session_id)
             return
         self._queue.put(item)
 
@@ -288,20 +301,32 @@ class SessionRecorder:
                         writer.write(item[1], item[2], item[3], item[4])
                         written[item[1]] += 1
                 elif item[0] == "open":
+                    if writer is not None:  # a close that failed: seal what we can
+                        self._seal(writer, segment_id, None)
+                    writer = None
                     writer, segment_id = self._open_file(*item[1:])
                 elif item[0] == "close" and writer is not None:
-                    self._seal(writer, segment_id, item[1])
-                    writer = None
+                    closing, writer = writer, None
+                    self._seal(closing, segment_id, item[1])
                     self._publish(written)
-            except (av.FFmpegError, OSError) as err:
-                logger.error(
-                    "session %s: segment %s: %s",
+            except Exception:
+                # Whatever failed (disk, codec, catalogue), the thread goes on: the next
+                # segment starts afresh, and recovery seals a segment left open.
+                self._metrics.recording_errors.inc()
+                logger.exception(
+                    "session %s: recording failed on %s (%s)",
                     self.session_id,
-                    writer.path if writer else "?",
-                    err,
+                    item[0],
+                    writer.path if writer else "no open segment",
                 )
+                if item[0] != "frame":
+                    writer = None
         if writer is not None:
-            self._seal(writer, segment_id, None)
+            try:
+                self._seal(writer, segment_id, None)
+            except Exception:
+                self._metrics.recording_errors.inc()
+                logger.exception("session %s: last segment not sealed", self.session_id)
         self._publish(written)
 
     def _publish(self, written: dict[str, int]) -> None:

@@ -48,6 +48,7 @@ class LiveSession:
     connection: Connection | None = None
     interrupted_at: datetime | None = None
     grace_task: asyncio.Task[None] | None = None
+    resource_id: str = ""  # WHIP resource of the latest connection
     battery_percent: float | None = None
     invalid_telemetry: int = 0
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
@@ -63,8 +64,8 @@ class SessionManager:
         self.clock = clock
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
-        self._resources: dict[str, Connection] = {}  # WHIP resource id -> connection
         self._locks: dict[str, asyncio.Lock] = {}
+        self._ending: set[asyncio.Task[Any]] = set()  # tasks inside end(), for shutdown
 
     @property
     def recordings_dir(self) -> Path:
@@ -116,6 +117,9 @@ class SessionManager:
 
     async def close_all(self) -> None:
         """Shut down: end nothing, but seal every segment (sessions resume after restart)."""
+        # Ends already under way (a button, a DELETE) finish first: they seal and write.
+        pending = [t for live in self._sessions.values() for t in live.tasks]
+        await asyncio.gather(*pending, *self._ending, return_exceptions=True)
         for live in list(self._sessions.values()):
             if live.grace_task is not None:
                 live.grace_task.cancel()
@@ -125,14 +129,12 @@ class SessionManager:
                 await live.recorder.close()
         self._sessions.clear()
         self._by_device.clear()
-        self._resources.clear()
 
     # WHIP
 
     async def publish(self, device: Device, offer_sdp: str) -> tuple[str, str, Session]:
         """Accept a WHIP offer: returns (resource id, answer SDP, session)."""
-        lock = self._locks.setdefault(device.id, asyncio.Lock())
-        async with lock:
+        async with self._lock(device.id):
             live = self._by_device.get(device.id)
             if live is not None and live.state == SessionState.LIVE:
                 conn = live.connection
@@ -197,7 +199,7 @@ class SessionManager:
                 await self._link_lost(live, f"answer failed: {err}")
                 raise BadRequest(f"could not answer the offer: {err}") from None
             live.connection = conn
-            self._resources[resource_id] = conn
+            live.resource_id = resource_id
             conn.start()
             self.metrics.sessions_live.set(self._count_live())
             session = await self.store.run(self.store.get_session, live.id)
@@ -205,19 +207,28 @@ class SessionManager:
             return resource_id, answer, session
 
     async def delete(self, resource_id: str, device: Device) -> Session:
-        """WHIP DELETE: end the session the resource belongs to (idempotent)."""
+        """WHIP DELETE: end the session the resource belongs to (idempotent).
+
+        A DELETE on the URL of a connection that a reconnect has since replaced ends
+        nothing: the camera is live again on its new URL. On the URL of the session's last
+        connection it ends the session, even while the link is down (the officer pressed
+        stop during a drop and the camera says so when its network returns).
+        """
         session = await self.store.run(self.store.session_of_resource, resource_id)
         if session is None:
             raise NotFound("no WHIP session at this URL")
         if session.device_id != device.id:
             raise Forbidden(f"this WHIP session belongs to another device than {device.id}")
-        live = self._sessions.get(session.id)
-        conn = self._resources.get(resource_id)
-        if live is not None and (conn is None or live.connection is conn):
-            await self.end(live, EndReason.DELETE)
+        async with self._lock(device.id):  # not while a POST of the same device is half done
+            live = self._sessions.get(session.id)
+            if live is not None and resource_id == live.resource_id:
+                await self.end(live, EndReason.DELETE)
         ended = await self.store.run(self.store.get_session, session.id)
         assert ended is not None
         return ended
+
+    def _lock(self, device_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(device_id, asyncio.Lock())
 
     # lifecycle, called by connections
 
@@ -226,11 +237,14 @@ class SessionManager:
         if self._sessions.get(live.id) is not live:
             return
         self._unregister(live)
+        current = asyncio.current_task()
+        if current is not None:
+            self._ending.add(current)
+            current.add_done_callback(self._ending.discard)
         if live.grace_task is not None and live.grace_task is not asyncio.current_task():
             live.grace_task.cancel()  # (not when the grace task itself is ending the session)
         conn, live.connection = live.connection, None
         if conn is not None:
-            self._resources.pop(conn.resource_id, None)
             await conn.close()
         if live.recorder is not None:
             await live.recorder.close()
@@ -256,7 +270,6 @@ class SessionManager:
         live.state = SessionState.INTERRUPTED
         live.interrupted_at = now
         if conn is not None:
-            self._resources.pop(conn.resource_id, None)
             await conn.close()
         if live.recorder is not None:
             live.recorder.end_connection()

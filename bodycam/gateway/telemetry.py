@@ -42,9 +42,16 @@ Message = Hello | Position | Battery | ButtonPress
 
 
 def parse(raw: str | bytes, max_bytes: int) -> Message:
-    """Validate one message."""
+    """Validate one message; whatever is wrong with it raises TelemetryError."""
     if len(raw) > max_bytes:
         raise TelemetryError(f"message of {len(raw)} bytes is over the {max_bytes}-byte limit")
+    try:
+        return _parse(raw)
+    except (OverflowError, RecursionError) as err:  # huge numbers, deep nesting, year 9999+
+        raise TelemetryError(f"unusable value: {err}") from None
+
+
+def _parse(raw: str | bytes) -> Message:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:

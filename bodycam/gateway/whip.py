@@ -38,9 +38,13 @@ async def read_sdp(request: web.Request, limit: int) -> str:
         raise PayloadTooLarge(
             f"SDP offer of {request.content_length} bytes is over the {limit}-byte limit"
         )
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"SDP offer is over the {limit}-byte limit")
+    body = b""
+    # read() returns what has arrived so far: an offer split over TCP segments (a 4G
+    # camera, a browser's 5 KB offer) needs reading to the end.
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"SDP offer is over the {limit}-byte limit")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
