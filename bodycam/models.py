@@ -94,3 +94,37 @@ class Position:
     time: datetime
     heading_deg: float | None = None
     speed_mps: float | None = None
+
+
+class CameraKind(enum.StrEnum):
+    """Fixed cameras look one way; PTZ cameras can be turned; domes see all around."""
+
+    FIXED = "fixed"
+    PTZ = "ptz"
+    DOME = "dome"
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A CCTV camera of the city, as the registry knows it (lat, lon in degrees WGS 84)."""
+
+    id: str
+    name: str
+    kind: CameraKind
+    lat: float
+    lon: float
+    heading_deg: float  # where it looks (a PTZ camera: its home position)
+    fov_deg: float
+    range_m: float
+    height_m: float = 5.0
+    pan_min_deg: float = 0.0  # PTZ: pan limits, relative to north, clockwise
+    pan_max_deg: float = 360.0
+    tilt_min_deg: float = -90.0
+    tilt_max_deg: float = 0.0
+    commune: str = ""
+    vapix_url: str = ""
+    credentials_ref: str = ""
+    mjpeg_url: str = ""
+    rtsp_url: str = ""
+    # GeoJSON Polygon coordinates ([[lon, lat], ...] rings) the camera must never show
+    privacy_masks: tuple[tuple[tuple[tuple[float, float], ...], ...], ...] = ()

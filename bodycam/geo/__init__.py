@@ -1,0 +1,1 @@
+"""Where the officer is, and which cameras can see them."""

@@ -1,0 +1,156 @@
+"""Camera selection by what cameras can see: a small scene in metres around place Mandela."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bodycam.geo.geometry import LocalFrame
+from bodycam.geo.selection import CameraIndex, Choice, Reason, hold
+from bodycam.models import Camera, CameraKind, Position
+
+FRAME = LocalFrame(49.1196, 6.1764)
+
+
+def at(x: float, y: float) -> tuple[float, float]:
+    """(lat, lon) of a point x metres east, y metres north of the scene's origin."""
+    lon, lat = FRAME.xy_to_lonlat(x, y)
+    return lat, lon
+
+
+def place(x: float, y: float) -> Position:
+    lat, lon = at(x, y)
+    return Position(lat=lat, lon=lon, accuracy_m=5.0, time=None)  # type: ignore[arg-type]
+
+
+def camera(
+    cid: str,
+    x: float,
+    y: float,
+    heading: float,
+    fov: float = 60.0,
+    range_m: float = 100.0,
+    kind: CameraKind = CameraKind.FIXED,
+    masks: tuple = (),
+    **limits: float,
+) -> Camera:
+    lat, lon = at(x, y)
+    return Camera(cid, cid, kind, lat, lon, heading, fov, range_m, privacy_masks=masks, **limits)
+
+
+def square(x0: float, y0: float, x1: float, y1: float) -> list[list[list[float]]]:
+    """GeoJSON Polygon coordinates of a rectangle given in metres."""
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+    return [[list(reversed(at(x, y))) for x, y in corners]]
+
+
+BUILDING = square(40, -10, 50, 10)  # east of the origin
+MASK = tuple(tuple(tuple(p) for p in ring) for ring in square(17, 2, 23, 8))
+CAMERAS = [
+    camera("east", 0, 0, heading=90, masks=(MASK,)),  # looks east, across the building
+    camera("west", 10, 0, heading=270),  # fixed, faces away from the points east of it
+    camera("ptz", 0, -50, heading=0, fov=40, range_m=150, kind=CameraKind.PTZ),
+    camera(
+        "ptz-limited",
+        0,
+        -60,
+        heading=0,
+        fov=40,
+        range_m=150,
+        kind=CameraKind.PTZ,
+        pan_min_deg=270,
+        pan_max_deg=30,
+    ),  # can turn from west to north-north-east
+    camera("dome", 100, 60, heading=0, fov=90, range_m=60, kind=CameraKind.DOME),
+]
+INDEX = CameraIndex(CAMERAS, [BUILDING], frame=FRAME)
+
+
+def reasons(x: float, y: float) -> dict[str, Reason]:
+    return {c.camera_id: c.reason for c in INDEX.select(place(x, y), limit=10)}
+
+
+@pytest.mark.parametrize(
+    ("point", "camera_id", "expected"),
+    [
+        ((30, 0), "east", Reason.SEES),
+        ((70, 0), "east", Reason.NEARBY),  # behind the building
+        ((45, 0), "east", Reason.NEARBY),  # inside the building
+        ((20, 5), "east", Reason.NEARBY),  # inside its privacy mask
+        ((30, 0), "west", Reason.NEARBY),  # fixed and facing away
+        ((-30, 0), "west", Reason.SEES),
+        (
+            tuple(
+                50 * v for v in (math.sin(math.radians(90 - 29)), math.cos(math.radians(90 - 29)))
+            ),
+            "east",
+            Reason.SEES,
+        ),  # 29° off its heading: inside a 60° field of view
+        (
+            tuple(
+                50 * v for v in (math.sin(math.radians(90 - 31)), math.cos(math.radians(90 - 31)))
+            ),
+            "east",
+            Reason.NEARBY,
+        ),  # 31° off: outside
+        ((0, 20), "ptz", Reason.SEES),  # in its home view (north)
+        ((60, -40), "ptz", Reason.CAN_AIM),  # east of it, in the clear: it can turn there
+        ((60, 0), "ptz", Reason.NEARBY),  # the building is in the way
+        ((60, -60), "ptz-limited", Reason.NEARBY),  # east: beyond its pan limit
+        ((-60, -60), "ptz-limited", Reason.CAN_AIM),  # west: within its limits
+        ((100, 20), "dome", Reason.SEES),  # domes see all around
+    ],
+)
+def test_reasons(point: tuple[float, float], camera_id: str, expected: Reason) -> None:
+    assert reasons(*point).get(camera_id) == expected
+
+
+def test_out_of_range_cameras_are_not_listed() -> None:
+    assert "east" not in reasons(0, 120)
+    assert "dome" not in reasons(0, 0)
+
+
+def test_ranking_distance_and_bearing() -> None:
+    choices = INDEX.select(place(30, 0), limit=10)
+    assert [c.reason for c in choices] == sorted(
+        (c.reason for c in choices), key=lambda r: list(Reason).index(r)
+    )
+    east = next(c for c in choices if c.camera_id == "east")
+    assert east.distance_m == pytest.approx(30, abs=0.5)  # geodesic, not the plane's
+    assert east.bearing_deg == pytest.approx(90, abs=0.5)
+    assert len(INDEX.select(place(30, 0), limit=2)) == 2
+
+
+def choice(cid: str, reason: Reason, distance: float) -> Choice:
+    return Choice(cid, reason, distance, 0.0)
+
+
+def sees(cid: str, distance: float) -> Choice:
+    return choice(cid, Reason.SEES, distance)
+
+
+@pytest.mark.parametrize(
+    ("previous", "ranked", "limit", "expected"),
+    [
+        # a marginally closer camera does not push out one that still sees the officer
+        ([sees("a", 60)], [sees("b", 50), sees("a", 60)], 1, ["a"]),
+        # a clearly closer one does (70 % and 20 m closer)
+        ([sees("a", 60)], [sees("b", 10), sees("a", 60)], 1, ["b"]),
+        # a camera that no longer sees is not held
+        ([sees("a", 60)], [sees("b", 55), choice("a", Reason.NEARBY, 60)], 1, ["b"]),
+        # a better reason wins over a held camera
+        (
+            [choice("a", Reason.CAN_AIM, 10)],
+            [sees("b", 90), choice("a", Reason.CAN_AIM, 10)],
+            1,
+            ["b"],
+        ),
+        # with room, both stay, best first
+        ([sees("a", 60)], [sees("b", 50), sees("a", 60)], 2, ["b", "a"]),
+    ],
+)
+def test_hysteresis(
+    previous: list[Choice], ranked: list[Choice], limit: int, expected: list[str]
+) -> None:
+    assert [c.camera_id for c in hold(previous, ranked, limit)] == expected
