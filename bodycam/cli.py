@@ -58,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(revoke)
     revoke.add_argument("id")
 
+    cameras = sub.add_parser("cameras", help="the city's camera registry (GeoJSON)")
+    csub = cameras.add_subparsers(dest="action", required=True)
+    cimport = csub.add_parser("import", help="replace the registry with a GeoJSON file")
+    _common(cimport)
+    cimport.add_argument("file")
+    cexport = csub.add_parser("export", help="write the registry as GeoJSON")
+    _common(cexport)
+    cexport.add_argument("--out", metavar="FILE", help="output file (default: standard output)")
+
+    places = sub.add_parser("places", help="building footprints and streets (GeoJSON)")
+    psub = places.add_subparsers(dest="action", required=True)
+    pimport = psub.add_parser("import", help="replace the places with a GeoJSON file")
+    _common(pimport)
+    pimport.add_argument("file")
+
     sessions = sub.add_parser("sessions", help="list, show and export recorded sessions")
     ssub = sessions.add_subparsers(dest="action", required=True)
     slist = ssub.add_parser("list", help="list sessions")
@@ -100,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "devices":
                 return devices_command(store, args)
+            if args.command in ("cameras", "places"):
+                return geo_command(store, args)
             return sessions_command(store, config, args)
         finally:
             store.close()
@@ -168,6 +185,38 @@ def devices_command(store: Store, args: argparse.Namespace) -> int:
     elif args.action == "revoke":
         devices.revoke(store, args.id, now)
         print(f"device {args.id} revoked: its token no longer opens a session")
+    return 0
+
+
+def geo_command(store: Store, args: argparse.Namespace) -> int:
+    from .geo import registry
+
+    if args.action == "export":
+        text = json.dumps(
+            registry.cameras_to_geojson(registry.load_cameras(store)), indent=1, ensure_ascii=False
+        )
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            print(f"wrote {args.out}")
+        else:
+            print(text)
+        return 0
+    try:
+        document = registry.load_json(Path(args.file).read_bytes(), args.file)
+    except OSError as err:
+        raise BodycamError(f"cannot read {args.file}: {err.strerror}") from None
+    if args.command == "cameras":
+        cameras = registry.import_cameras(store, document, args.file)
+        kinds = ", ".join(
+            f"{sum(c.kind == k for c in cameras)} {k}" for k in sorted({c.kind for c in cameras})
+        )
+        print(f"imported {len(cameras)} cameras ({kinds}) from {args.file}")
+    else:
+        places = registry.import_places(store, document, args.file)
+        buildings = sum(p.kind == "building" for p in places)
+        print(
+            f"imported {buildings} buildings and {len(places) - buildings} streets from {args.file}"
+        )
     return 0
 
 

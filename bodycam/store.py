@@ -81,6 +81,16 @@ CREATE TABLE IF NOT EXISTS positions (
     speed_mps REAL
 );
 CREATE INDEX IF NOT EXISTS positions_session ON positions(session_id, time);
+CREATE TABLE IF NOT EXISTS cameras (
+    id TEXT PRIMARY KEY,
+    feature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS places (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    geometry TEXT NOT NULL
+);
 """
 
 
@@ -337,6 +347,30 @@ class Store:
             (session_id,),
         ).fetchone()
         return int(row[0]), int(row[1])
+
+    # camera registry and places (GeoJSON kept as imported, validated on the way in)
+
+    def replace_cameras(self, features: list[tuple[str, str]]) -> None:
+        """The whole registry at once: (camera id, GeoJSON Feature text) pairs."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM cameras")
+            db.executemany("INSERT INTO cameras (id, feature) VALUES (?, ?)", features)
+
+    def camera_features(self) -> list[str]:
+        return [r["feature"] for r in self._db.execute("SELECT feature FROM cameras ORDER BY id")]
+
+    def replace_places(self, places: list[tuple[str, str, str]]) -> None:
+        """All places at once: (kind, name, GeoJSON geometry text) triples."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM places")
+            db.executemany("INSERT INTO places (kind, name, geometry) VALUES (?, ?, ?)", places)
+
+    def places(self, kind: str) -> list[tuple[str, str]]:
+        """(name, GeoJSON geometry text) of every place of a kind."""
+        rows = self._db.execute(
+            "SELECT name, geometry FROM places WHERE kind = ? ORDER BY id", (kind,)
+        )
+        return [(r["name"], r["geometry"]) for r in rows]
 
     # positions
 
