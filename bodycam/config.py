@@ -203,10 +203,6 @@ class Config:
             section.validate()
         _check(str(self.data_dir) != "", "data_dir", "must not be empty", self.data_dir)
 
-    def replace(self, **changes: Any) -> Config:
-        """A copy with some top-level fields changed (sections are replaced whole)."""
-        return dataclasses.replace(self, **changes)
-
 
 def _check(ok: bool, key: str, message: str, value: object) -> None:
     if not ok:

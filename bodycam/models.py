@@ -21,8 +21,6 @@ class EndReason(enum.StrEnum):
     BUTTON = "button"
     DELETE = "delete"
     LINK_LOST = "link_lost"
-    GATEWAY_RESTART = "gateway_restart"
-    SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True)
@@ -78,10 +76,6 @@ class Segment:
     width: int
     height: int
     state: str
-
-    @property
-    def closed(self) -> bool:
-        return self.state == "closed"
 
 
 @dataclass(frozen=True)

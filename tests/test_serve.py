@@ -52,20 +52,18 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def serve(tmp_path: Path, *args: str) -> list[str]:
+    """The command line of `bodycam serve` with a data directory in the test's folder."""
+    return [sys.executable, "-m", "bodycam", "serve", "--data-dir", str(tmp_path / "data"), *args]
+
+
 async def test_serve_over_tls(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     port = free_port()
     config = tmp_path / "bodycam.toml"
     config.write_text(f'[server]\nport = {port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bodycam",
-        "serve",
-        "--config",
-        str(config),
-        "--data-dir",
-        str(tmp_path / "data"),
+        *serve(tmp_path, "--config", str(config)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -106,16 +104,7 @@ async def test_serve_over_tls(tmp_path: Path) -> None:
 def test_serve_refuses_bad_configuration(tmp_path: Path, toml: str, expected: list[str]) -> None:
     config = tmp_path / "bodycam.toml"
     config.write_text(toml)
-    command = [
-        sys.executable,
-        "-m",
-        "bodycam",
-        "serve",
-        "--config",
-        str(config),
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
+    command = serve(tmp_path, "--config", str(config))
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -127,16 +116,7 @@ def test_serve_says_when_its_port_is_taken(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bodycam",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-            ],
+            serve(tmp_path, "--port", str(port)),
             capture_output=True,
             text=True,
             timeout=60,

@@ -156,6 +156,10 @@ class SessionManager:
                 live.state = SessionState.LIVE
                 live.interrupted_at = None
                 await self.store.run(self.store.resume_session, live.id, resource_id, now)
+                # the camera may come back with other codecs (a new offer, a new answer)
+                await self.store.run(
+                    self.store.update_session_media, live.id, media.video_codec, media.audio_codec
+                )
                 self.metrics.reconnects.inc()
                 logger.info("session %s: device %s reconnected", live.id, device.id)
             else:
@@ -179,9 +183,6 @@ class SessionManager:
                     device.officer or "no officer",
                     media.video_codec,
                 )
-            await self.store.run(
-                self.store.update_session_media, live.id, media.video_codec, media.audio_codec
-            )
             if live.recorder is None:
                 live.recorder = SessionRecorder(
                     live.id,

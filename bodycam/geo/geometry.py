@@ -61,12 +61,6 @@ def bearing_deg(dx: float, dy: float) -> float:
     return math.degrees(math.atan2(dx, dy)) % 360.0
 
 
-def angle_between_deg(a: float, b: float) -> float:
-    """Smallest angle between two bearings, in [0, 180]."""
-    d = abs(a - b) % 360.0
-    return 360.0 - d if d > 180.0 else d
-
-
 def sector(x: float, y: float, heading_deg: float, fov_deg: float, range_m: float) -> Polygon:
     """The field of view of a camera at (x, y): a circular sector (a disc from 360°)."""
     if fov_deg >= 360.0:

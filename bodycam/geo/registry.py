@@ -355,15 +355,3 @@ def import_places(store: Store, document: Any, source: str) -> list[Place]:
     places = parse_places(document, source)
     store.replace_places([(p.kind, p.name, json.dumps(p.geometry)) for p in places])
     return places
-
-
-def building_polygons(store: Store) -> list[list[list[list[float]]]]:
-    """Every building footprint as GeoJSON Polygon coordinates (MultiPolygons split)."""
-    out = []
-    for _, text in store.places("building"):
-        geometry = json.loads(text)
-        if geometry["type"] == "Polygon":
-            out.append(geometry["coordinates"])
-        else:
-            out.extend(geometry["coordinates"])
-    return out
