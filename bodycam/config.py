@@ -126,6 +126,79 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class GeoConfig:
+    """The officer's position and the choice of cameras."""
+
+    max_accuracy_m: float = 50.0
+    max_speed_mps: float = 60.0
+    selection_limit: int = 4
+
+    def validate(self) -> None:
+        _check(
+            1 <= self.max_accuracy_m <= 1000,
+            "geo.max_accuracy_m",
+            "must be between 1 and 1000",
+            self.max_accuracy_m,
+        )
+        _check(
+            1 <= self.max_speed_mps <= 400,
+            "geo.max_speed_mps",
+            "must be between 1 and 400",
+            self.max_speed_mps,
+        )
+        _check(
+            1 <= self.selection_limit <= 16,
+            "geo.selection_limit",
+            "must be between 1 and 16",
+            self.selection_limit,
+        )
+
+
+@dataclass(frozen=True)
+class CamerasConfig:
+    """The city's cameras: VAPIX credentials, health polling, PTZ."""
+
+    credentials_file: str = ""  # default: <data_dir>/camera-credentials.toml, if present
+    health_interval_seconds: float = 60.0
+    request_timeout_seconds: float = 5.0
+    health_concurrency: int = 32
+    aim_min_change_deg: float = 2.0
+    manual_control_max_seconds: float = 1800.0
+
+    def validate(self) -> None:
+        _check(
+            1 <= self.health_interval_seconds <= 3600,
+            "cameras.health_interval_seconds",
+            "must be between 1 and 3600",
+            self.health_interval_seconds,
+        )
+        _check(
+            0.2 <= self.request_timeout_seconds <= 60,
+            "cameras.request_timeout_seconds",
+            "must be between 0.2 and 60",
+            self.request_timeout_seconds,
+        )
+        _check(
+            1 <= self.health_concurrency <= 256,
+            "cameras.health_concurrency",
+            "must be between 1 and 256",
+            self.health_concurrency,
+        )
+        _check(
+            0 <= self.aim_min_change_deg <= 45,
+            "cameras.aim_min_change_deg",
+            "must be between 0 and 45",
+            self.aim_min_change_deg,
+        )
+        _check(
+            10 <= self.manual_control_max_seconds <= 86400,
+            "cameras.manual_control_max_seconds",
+            "must be between 10 and 86400",
+            self.manual_control_max_seconds,
+        )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log level and format."""
 
@@ -152,6 +225,8 @@ class Config:
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    geo: GeoConfig = field(default_factory=GeoConfig)
+    cameras: CamerasConfig = field(default_factory=CamerasConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -161,6 +236,12 @@ class Config:
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def camera_credentials_path(self) -> Path:
+        if self.cameras.credentials_file:
+            return Path(self.cameras.credentials_file)
+        return self.data_dir / "camera-credentials.toml"
 
     @classmethod
     def load(
@@ -198,6 +279,8 @@ class Config:
             self.sessions,
             self.recording,
             self.telemetry,
+            self.geo,
+            self.cameras,
             self.log,
         ):
             section.validate()

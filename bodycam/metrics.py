@@ -73,6 +73,21 @@ class Metrics:
         self.telemetry_invalid = Counter(
             "bodycam_telemetry_invalid", "Telemetry messages rejected", registry=r
         )
+        self.positions = Counter(
+            "bodycam_gps_fixes",
+            "GPS fixes of live sessions, by filter verdict",
+            ["verdict"],
+            registry=r,
+        )
+        self.selection_changes = Counter(
+            "bodycam_selection_changes", "Changes of an officer's camera selection", registry=r
+        )
+        self.ptz_commands = Counter(
+            "bodycam_ptz_commands", "Automatic PTZ moves, by outcome", ["outcome"], registry=r
+        )
+        self.cameras = Gauge(
+            "bodycam_cameras", "Cameras of the registry by health state", ["state"], registry=r
+        )
         self.frame_delay = Histogram(
             "bodycam_ingest_frame_delay_seconds",
             "Capture (sender clock) to frame complete at the gateway, video",

@@ -78,12 +78,17 @@ CREATE TABLE IF NOT EXISTS positions (
     lon REAL NOT NULL,
     accuracy_m REAL NOT NULL,
     heading_deg REAL,
-    speed_mps REAL
+    speed_mps REAL,
+    verdict TEXT NOT NULL DEFAULT 'kept'
 );
 CREATE INDEX IF NOT EXISTS positions_session ON positions(session_id, time);
 CREATE TABLE IF NOT EXISTS cameras (
     id TEXT PRIMARY KEY,
     feature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS places (
     id INTEGER PRIMARY KEY,
@@ -110,7 +115,16 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._executor: ThreadPoolExecutor | None = None
+
+    def _migrate(self) -> None:
+        """Columns added after a database was created."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(positions)")}
+        if "verdict" not in columns:  # before the GPS filter, every fix was kept
+            self._db.execute(
+                "ALTER TABLE positions ADD COLUMN verdict TEXT NOT NULL DEFAULT 'kept'"
+            )
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -355,6 +369,7 @@ class Store:
         with self._transaction() as db:
             db.execute("DELETE FROM cameras")
             db.executemany("INSERT INTO cameras (id, feature) VALUES (?, ?)", features)
+            _bump_geo_version(db)
 
     def camera_features(self) -> list[str]:
         return [r["feature"] for r in self._db.execute("SELECT feature FROM cameras ORDER BY id")]
@@ -364,6 +379,12 @@ class Store:
         with self._transaction() as db:
             db.execute("DELETE FROM places")
             db.executemany("INSERT INTO places (kind, name, geometry) VALUES (?, ?, ?)", places)
+            _bump_geo_version(db)
+
+    def geo_version(self) -> int:
+        """Changes with every import of cameras or places (a running gateway reloads)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'geo_version'").fetchone()
+        return int(row["value"]) if row else 0
 
     def places(self, kind: str) -> list[tuple[str, str]]:
         """(name, GeoJSON geometry text) of every place of a kind."""
@@ -374,10 +395,11 @@ class Store:
 
     # positions
 
-    def add_position(self, session_id: str, position: Position) -> None:
+    def add_position(self, session_id: str, position: Position, verdict: str = "kept") -> None:
+        """Every fix is kept, with the filter's verdict ('kept', 'jump', …)."""
         self._db.execute(
             "INSERT INTO positions (session_id, time, lat, lon, accuracy_m, heading_deg,"
-            " speed_mps) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " speed_mps, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session_id,
                 iso(position.time),
@@ -386,12 +408,17 @@ class Store:
                 position.accuracy_m,
                 position.heading_deg,
                 position.speed_mps,
+                verdict,
             ),
         )
 
-    def positions_of(self, session_id: str) -> list[Position]:
+    def positions_of(self, session_id: str, track_only: bool = False) -> list[Position]:
+        """A session's fixes in time order; `track_only`: those the filter kept."""
         rows = self._db.execute(
-            "SELECT * FROM positions WHERE session_id = ? ORDER BY time", (session_id,)
+            "SELECT * FROM positions WHERE session_id = ?"
+            + (" AND verdict IN ('kept', 'restart')" if track_only else "")
+            + " ORDER BY time",
+            (session_id,),
         )
         return [
             Position(
@@ -404,6 +431,13 @@ class Store:
             )
             for r in rows
         ]
+
+
+def _bump_geo_version(db: sqlite3.Connection) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('geo_version', '1') ON CONFLICT(key)"
+        " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def _device(row: sqlite3.Row) -> Device:

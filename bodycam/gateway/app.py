@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -11,12 +12,26 @@ from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
+from ..events import EventBus
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
-from . import whip
-from .keys import clock_key, config_key, metrics_key, sessions_key, store_key
+from . import api, whip
+from .health import HealthMonitor
+from .keys import (
+    clock_key,
+    config_key,
+    events_key,
+    health_key,
+    metrics_key,
+    sessions_key,
+    store_key,
+    tracker_key,
+    vapix_key,
+)
 from .sessions import SessionManager
+from .tracking import City, Tracker
+from .vapix import Vapix, load_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +56,55 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     store.close()
 
 
+async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The city (cameras, places), officers' tracks, PTZ aiming, camera health polling."""
+    config, store = app[config_key], app[store_key]
+    city = await City.load(store)
+    tracker = Tracker(
+        config, city, app[vapix_key], app[events_key], app[metrics_key], app[clock_key]
+    )
+    app[tracker_key] = tracker
+    app[health_key] = health = HealthMonitor(
+        app[vapix_key],
+        app[clock_key],
+        app[events_key],
+        app[metrics_key],
+        lambda: list(tracker.city.cameras.values()),
+        config.cameras.health_concurrency,
+    )
+    logger.info(
+        "city: %d cameras, %d streets (geo version %d)",
+        len(city.cameras),
+        len(city.streets),
+        city.version,
+    )
+    watch = asyncio.create_task(_watch_cameras(app, tracker, health))
+    yield
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
+    await tracker.close()
+    await app[vapix_key].close()
+
+
+async def _watch_cameras(app: web.Application, tracker: Tracker, health: HealthMonitor) -> None:
+    """Each interval: reload the city if an import changed it, then poll every camera."""
+    store = app[store_key]
+    interval = app[config_key].cameras.health_interval_seconds
+    while True:
+        try:
+            if await store.run(store.geo_version) != tracker.city.version:
+                tracker.city = await City.load(store)
+                logger.info("city reloaded: %d cameras", len(tracker.city.cameras))
+            await health.poll_all()
+        except Exception:  # a bad round must not stop the next ones
+            logger.exception("camera health round failed")
+        await asyncio.sleep(interval)
+
+
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
-    manager = SessionManager(app[config_key], app[store_key], app[metrics_key], app[clock_key])
+    manager = SessionManager(
+        app[config_key], app[store_key], app[metrics_key], app[clock_key], app[tracker_key]
+    )
     app[sessions_key] = manager
     await manager.start()
     yield
@@ -63,7 +125,7 @@ async def health_handler(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
-    """Build the gateway: WHIP ingest, recording, metrics."""
+    """Build the gateway: WHIP ingest, recording, geolocation and cameras, metrics."""
     try:
         restrict_host_candidates(config.ice.addresses)
     except ValueError as err:
@@ -73,11 +135,17 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         middlewares=[errors_middleware], client_max_size=config.server.max_sdp_bytes
     )
     app[config_key] = config
-    app[clock_key] = clock or SystemClock()
+    app[clock_key] = clock = clock or SystemClock()
     app[metrics_key] = Metrics()
+    app[events_key] = EventBus(clock)
+    app[vapix_key] = Vapix(
+        load_credentials(config.camera_credentials_path), config.cameras.request_timeout_seconds
+    )
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
     whip.add_routes(app)
+    api.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     return app

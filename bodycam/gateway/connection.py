@@ -260,7 +260,7 @@ class Connection:
         store = manager.store
         if isinstance(message, Position):
             if live.state == SessionState.LIVE and live.connection is self:
-                manager.spawn(live, lambda: store.run(store.add_position, live.id, message))
+                manager.position(live, message)
         elif isinstance(message, telemetry.Battery):
             live.battery_percent = message.percent
         elif isinstance(message, telemetry.ButtonPress):

@@ -6,12 +6,20 @@ from aiohttp import web
 
 from ..clock import Clock
 from ..config import Config
+from ..events import EventBus
 from ..metrics import Metrics
 from ..store import Store
+from .health import HealthMonitor
 from .sessions import SessionManager
+from .tracking import Tracker
+from .vapix import Vapix
 
 config_key = web.AppKey("config", Config)
 clock_key = web.AppKey("clock", Clock)
 store_key = web.AppKey("store", Store)
 metrics_key = web.AppKey("metrics", Metrics)
 sessions_key = web.AppKey("sessions", SessionManager)
+events_key = web.AppKey("events", EventBus)
+vapix_key = web.AppKey("vapix", Vapix)
+tracker_key = web.AppKey("tracker", Tracker)
+health_key = web.AppKey("health", HealthMonitor)

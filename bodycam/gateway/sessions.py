@@ -23,11 +23,12 @@ from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..metrics import Metrics
-from ..models import Device, EndReason, Session, SessionState
+from ..models import Device, EndReason, Position, Session, SessionState
 from ..store import Store
 from .connection import Connection, accept_offer
 from .recorder import SessionRecorder
 from .recovery import recover_segments
+from .tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,14 @@ class LiveSession:
 class SessionManager:
     """Creates, continues and ends sessions; the only writer of session state."""
 
-    def __init__(self, config: Config, store: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self, config: Config, store: Store, metrics: Metrics, clock: Clock, tracker: Tracker
+    ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.tracker = tracker
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -250,6 +254,7 @@ class SessionManager:
         if live.recorder is not None:
             await live.recorder.close()
         live.state = SessionState.ENDED
+        self.tracker.end(live.id)
         await self.store.run(self.store.end_session, live.id, reason, self.clock.now())
         await self.store.run(
             self.store.update_session_telemetry,
@@ -259,6 +264,11 @@ class SessionManager:
         )
         self.metrics.sessions_live.set(self._count_live())
         logger.info("session %s: ended (%s)", live.id, reason)
+
+    def position(self, live: LiveSession, fix: Position) -> None:
+        """A GPS fix of a live session: to the tracker, and to the store with its verdict."""
+        verdict = self.tracker.fix(live.id, live.device, fix)
+        self.spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))
 
     async def link_lost(self, conn: Connection, why: str) -> None:
         live = conn.session

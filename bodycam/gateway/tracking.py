@@ -1,0 +1,367 @@
+"""Live geolocation: each live officer's track, the cameras chosen for them, PTZ cameras aimed.
+
+For every kept GPS fix of a live session: the nearest street, a fresh ranking of cameras
+held steady by `hold()`, a `selection` event when the chosen cameras change, and PTZ
+cameras of the selection turned toward the officer. A PTZ camera follows one officer at a
+time (the first whose selection took it) and never while someone holds it under manual
+control. Camera commands run in the background, newest target first; their failures are
+logged with the camera id and never reach the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..clock import Clock, iso
+from ..config import Config
+from ..errors import BadRequest, Conflict, NotFound
+from ..events import EventBus
+from ..geo.geometry import LocalFrame
+from ..geo.places import Address, StreetIndex
+from ..geo.ptz import Aim, aim
+from ..geo.registry import load_cameras
+from ..geo.selection import CameraIndex, Choice, Reason, hold
+from ..geo.track import Limits, Track, Verdict
+from ..metrics import Metrics
+from ..models import Camera, CameraKind, Device, Position
+from ..store import Store
+from .vapix import CameraError, Vapix
+
+logger = logging.getLogger(__name__)
+
+# Rank this many cameras per fix, so that `hold` can find the ones it keeps.
+RANK_DEPTH = 3
+ZOOM_CHANGE = 0.25  # a new zoom is sent when it differs by a quarter
+
+
+@dataclass(frozen=True)
+class City:
+    """The camera registry and the places, ready for queries (rebuilt on import)."""
+
+    cameras: dict[str, Camera]
+    index: CameraIndex
+    streets: StreetIndex
+    version: int
+
+    @classmethod
+    async def load(cls, store: Store) -> City:
+        """Read the registry and places on the store's thread, build the indexes on another."""
+        version, cameras, buildings, streets = await store.run(_read_city, store)
+        return await asyncio.to_thread(cls.build, version, cameras, buildings, streets)
+
+    @classmethod
+    def build(
+        cls,
+        version: int,
+        cameras: list[Camera],
+        buildings: list[Any],
+        streets: list[tuple[str, dict[str, Any]]],
+    ) -> City:
+        frame = _frame(cameras, streets)
+        return cls(
+            {c.id: c for c in cameras},
+            CameraIndex(cameras, buildings, frame),
+            StreetIndex(streets, frame),
+            version,
+        )
+
+
+def _read_city(
+    store: Store,
+) -> tuple[int, list[Camera], list[Any], list[tuple[str, dict[str, Any]]]]:
+    buildings = []
+    for _, text in store.places("building"):
+        geometry = json.loads(text)
+        if geometry["type"] == "Polygon":
+            buildings.append(geometry["coordinates"])
+        else:
+            buildings.extend(geometry["coordinates"])
+    streets = [(name, json.loads(text)) for name, text in store.places("street")]
+    return store.geo_version(), load_cameras(store), buildings, streets
+
+
+def _frame(cameras: list[Camera], streets: list[tuple[str, dict[str, Any]]]) -> LocalFrame:
+    points = [(c.lon, c.lat) for c in cameras]
+    if not points:
+        for _, geometry in streets:
+            coords = geometry["coordinates"]
+            points.append(tuple(coords[0] if geometry["type"] == "LineString" else coords[0][0]))
+    if not points:
+        return LocalFrame(0.0, 0.0)
+    return LocalFrame(
+        sum(p[1] for p in points) / len(points), sum(p[0] for p in points) / len(points)
+    )
+
+
+@dataclass
+class Officer:
+    """The geolocation of one live session."""
+
+    session_id: str
+    device_id: str
+    name: str
+    track: Track
+    address: Address | None = None
+    selection: list[Choice] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Control:
+    """Manual control of a PTZ camera: automatic aiming leaves it alone until `until`."""
+
+    camera_id: str
+    holder: str
+    until: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "holder": self.holder, "until": iso(self.until)}
+
+
+class Tracker:
+    """Officers' positions, their camera selections, and the PTZ cameras following them."""
+
+    def __init__(
+        self,
+        config: Config,
+        city: City,
+        vapix: Vapix,
+        events: EventBus,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.city = city
+        self._vapix = vapix
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+        self._limits = Limits(config.geo.max_accuracy_m, config.geo.max_speed_mps)
+        self._officers: dict[str, Officer] = {}
+        self._owner: dict[str, str] = {}  # PTZ camera id -> session id it follows
+        self._controls: dict[str, Control] = {}
+        self._sent: dict[str, Aim] = {}  # last position each PTZ camera was sent to
+        self._pending: dict[str, tuple[Aim, str]] = {}  # next move per camera, and for whom
+        self._aiming: dict[str, asyncio.Task[None]] = {}
+
+    async def close(self) -> None:
+        for task in list(self._aiming.values()):
+            task.cancel()
+        await asyncio.gather(*self._aiming.values(), return_exceptions=True)
+
+    def officer(self, session_id: str) -> Officer | None:
+        return self._officers.get(session_id)
+
+    # positions
+
+    def fix(self, session_id: str, device: Device, fix: Position) -> Verdict:
+        """A GPS fix of a live session: keep it or not, and act on it."""
+        officer = self._officers.get(session_id)
+        if officer is None:
+            officer = Officer(session_id, device.id, device.officer, Track(self._limits))
+            self._officers[session_id] = officer
+        verdict = officer.track.add(fix)
+        self._metrics.positions.labels(verdict.value).inc()
+        if verdict not in (Verdict.KEPT, Verdict.RESTART):
+            logger.info(
+                "session %s: GPS fix left out (%s): %.6f, %.6f ± %.0f m",
+                session_id,
+                verdict,
+                fix.lat,
+                fix.lon,
+                fix.accuracy_m,
+            )
+            return verdict
+        officer.address = self.city.streets.nearest(fix)
+        self._events.publish("position", self._position_event(officer, fix))
+        self._select(officer, fix)
+        return verdict
+
+    def end(self, session_id: str) -> None:
+        """The session is over: forget where the officer is, free the cameras."""
+        officer = self._officers.pop(session_id, None)
+        if officer is None:
+            return
+        for camera_id in [c for c, s in self._owner.items() if s == session_id]:
+            del self._owner[camera_id]
+        if officer.selection:
+            self._events.publish(
+                "selection",
+                {
+                    "session_id": session_id,
+                    "cameras": [],
+                    "added": [],
+                    "removed": [c.camera_id for c in officer.selection],
+                },
+            )
+
+    def _position_event(self, officer: Officer, fix: Position) -> dict[str, Any]:
+        return {
+            "session_id": officer.session_id,
+            "device_id": officer.device_id,
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "accuracy_m": fix.accuracy_m,
+            "time": iso(fix.time),
+            "address": str(officer.address) if officer.address else None,
+        }
+
+    # selection
+
+    def choices_json(self, choices: list[Choice]) -> list[dict[str, Any]]:
+        """Choices as the API and events give them: PTZ cameras with their aim."""
+        result = []
+        for choice in choices:
+            item: dict[str, Any] = {
+                "camera_id": choice.camera_id,
+                "reason": choice.reason.value,
+                "distance_m": choice.distance_m,
+                "bearing_deg": choice.bearing_deg,
+            }
+            camera = self.city.cameras.get(choice.camera_id)
+            target = self._target(camera, choice) if camera else None
+            if camera is not None:
+                item["name"] = camera.name
+                item["kind"] = camera.kind.value
+            if target is not None:
+                item.update(pan=target.pan, tilt=target.tilt, zoom=target.zoom)
+            result.append(item)
+        return result
+
+    def _select(self, officer: Officer, fix: Position) -> None:
+        limit = self.config.geo.selection_limit
+        ranked = self.city.index.select(fix, limit * RANK_DEPTH)
+        chosen = hold(officer.selection, ranked, limit)
+        before = {c.camera_id: c.reason for c in officer.selection}
+        after = {c.camera_id: c.reason for c in chosen}
+        officer.selection = chosen
+        if before != after:
+            self._metrics.selection_changes.inc()
+            self._events.publish(
+                "selection",
+                {
+                    "session_id": officer.session_id,
+                    "cameras": self.choices_json(chosen),
+                    "added": [c for c in after if c not in before],
+                    "removed": [c for c in before if c not in after],
+                },
+            )
+        self._follow(officer, chosen)
+
+    # PTZ
+
+    def _target(self, camera: Camera, choice: Choice) -> Aim | None:
+        if camera.kind != CameraKind.PTZ or choice.reason == Reason.NEARBY:
+            return None
+        return aim(camera, choice.distance_m, choice.bearing_deg)
+
+    def _follow(self, officer: Officer, chosen: list[Choice]) -> None:
+        mine = {c.camera_id for c in chosen}
+        for camera_id in [c for c, s in self._owner.items() if s == officer.session_id]:
+            if camera_id not in mine:
+                del self._owner[camera_id]
+        for choice in chosen:
+            camera = self.city.cameras.get(choice.camera_id)
+            target = self._target(camera, choice) if camera else None
+            if camera is None or target is None or self.control(camera.id) is not None:
+                continue
+            if self._owner.setdefault(camera.id, officer.session_id) != officer.session_id:
+                continue  # following another officer
+            degrees = self.config.cameras.aim_min_change_deg
+            if target.differs(self._sent.get(camera.id), degrees, ZOOM_CHANGE):
+                self._send(camera, target, officer.session_id)
+
+    def _send(self, camera: Camera, target: Aim, session_id: str) -> None:
+        """Queue a move; one command in flight per camera, the newest target wins."""
+        self._pending[camera.id] = (target, session_id)
+        if camera.id not in self._aiming:
+            task = asyncio.create_task(self._aim_loop(camera))
+            self._aiming[camera.id] = task
+            task.add_done_callback(lambda _: self._aiming.pop(camera.id, None))
+
+    async def _aim_loop(self, camera: Camera) -> None:
+        while (pending := self._pending.pop(camera.id, None)) is not None:
+            target, session_id = pending
+            try:
+                await self._vapix.move(camera, target)
+            except CameraError as err:
+                self._metrics.ptz_commands.labels("failed").inc()
+                self._sent.pop(camera.id, None)  # unknown position: resend next time
+                logger.warning("camera %s: PTZ move failed: %s", camera.id, err)
+                continue
+            self._sent[camera.id] = target
+            self._metrics.ptz_commands.labels("sent").inc()
+            self._events.publish(
+                "ptz",
+                {
+                    "camera_id": camera.id,
+                    "session_id": session_id,
+                    "pan": target.pan,
+                    "tilt": target.tilt,
+                    "zoom": target.zoom,
+                },
+            )
+
+    # manual control
+
+    def control(self, camera_id: str) -> Control | None:
+        """Who holds manual control of a camera now, if anyone."""
+        control = self._controls.get(camera_id)
+        if control is not None and control.until <= self._clock.now():
+            del self._controls[camera_id]
+            return None
+        return control
+
+    def take_control(self, camera_id: str, holder: str, seconds: float) -> Control:
+        """Hold a PTZ camera under manual control (renewing one's own hold is allowed)."""
+        camera = self._ptz_camera(camera_id)
+        limit = self.config.cameras.manual_control_max_seconds
+        if not holder or len(holder) > 200:
+            raise BadRequest("holder: who takes control (1 to 200 characters) is required")
+        if not 1 <= seconds <= limit:
+            raise BadRequest(f"seconds: between 1 and {limit:.0f}, got {seconds!r}")
+        current = self.control(camera.id)
+        if current is not None and current.holder != holder:
+            raise Conflict(
+                f"camera {camera.id} is under manual control by {current.holder}"
+                f" until {iso(current.until)}"
+            )
+        control = Control(camera.id, holder, self._clock.now() + timedelta(seconds=seconds))
+        self._controls[camera.id] = control
+        self._owner.pop(camera.id, None)
+        self._pending.pop(camera.id, None)
+        logger.info("camera %s: manual control by %s until %s", camera.id, holder, control.until)
+        self._events.publish("ptz_control", {**control.to_json(), "taken": True})
+        return control
+
+    def release_control(self, camera_id: str, holder: str) -> None:
+        current = self.control(camera_id)
+        if current is None:
+            return
+        if current.holder != holder:
+            raise Conflict(f"camera {camera_id} is under manual control by {current.holder}")
+        del self._controls[camera_id]
+        self._sent.pop(camera_id, None)  # automatic aiming starts afresh
+        logger.info("camera %s: manual control released by %s", camera_id, holder)
+        self._events.publish("ptz_control", {**current.to_json(), "taken": False})
+
+    async def manual_move(self, camera_id: str, holder: str, target: Aim) -> None:
+        """Move a camera for whoever holds its manual control."""
+        camera = self._ptz_camera(camera_id)
+        current = self.control(camera.id)
+        if current is None or current.holder != holder:
+            raise Conflict(f"camera {camera.id}: take manual control before moving it")
+        await self._vapix.move(camera, target)
+        self._sent[camera.id] = target
+
+    def _ptz_camera(self, camera_id: str) -> Camera:
+        camera = self.city.cameras.get(camera_id)
+        if camera is None:
+            raise NotFound(f"camera {camera_id} is not in the registry")
+        if camera.kind != CameraKind.PTZ:
+            raise BadRequest(f"camera {camera_id} is {camera.kind.value}, not PTZ")
+        return camera

@@ -1,0 +1,199 @@
+"""Talking to the city's Axis cameras over VAPIX: device info, PTZ moves and position.
+
+Every request uses HTTP Digest authentication (aiohttp's DigestAuthMiddleware, one per
+camera so its nonce is reused). Credentials are never in the registry: a camera names a
+`credentials_ref`, looked up in a TOML file kept beside the database (or where
+`cameras.credentials_file` says), one table per reference:
+
+    [csu-metz]
+    username = "root"
+    password = "…"
+
+aiohttp and OS errors become CameraError subclasses here, once, with the camera id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ..errors import BodycamError, ConfigError
+from ..geo.ptz import Aim
+from ..models import Camera
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class CameraError(BodycamError):
+    """A camera could not do what was asked; the message names the camera."""
+
+    status = 502
+
+
+class CameraNotConfigured(CameraError):
+    """No VAPIX URL, or no credentials for its reference."""
+
+
+class CameraUnreachable(CameraError):
+    """No answer: the camera, its link or its power is down."""
+
+    status = 504
+
+
+class CameraAuthFailed(CameraError):
+    """The camera refused the credentials."""
+
+
+class CameraRefused(CameraError):
+    """The camera answered, with an error."""
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    serial: str
+    model: str
+    firmware: str
+
+
+def load_credentials(path: Path) -> dict[str, Login]:
+    """The credentials file, or {} if there is none; a malformed one is a ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"camera credentials {path}: not valid TOML: {err}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        logger.warning("camera credentials %s can be read by other users: chmod 600 it", path)
+    logins: dict[str, Login] = {}
+    for ref, table in raw.items():
+        if not (
+            isinstance(table, dict)
+            and isinstance(table.get("username"), str)
+            and isinstance(table.get("password"), str)
+        ):
+            raise ConfigError(
+                f"camera credentials {path}: [{ref}] needs username and password strings"
+            )
+        logins[ref] = Login(table["username"], table["password"])
+    return logins
+
+
+class Vapix:
+    """A VAPIX client for many cameras over one HTTP connection pool."""
+
+    def __init__(self, credentials: dict[str, Login], timeout_seconds: float) -> None:
+        self._credentials = credentials
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+        self._auth: dict[str, tuple[Login, aiohttp.DigestAuthMiddleware]] = {}
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def device_info(self, camera: Camera) -> DeviceInfo:
+        """basicdeviceinfo.cgi, getAllProperties: serial number, model, firmware."""
+        answer = await self._request(
+            camera,
+            "POST",
+            "axis-cgi/basicdeviceinfo.cgi",
+            json={"apiVersion": "1.0", "method": "getAllProperties"},
+        )
+        try:
+            data: Any = json.loads(answer)
+            if "error" in data:
+                raise CameraRefused(f"camera {camera.id}: basicdeviceinfo: {data['error']}")
+            props = data["data"]["propertyList"]
+            return DeviceInfo(
+                str(props.get("SerialNumber", "")),
+                str(props.get("ProdNbr", "")),
+                str(props.get("Version", "")),
+            )
+        except (ValueError, TypeError, KeyError) as err:
+            raise CameraRefused(
+                f"camera {camera.id}: basicdeviceinfo answer is not the VAPIX JSON: {err!r}"
+            ) from None
+
+    async def move(self, camera: Camera, aim: Aim) -> None:
+        """An absolute PTZ move (com/ptz.cgi)."""
+        await self._request(
+            camera,
+            "GET",
+            "axis-cgi/com/ptz.cgi",
+            params={"camera": "1", "pan": aim.pan, "tilt": aim.tilt, "zoom": aim.zoom},
+        )
+
+    async def position(self, camera: Camera) -> Aim:
+        """The camera's current PTZ position (com/ptz.cgi?query=position)."""
+        text = await self._request(
+            camera, "GET", "axis-cgi/com/ptz.cgi", params={"camera": "1", "query": "position"}
+        )
+        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line.strip())
+        try:
+            return Aim(float(values["pan"]), float(values["tilt"]), round(float(values["zoom"])))
+        except (KeyError, ValueError):
+            raise CameraRefused(
+                f"camera {camera.id}: ptz position answer not understood: {text[:200]!r}"
+            ) from None
+
+    async def _request(self, camera: Camera, method: str, path: str, **kwargs: Any) -> str:
+        url = self._url(camera, path)
+        auth = self._middleware(camera)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(
+                method, url, middlewares=(auth,), **kwargs
+            ) as response:
+                body = await response.content.read(MAX_ANSWER_BYTES)
+                text = body.decode("utf-8", "replace")
+                if response.status == 401:
+                    raise CameraAuthFailed(
+                        f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
+                    )
+                if response.status >= 400:
+                    raise CameraRefused(
+                        f"camera {camera.id}: {path} answered {response.status}: {text[:200]}"
+                    )
+                return text
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise CameraUnreachable(
+                f"camera {camera.id}: no answer from {url.origin()}: {err!r}"
+            ) from err
+
+    def _url(self, camera: Camera, path: str) -> URL:
+        if not camera.vapix_url:
+            raise CameraNotConfigured(f"camera {camera.id}: no VAPIX URL in the registry")
+        base = camera.vapix_url if camera.vapix_url.endswith("/") else camera.vapix_url + "/"
+        return URL(base).join(URL(path))
+
+    def _middleware(self, camera: Camera) -> aiohttp.DigestAuthMiddleware:
+        login = self._credentials.get(camera.credentials_ref)
+        if login is None:
+            raise CameraNotConfigured(
+                f"camera {camera.id}: no credentials named {camera.credentials_ref!r}"
+            )
+        known = self._auth.get(camera.id)
+        if known is None or known[0] != login:
+            known = (login, aiohttp.DigestAuthMiddleware(login.username, login.password))
+            self._auth[camera.id] = known
+        return known[1]
