@@ -86,6 +86,19 @@ def test_cameras_round_trip() -> None:
             "feature 0.properties.privacy_masks[0] ring 0: needs at least 4",
         ),
         (collection(feature(privacy_masks=[OPEN_RING])), "not closed"),
+        (
+            collection(feature(id="cam 01/../x")),
+            "feature 0.properties.id: letters, digits, '.', '_' or '-' (at most 64)",
+        ),
+        (
+            collection(feature(vapix_url="ftp://10.0.0.5/")),
+            "feature 0.properties.vapix_url: a http or https URL, got 'ftp://10.0.0.5/'",
+        ),
+        (
+            collection(feature(rtsp_url="http://10.0.0.5/axis-media/media.amp")),
+            "feature 0.properties.rtsp_url: a rtsp or rtsps URL",
+        ),
+        (collection(feature(mjpeg_url="video.cgi")), "feature 0.properties.mjpeg_url"),
     ],
 )
 def test_bad_camera_files_name_feature_and_property(document: Any, message: str) -> None:

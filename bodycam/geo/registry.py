@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import Unprocessable
 from ..models import Camera, CameraKind
 from ..store import Store
 
 MAX_FEATURES = 200_000
+CAMERA_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+URL_SCHEMES = {
+    "vapix_url": ("http", "https"),
+    "mjpeg_url": ("http", "https"),
+    "rtsp_url": ("rtsp", "rtsps"),
+}
 MAX_ERRORS_SHOWN = 20
 
 
@@ -146,6 +154,11 @@ def parse_cameras(document: Any, source: str = "cameras") -> list[Camera]:
             continue
         count = len(errors)
         camera_id = _text(props, "id", where, errors, required=True)
+        if camera_id and not CAMERA_ID.fullmatch(camera_id):
+            errors.append(
+                f"{where}.properties.id: letters, digits, '.', '_' or '-' (at most 64),"
+                f" got {camera_id!r}"
+            )
         if camera_id in seen:
             errors.append(f"{where}.properties.id: {camera_id!r} appears twice")
         seen.add(camera_id)
@@ -239,6 +252,12 @@ def parse_cameras(document: Any, source: str = "cameras") -> list[Camera]:
             key: _text(props, key, where, errors)
             for key in ("name", "commune", "vapix_url", "credentials_ref", "mjpeg_url", "rtsp_url")
         }
+        for key, schemes in URL_SCHEMES.items():
+            url = texts[key]
+            if url and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
+                errors.append(
+                    f"{where}.properties.{key}: a {' or '.join(schemes)} URL, got {url!r}"
+                )
         if len(errors) > count or point is None:
             continue
         cameras.append(

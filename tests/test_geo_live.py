@@ -1,0 +1,316 @@
+"""Geolocation end to end: a simulated officer walks a street past simulated Axis cameras.
+
+The gateway, the body camera and the fixed/PTZ cameras are all real (aiortc, aiohttp,
+VAPIX over HTTP with Digest auth); the scene is a street in metres around a fixed origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bodycam.config import Config
+from bodycam.events import Event
+from bodycam.gateway.keys import events_key, tracker_key
+from bodycam.geo.registry import import_cameras, import_places
+from bodycam.models import SessionState
+from bodycam.store import Store
+from simulators.axis_bodycam import AxisBodycam
+from simulators.axis_camera import AxisCameraSimulator, SimCamera
+from simulators.gps import Position as GpsPosition
+from simulators.gps import Route, Walk
+
+from .conftest import Gateway, make_config, small_media, wait_for
+from .geo_scene import at, line
+
+MEDIA = small_media()
+PASSWORD = "s3cret-csu"
+SPEED = 20.0  # m/s: the officer runs the 200 m street in 10 s
+
+
+def point(x: float, y: float) -> list[float]:
+    lat, lon = at(x, y)
+    return [lon, lat]
+
+
+def camera(cid: str, kind: str, x: float, y: float, heading: float, **props: Any) -> dict:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": point(x, y)},
+        "properties": {
+            "id": cid,
+            "name": f"Caméra {cid}",
+            "kind": kind,
+            "heading_deg": heading,
+            "fov_deg": 60,
+            "range_m": 100,
+            "height_m": 8,
+            "credentials_ref": "csu",
+            **props,
+        },
+    }
+
+
+SCENE_CAMERAS = [
+    camera("fixed-west", "fixed", -120, 5, 90),  # looks east along the street
+    camera("fixed-east", "fixed", 120, 5, 270),  # looks west along the street
+    camera("ptz-1", "ptz", 0, -10, 0, range_m=150),  # zero north: must turn to the street
+    camera("behind", "fixed", 0, 70, 180),  # looks south, but through the block
+    camera("offline", "dome", 300, 300, 0),  # far away, and switched off
+]
+BLOCK = [[point(-100, 15), point(100, 15), point(100, 60), point(-100, 60), point(-100, 15)]]
+PLACES = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"name": "Rue du Test"},
+            "geometry": line((-200, 0), (200, 0)),
+        },
+        {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": BLOCK},
+        },
+    ],
+}
+
+
+@pytest.fixture
+async def cameras() -> AsyncIterator[AxisCameraSimulator]:
+    sims = [
+        SimCamera(f["properties"]["id"], f["properties"]["name"], f["properties"]["kind"])
+        for f in SCENE_CAMERAS
+    ]
+    for sim in sims:
+        sim.password = PASSWORD
+    async with AxisCameraSimulator(sims) as simulator:
+        simulator.set_online("offline", False)
+        yield simulator
+
+
+@pytest.fixture
+def gateway_config(tmp_path: Path, cameras: AxisCameraSimulator) -> Config:
+    data = tmp_path / "data"
+    config = make_config(data, cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2)
+    features = [
+        {
+            **f,
+            "properties": {**f["properties"], "vapix_url": cameras.base_url(f["properties"]["id"])},
+        }
+        for f in SCENE_CAMERAS
+    ]
+    store = Store(config.database_path)
+    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
+    import_places(store, PLACES, "scene")
+    store.close()
+    config.camera_credentials_path.write_text(
+        f'[csu]\nusername = "root"\npassword = "{PASSWORD}"\n'
+    )
+    config.camera_credentials_path.chmod(0o600)
+    return config
+
+
+def street_walk() -> Walk:
+    route = Route("rue du Test", tuple(GpsPosition(*at(x, 0)) for x in (-100, 100)))
+    return Walk(route=route, speed=SPEED, end="bounce", seed=3)
+
+
+async def collect(gateway: Gateway, events: list[Event]) -> None:
+    with gateway.app[events_key].subscribe() as subscription:
+        while (event := await subscription.get()) is not None:
+            events.append(event)
+
+
+async def get_json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.json()
+
+
+async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    events: list[Event] = []
+    listener = asyncio.create_task(collect(gateway, events))
+    token = gateway.enroll("cam-geo", "Brigadier Martin")
+    async with AxisBodycam(
+        gateway.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
+    ) as bodycam:
+        await bodycam.press()
+        [session] = gateway.store.list_sessions()
+        # the officer goes from the west end to the east end of the street (and back)
+        await asyncio.sleep(200 / SPEED)
+        status, position = await get_json(f"{gateway.url}/api/v1/sessions/{session.id}/position")
+        assert status == 200
+        assert position["street"] == "Rue du Test"
+        assert position["address"].startswith("Rue du Test, ")
+        assert position["street_distance_m"] < 15
+        assert position["officer"] == "Brigadier Martin"
+        chosen = {c["camera_id"]: c for c in position["cameras"]}
+        assert "behind" not in chosen or chosen["behind"]["reason"] == "nearby"
+        ptz = chosen["ptz-1"]
+        assert ptz["reason"] in ("sees", "can_aim")
+        # the API's aim and the bearing agree: pan is the bearing from the camera's zero
+        assert ptz["pan"] == pytest.approx((ptz["bearing_deg"] + 180) % 360 - 180, abs=0.1)
+        # the simulated PTZ camera was turned there (to within the resend threshold)
+        await wait_for(lambda: abs(cameras.camera("ptz-1").pan - ptz["pan"]) < 8, within=3)
+        assert len(cameras.camera("ptz-1").moves) >= 3
+        # geolocation lives with the session only
+        await bodycam.press()
+        await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+    status, body = await get_json(f"{gateway.url}/api/v1/sessions/{session.id}/position")
+    assert status == 404 and "over" in body["error"]
+    listener.cancel()
+
+    selections = [e.data for e in events if e.type == "selection"]
+    seen = [{c["camera_id"] for c in s["cameras"]} for s in selections]
+    # west of the street first (the fixed camera looking east), east of it later
+    first_west = next(i for i, s in enumerate(seen) if "fixed-west" in s)
+    first_east = next(i for i, s in enumerate(seen) if "fixed-east" in s)
+    assert first_west < first_east
+    assert any("fixed-west" in s["removed"] for s in selections)
+    assert seen[-1] == set()  # the session ended: no cameras any more
+    assert all(s["session_id"] == session.id for s in selections)
+    moves = [e.data for e in events if e.type == "ptz"]
+    assert moves and all(m["camera_id"] == "ptz-1" for m in moves)
+    pans = [m["pan"] for m in moves]
+    assert min(pans) < -45 and max(pans) > 45  # it followed the officer from west to east
+    kept = gateway.store.positions_of(session.id, track_only=True)
+    assert len(kept) >= 30
+
+
+async def test_manual_control_stops_automatic_aiming(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    base = f"{gateway.url}/api/v1/cameras/ptz-1"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{base}/control", json={"holder": "CIC Metz", "seconds": 60}) as r:
+            assert r.status == 200
+            assert (await r.json())["holder"] == "CIC Metz"
+        async with http.put(f"{base}/control", json={"holder": "opérateur 2", "seconds": 60}) as r:
+            assert r.status == 409
+            assert "under manual control by CIC Metz" in (await r.json())["error"]
+        move = {"holder": "opérateur 2", "pan": 10, "tilt": -10, "zoom": 100}
+        async with http.post(f"{base}/ptz", json=move) as r:
+            assert r.status == 409
+        async with http.post(f"{base}/ptz", json={**move, "holder": "CIC Metz"}) as r:
+            assert r.status == 204
+        assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]
+
+        token = gateway.enroll("cam-geo")
+        async with AxisBodycam(
+            gateway.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
+        ) as bodycam:
+            await bodycam.press()
+            tracker = gateway.app[tracker_key]
+            await wait_for(lambda: any(o for o in tracker._officers.values() if o.selection))
+            await asyncio.sleep(1.0)
+            assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]  # left alone
+            async with http.delete(f"{base}/control", params={"holder": "CIC Metz"}) as r:
+                assert r.status == 204
+            await wait_for(lambda: len(cameras.camera("ptz-1").moves) > 1, within=3)
+
+
+async def test_camera_health_counts_the_offline_camera(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    url = f"{gateway.url}/api/v1/cameras/health"
+
+    async def report() -> dict[str, Any]:
+        return (await get_json(url))[1]
+
+    await wait_for_async(lambda r: r["up"] + r["down"] == 5, report)
+    health = await report()
+    assert health["summary"] == "5 cameras, 1 down"
+    assert health["availability"] == 0.8
+    states = {c["camera_id"]: c for c in health["cameras"]}
+    assert states["offline"]["state"] == "down"
+    assert "offline" in states["offline"]["error"]
+    assert states["ptz-1"]["model"] and states["ptz-1"]["serial"]
+    cameras.set_online("offline", True)
+    await wait_for_async(lambda r: r["down"] == 0, report)
+    assert 'bodycam_cameras{state="up"} 5.0' in await metrics_text(gateway)
+
+
+async def test_wrong_camera_password_is_reported_as_such(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    cameras.camera("behind").password = "changed-on-the-camera"
+
+    async def report() -> dict[str, Any]:
+        return (await get_json(f"{gateway.url}/api/v1/cameras/health"))[1]
+
+    await wait_for_async(
+        lambda r: {c["camera_id"]: c["state"] for c in r["cameras"]}["behind"] == "auth_failed",
+        report,
+    )
+    health = await report()
+    behind = next(c for c in health["cameras"] if c["camera_id"] == "behind")
+    assert "credentials 'csu' refused" in behind["error"]
+
+
+async def wait_for_async(check: Any, fetch: Any, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await fetch()
+        if check(value):
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not met in {within} s: {json.dumps(value)[:2000]}")
+        await asyncio.sleep(0.2)
+
+
+async def metrics_text(gateway: Gateway) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/metrics") as r:
+        return await r.text()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("lat=49.12", "lon: required"),
+        ("lat=91&lon=6.1", "lat: a number between -90 and 90 is required, got '91'"),
+        ("lat=abc&lon=6.1", "lat: a number between -90 and 90"),
+        ("lat=49.1&lon=6.1&limit=0", "limit: an integer between 1 and 16"),
+        ("lat=49.1&lon=6.1&limit=2.5", "limit: an integer"),
+        ("lat=nan&lon=6.1", "lat: a number"),
+    ],
+)
+async def test_selection_api_names_bad_parameters(
+    gateway: Gateway, query: str, message: str
+) -> None:
+    status, body = await get_json(f"{gateway.url}/api/v1/cameras/selection?{query}")
+    assert status == 400
+    assert message in body["error"]
+
+
+async def test_selection_and_registry_api(gateway: Gateway) -> None:
+    lat, lon = at(-60, 0)
+    status, body = await get_json(
+        f"{gateway.url}/api/v1/cameras/selection?lat={lat}&lon={lon}&limit=3"
+    )
+    assert status == 200
+    assert body["address"] == "Rue du Test, 0 m"
+    assert [c["camera_id"] for c in body["cameras"]][:2] == ["fixed-west", "ptz-1"]
+    west, ptz = body["cameras"][:2]
+    assert west["reason"] == "sees" and "pan" not in west
+    assert ptz["reason"] == "can_aim"
+    expected_bearing = math.degrees(math.atan2(-60, 10)) % 360
+    assert ptz["bearing_deg"] == pytest.approx(expected_bearing, abs=0.5)
+    assert ptz["tilt"] < 0 and ptz["zoom"] >= 1
+    status, registry = await get_json(f"{gateway.url}/api/v1/cameras")
+    assert status == 200 and registry["type"] == "FeatureCollection"
+    assert {f["properties"]["id"] for f in registry["features"]} == {
+        f["properties"]["id"] for f in SCENE_CAMERAS
+    }
+    assert all("credentials_ref" not in f["properties"] for f in registry["features"])
+    status, body = await get_json(f"{gateway.url}/api/v1/sessions/nope/position")
+    assert status == 404 and body["error"] == "no session nope"
