@@ -1,28 +1,41 @@
-"""`bodycam demo`: the gateway and three simulated body cameras walking around Metz.
+"""`bodycam demo`: the gateway, the CCTV cameras of Metz's centre, and three officers.
 
 Everything runs in one process on the embedded defaults (SQLite under the data directory,
-no Redis). Officers press their buttons at staggered times; one loses its 4G link for a few
-seconds and comes back into the same session; at the end every camera stops and the demo
-prints how to list and export what was recorded.
+no Redis). The demo city (`simulators/data/metz/`: streets, buildings, 36 Axis cameras
+played by the camera simulator, one of them switched off) is imported first. Officers walk
+their routes and press their buttons at staggered times; the gateway follows them, picks
+the cameras that can see them, turns the PTZ cameras; one officer loses their 4G link for a
+few seconds and comes back into the same session. At the end the demo prints how to list
+and export what was recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
+import secrets
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import devices
 from .clock import SystemClock
 from .config import Config
+from .events import EventBus
 from .gateway.app import create_app
-from .gateway.keys import metrics_key, store_key
+from .gateway.keys import events_key, health_key, metrics_key, store_key, tracker_key
+from .geo.registry import import_cameras, import_places
 from .models import SessionState
+from .store import Store
+
+if TYPE_CHECKING:
+    from simulators.axis_camera import AxisCameraSimulator
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +47,8 @@ CAMERAS = [
     ("demo-cam-3", "Brigadier-chef Nguyen", "metz-comedie", 0.25, None, 1.0),
 ]
 DROP_SECONDS = 0.1  # of the demo's length, within the 60 s grace window
+CITY = Path(__file__).resolve().parent.parent / "simulators" / "data" / "metz"
+OFFLINE_CAMERA = "metz-cam-17"  # switched off, for the health report
 
 
 def _out(text: str) -> None:
@@ -47,6 +62,10 @@ async def run_demo(config: Config, duration: float) -> int:
     from simulators.media import LoopCache, MediaSettings
 
     duration = max(duration, 20.0)
+    cameras_sim = await _start_city(config)
+    config = dataclasses.replace(
+        config, cameras=dataclasses.replace(config.cameras, health_interval_seconds=10.0)
+    )
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -55,6 +74,7 @@ async def run_demo(config: Config, duration: float) -> int:
         await site.start()
     except OSError as err:
         await runner.cleanup()
+        await cameras_sim.close()
         _out(
             f"cannot listen on {config.server.host}:{config.server.port}: {err.strerror}."
             " Try --port 8090."
@@ -92,6 +112,7 @@ async def run_demo(config: Config, duration: float) -> int:
         for cam, (_, _, _, press, drop, stop) in zip(cameras, CAMERAS, strict=True)
     ]
     status = asyncio.create_task(_status(app, started))
+    narrator = asyncio.create_task(_narrate(app[events_key]))
     code = 0
     try:
         await asyncio.gather(*tasks)
@@ -102,13 +123,17 @@ async def run_demo(config: Config, duration: float) -> int:
         code = 1
     finally:
         status.cancel()
+        narrator.cancel()
         for camera in cameras:
             with contextlib.suppress(Exception):
                 await camera.close()
         await asyncio.sleep(0.5)  # let the last DELETEs end their sessions
         sessions = [s for s in store.list_sessions() if s.device_id.startswith("demo-cam-")]
+        health = app[health_key].report()
         await runner.cleanup()
+        await cameras_sim.close()
 
+    _out(f"\ncity cameras: {health['summary']} (availability {health['availability']})")
     _out(f"\n{len(sessions)} demo sessions in {config.data_dir}. See them with:")
     _out(f"  .venv/bin/bodycam sessions list --data-dir {config.data_dir}")
     if sessions:
@@ -121,6 +146,48 @@ async def run_demo(config: Config, duration: float) -> int:
     return code
 
 
+async def _start_city(config: Config) -> AxisCameraSimulator:
+    """Import the demo city, and start the simulator that plays its cameras."""
+    from simulators.axis_camera import AxisCameraSimulator
+
+    document = json.loads((CITY / "cameras.geojson").read_text(encoding="utf-8"))
+    password = secrets.token_urlsafe(12)
+    simulator = AxisCameraSimulator.from_geojson(document, "root", password)
+    await simulator.start()
+    simulator.set_online(OFFLINE_CAMERA, False)
+    for feature in document["features"]:  # the registry points at the simulator's port
+        props = feature["properties"]
+        props["vapix_url"] = simulator.base_url(props["id"])
+        props["mjpeg_url"] = simulator.base_url(props["id"]) + "axis-cgi/mjpg/video.cgi"
+        props["credentials_ref"] = "demo"
+    places = json.loads((CITY / "places.geojson").read_text(encoding="utf-8"))
+    store = Store(config.database_path)
+    try:
+        cameras = import_cameras(store, document, "demo cameras")
+        import_places(store, places, "demo places")
+    finally:
+        store.close()
+    credentials = config.camera_credentials_path
+    credentials.write_text(f'[demo]\nusername = "root"\npassword = "{password}"\n')
+    credentials.chmod(0o600)
+    _out(
+        f"demo city: {len(cameras)} cameras of Metz's centre simulated on port"
+        f" {simulator.port} ({OFFLINE_CAMERA} switched off)"
+    )
+    return simulator
+
+
+async def _narrate(events: EventBus) -> None:
+    """Print what an operator would see change: cameras chosen for each officer."""
+    with events.subscribe() as subscription:
+        while (event := await subscription.get()) is not None:
+            if event.type != "selection":
+                continue
+            data = event.data
+            chosen = ", ".join(f"{c['camera_id']} ({c['reason']})" for c in data["cameras"])
+            _out(f"  cameras for {data['session_id'][:24]}…: {chosen or 'none (session over)'}")
+
+
 async def _status(app: web.Application, started: float) -> None:
     metrics = app[metrics_key]
     store = app[store_key]
@@ -129,9 +196,15 @@ async def _status(app: web.Application, started: float) -> None:
         live = await store.run(store.list_sessions, SessionState.LIVE)
         frames = metrics.frames.labels("video")._value.get()
         segments = metrics.segments._value.get()
+        moves = metrics.ptz_commands.labels("sent")._value.get()
         _out(
             f"[{time.monotonic() - started:5.0f} s] live: "
             f"{', '.join(s.device_id for s in live) or 'none'}; "
-            f"{frames:.0f} video frames received, {segments:.0f} segments sealed"
+            f"{frames:.0f} video frames received, {segments:.0f} segments sealed,"
+            f" {moves:.0f} PTZ moves"
         )
+        for session in live:
+            officer = app[tracker_key].officer(session.id)
+            if officer is not None and officer.address is not None:
+                _out(f"    {session.device_id} ({session.officer}): {officer.address}")
         sys.stdout.flush()

@@ -353,7 +353,7 @@ class AxisCameraSimulator:
         camera.tilt = camera.tilt if tilt is None else tilt
         camera.zoom = camera.zoom if zoom is None else zoom
         camera.moves.append(position := (camera.pan, camera.tilt, camera.zoom))
-        logger.info("%s: moved to pan %.2f tilt %.2f zoom %g", camera.id, *position)
+        logger.debug("%s: moved to pan %.2f tilt %.2f zoom %g", camera.id, *position)
         return web.Response(status=204)
 
     async def _image(self, request: web.Request, camera: SimCamera) -> web.Response:

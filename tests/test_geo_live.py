@@ -314,3 +314,19 @@ async def test_selection_and_registry_api(gateway: Gateway) -> None:
     assert all("credentials_ref" not in f["properties"] for f in registry["features"])
     status, body = await get_json(f"{gateway.url}/api/v1/sessions/nope/position")
     assert status == 404 and body["error"] == "no session nope"
+
+
+async def test_a_camera_that_is_down_is_not_selected(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    lat, lon = at(-60, 0)
+    url = f"{gateway.url}/api/v1/cameras/selection?lat={lat}&lon={lon}"
+
+    async def selected() -> list[str]:
+        return [c["camera_id"] for c in (await get_json(url))[1]["cameras"]]
+
+    assert "fixed-west" in await selected()
+    cameras.set_online("fixed-west", False)
+    await wait_for_async(lambda ids: "fixed-west" not in ids and "ptz-1" in ids, selected)
+    cameras.set_online("fixed-west", True)
+    await wait_for_async(lambda ids: ids[0] == "fixed-west", selected)

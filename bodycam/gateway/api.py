@@ -55,7 +55,7 @@ async def selection(request: web.Request) -> web.Response:
             "lat": lat,
             "lon": lon,
             "address": str(address) if address else None,
-            "cameras": tracker.choices_json(tracker.city.index.select(point, limit)),
+            "cameras": tracker.choices_json(tracker.rank(point, limit)),
         }
     )
 

@@ -72,6 +72,7 @@ async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: list(tracker.city.cameras.values()),
         config.cameras.health_concurrency,
     )
+    tracker.unavailable = health.is_down
     logger.info(
         "city: %d cameras, %d streets (geo version %d)",
         len(city.cameras),

@@ -127,9 +127,10 @@ class HealthMonitor:
             {"camera_id": health.camera_id, "state": state.value, "was": was.value, "error": error},
         )
 
-    def state(self, camera_id: str) -> Health:
+    def is_down(self, camera_id: str) -> bool:
+        """Whether the last poll found the camera unreachable or refusing our credentials."""
         health = self._health.get(camera_id)
-        return health.state if health else Health.UNKNOWN
+        return health is not None and health.state in (Health.DOWN, Health.AUTH_FAILED)
 
     def report(self) -> dict[str, Any]:
         """Each camera's health, and the counts the CSU reports ("579 cameras, 6 down")."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Rank this many cameras per fix, so that `hold` can find the ones it keeps.
 RANK_DEPTH = 3
+DOWN_SLACK = 4  # rank a few more, to replace cameras that are down
 ZOOM_CHANGE = 0.25  # a new zoom is sent when it differs by a quarter
 
 
@@ -147,6 +149,8 @@ class Tracker:
         self._sent: dict[str, Aim] = {}  # last position each PTZ camera was sent to
         self._pending: dict[str, tuple[Aim, str]] = {}  # next move per camera, and for whom
         self._aiming: dict[str, asyncio.Task[None]] = {}
+        # Cameras known to be down are not put on the wall; set by the health monitor.
+        self.unavailable: Callable[[str], bool] = lambda camera_id: False
 
     async def close(self) -> None:
         for task in list(self._aiming.values()):
@@ -232,9 +236,14 @@ class Tracker:
             result.append(item)
         return result
 
+    def rank(self, position: Position, limit: int) -> list[Choice]:
+        """The best `limit` cameras for a position, leaving out those known to be down."""
+        ranked = self.city.index.select(position, limit + DOWN_SLACK)
+        return [c for c in ranked if not self.unavailable(c.camera_id)][:limit]
+
     def _select(self, officer: Officer, fix: Position) -> None:
         limit = self.config.geo.selection_limit
-        ranked = self.city.index.select(fix, limit * RANK_DEPTH)
+        ranked = self.rank(fix, limit * RANK_DEPTH)
         chosen = hold(officer.selection, ranked, limit)
         before = {c.camera_id: c.reason for c in officer.selection}
         after = {c.camera_id: c.reason for c in chosen}
