@@ -26,6 +26,10 @@ Geometries = NDArray[Any]  # a numpy array of shapely geometries (dtype object)
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 ARC_STEP_DEG = 5.0  # sector arcs are drawn with a vertex every 5 degrees
+# Unions and differences of visible areas are computed on a 1 µm grid: GEOS's floating
+# overlay can lose or add whole pieces when many long, nearly parallel shadows meet (seen
+# with viewpoints on a footprint's corner, thin walls); snap-rounding is robust.
+GRID_M = 1e-6
 
 
 @dataclass(frozen=True)
@@ -97,18 +101,23 @@ def bearing_deg(dx: float, dy: float) -> float:
 
 def sector(x: float, y: float, heading_deg: float, fov_deg: float, range_m: float) -> Polygon:
     """The field of view of a camera at (x, y): a circular sector (a disc from 360°)."""
+    # The arc as arrays, not a Python loop per vertex: one sector per camera at import.
     if fov_deg >= 360.0:
         steps = int(360 / ARC_STEP_DEG)
-        return Polygon([_polar(x, y, i * ARC_STEP_DEG, range_m) for i in range(steps)])
+        disc: Polygon = shapely.polygons(_polar(x, y, np.arange(steps) * ARC_STEP_DEG, range_m))
+        return disc
     start = heading_deg - fov_deg / 2.0
     steps = max(2, math.ceil(fov_deg / ARC_STEP_DEG))
-    arc = [_polar(x, y, start + fov_deg * i / steps, range_m) for i in range(steps + 1)]
-    return Polygon([(x, y), *arc])
+    arc = _polar(x, y, start + fov_deg * np.arange(steps + 1) / steps, range_m)
+    wedge: Polygon = shapely.polygons(np.vstack([(x, y), arc]))
+    return wedge
 
 
-def _polar(x: float, y: float, bearing: float, distance: float) -> tuple[float, float]:
-    rad = math.radians(bearing)
-    return x + distance * math.sin(rad), y + distance * math.cos(rad)
+def _polar(
+    x: float, y: float, bearings: NDArray[np.floating[Any]], distance: float
+) -> NDArray[np.float64]:
+    rad = np.radians(bearings)
+    return np.column_stack([x + distance * np.sin(rad), y + distance * np.cos(rad)])
 
 
 def shadow(x: float, y: float, building: Polygon, range_m: float) -> BaseGeometry:
@@ -118,30 +127,108 @@ def shadow(x: float, y: float, building: Polygon, range_m: float) -> BaseGeometr
     beyond the range; their union with the footprint is the hidden area. A viewpoint inside
     a footprint (a camera on a wall, mapped a little inside) sees past that building.
     """
-    return unary_union([building, *_shadow_quads(x, y, _geometries([building]), range_m)])
+    casts = _Casts.of(x, y, _geometries([building]), range_m)
+    return unary_union([building, *casts.quads(np.ones(1, dtype=bool))])
 
 
-def _shadow_quads(x: float, y: float, buildings: Geometries, range_m: float) -> Geometries:
-    """The quadrilateral each edge of each footprint's exterior casts away from (x, y)."""
-    # All the edges of all the footprints at once, as arrays: per edge, a Python loop and a
-    # `Polygon` each made the import of a city's cameras take minutes.
-    far = range_m * 4.0
-    coords, ring = shapely.get_coordinates(
-        shapely.get_exterior_ring(buildings), return_index=True
+@dataclass(frozen=True)
+class _Casts:
+    """The exterior vertices of some footprints, each also projected away from a viewpoint."""
+
+    near: NDArray[np.float64]  # (vertices, xy), each ring closed, footprint after footprint
+    far: NDArray[np.float64]  # the same vertices pushed 4 ranges further from the viewpoint
+    owner: NDArray[np.intp]  # the footprint of each vertex
+    edge: NDArray[np.bool_]  # per vertex but the last: whether it and the next make an edge
+    facing: NDArray[np.bool_]  # the same, and the viewpoint is on the outer side of that edge
+
+    @classmethod
+    def of(cls, x: float, y: float, buildings: Geometries, range_m: float) -> _Casts:
+        # All the vertices of all the footprints at once, as arrays: a Python loop and a
+        # `Polygon` per edge made the import of a city's cameras take minutes.
+        rings = shapely.get_exterior_ring(buildings)
+        near, owner = shapely.get_coordinates(rings, return_index=True)
+        delta = near - (x, y)
+        length = np.hypot(delta[:, 0], delta[:, 1])
+        length[length == 0.0] = 1e-9
+        far = near + delta / length[:, np.newaxis] * (range_m * 4.0)
+        edge = owner[1:] == owner[:-1]
+        # (b - a) × (viewpoint - a) < 0: the viewpoint is right of a → b, outside if the ring
+        # turns anticlockwise (the footprint on its left)
+        step = near[1:] - near[:-1]
+        side = step[:, 1] * delta[:-1, 0] - step[:, 0] * delta[:-1, 1]
+        ccw = shapely.is_ccw(rings)[owner[:-1]]
+        facing = edge & np.where(ccw, side < 0.0, side > 0.0)
+        return cls(near, far, owner, edge, facing)
+
+    def quads(self, footprints: NDArray[np.bool_], facing_only: bool = False) -> Geometries:
+        """The quadrilateral each edge of the chosen footprints casts (the edge and its far
+        projection), or only the edges facing the viewpoint; `shadow` is the union of the
+        footprint and of all its quads."""
+        edges = (self.facing if facing_only else self.edge) & footprints[self.owner[:-1]]
+        quads = np.stack(
+            [
+                self.near[:-1][edges],
+                self.near[1:][edges],
+                self.far[1:][edges],
+                self.far[:-1][edges],
+            ],
+            axis=1,
+        )
+        # buffer(0): an edge in line with the viewpoint casts a degenerate quad; this drops it
+        return shapely.buffer(shapely.polygons(quads), 0)
+
+    def far_within(self, x: float, y: float, distance: float, count: int) -> NDArray[np.bool_]:
+        """Per footprint: whether the far side of one of its quads (the segment between the
+        projections of an edge's ends) comes within `distance` of (x, y)."""
+        start, end = self.far[:-1][self.edge], self.far[1:][self.edge]
+        step = end - start
+        span = np.maximum((step * step).sum(axis=1), 1e-300)  # 0 for a repeated vertex
+        t = np.clip((((x, y) - start) * step).sum(axis=1) / span, 0.0, 1.0)
+        closest = start + step * t[:, np.newaxis]
+        near = np.hypot(closest[:, 0] - x, closest[:, 1] - y) <= distance
+        return np.bincount(self.owner[:-1][self.edge][near], minlength=count) > 0
+
+    def hulls(self, footprints: NDArray[np.bool_]) -> Geometries:
+        """Per chosen footprint: the convex hull of its vertices and of their projections."""
+        mine = footprints[self.owner]
+        points = np.stack([self.near[mine], self.far[mine]], axis=1).reshape(-1, 2)
+        lines = np.full(len(footprints), None, dtype=object)
+        shapely.linestrings(points, indices=np.repeat(self.owner[mine], 2), out=lines)
+        return shapely.convex_hull(lines[footprints])
+
+
+def _hidden(x: float, y: float, buildings: Geometries, range_m: float) -> Geometries:
+    """Pieces whose union, within `range_m` of (x, y), is what the buildings hide from it.
+
+    The union of a footprint and of the quads of its edges (`shadow`) is exact but slow to
+    compute for a whole city: many long, overlapping quads per camera. For a convex
+    footprint seen from outside, the same area within range is one polygon, the convex hull
+    of its vertices and of their projections, provided every projected side stays beyond
+    the range (it does, unless the viewpoint is close to a long wall): the hidden area of a
+    convex footprint is convex, contains that hull, and within range equals the union of
+    the quads. For a concave footprint, under the same condition, the quads of the edges
+    that face the viewpoint are enough: a line of sight into a footprint enters it through
+    one of those. Footprints with courtyards, or too close, keep all their quads, so the
+    result is the same as with `shadow` everywhere, including its limit: seen at a wide
+    angle from close by, a thin wall's quads end short of the range, and so does its shadow.
+    """
+    casts = _Casts.of(x, y, buildings, range_m)
+    solid = shapely.get_num_interior_rings(buildings) == 0
+    convex = solid & (
+        shapely.area(shapely.convex_hull(buildings)) <= shapely.area(buildings) * (1 + 1e-9)
     )
-    edge = ring[1:] == ring[:-1]  # consecutive vertices of the same ring
-    a, b = coords[:-1][edge], coords[1:][edge]
-    quads = np.stack([a, b, _away(x, y, b, far), _away(x, y, a, far)], axis=1)
-    # buffer(0): an edge in line with the viewpoint casts a degenerate quad; this drops it
-    return shapely.buffer(shapely.polygons(quads), 0)
-
-
-def _away(x: float, y: float, points: NDArray[np.float64], far: float) -> NDArray[np.float64]:
-    """Each point pushed `far` further along the ray from (x, y) through it."""
-    delta = points - (x, y)
-    length = np.hypot(delta[:, 0], delta[:, 1])
-    length[length == 0.0] = 1e-9
-    return points + delta / length[:, np.newaxis] * far
+    clear = ~casts.far_within(x, y, range_m, len(buildings)) & ~shapely.intersects_xy(
+        buildings, x, y
+    )
+    hull, facing = convex & clear, solid & ~convex & clear
+    return np.concatenate(
+        [
+            casts.hulls(hull),
+            buildings[~hull],
+            casts.quads(facing, facing_only=True),
+            casts.quads(~hull & ~facing),
+        ]
+    )
 
 
 def _geometries(items: Iterable[BaseGeometry]) -> Geometries:
@@ -173,8 +260,9 @@ def visible_area(
     covering = _geometries(masks)
     covering = covering[shapely.intersects(covering, area)]
     if len(blocking) or len(covering):
-        # One union of every footprint, shadow quad and mask: the same area as the union of
-        # each building's `shadow`, without building each of those first.
-        hidden = np.concatenate([blocking, _shadow_quads(x, y, blocking, range_m), covering])
-        area = area.difference(shapely.union_all(hidden))
+        # One union of everything hidden, rather than one per building and one of those.
+        hidden = shapely.union_all(
+            np.concatenate([_hidden(x, y, blocking, range_m), covering]), grid_size=GRID_M
+        )
+        area = shapely.difference(area, hidden, grid_size=GRID_M)
     return area
