@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from simulators import configure_logging
 from simulators.gps import RUNNING_SPEED, WALKING_SPEED, Walk, load_route
 from simulators.media import (
     EncodedLoop,
@@ -476,11 +477,7 @@ async def _run_camera(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m simulators.axis_bodycam`."""
     args = parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     return asyncio.run(run(args))
 
 

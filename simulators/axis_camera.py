@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from . import configure_logging
 from .axis_picture import View, render_jpeg
 from .digest import DIGEST_FIELDS, HASHES, NonceState, NonceStore, digest_response, parse_digest
 
@@ -486,11 +487,7 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m simulators.axis_camera`."""
     args = parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     return asyncio.run(run(args))
 
 

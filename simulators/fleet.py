@@ -38,6 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulators import configure_logging
 from simulators.axis_bodycam import AxisBodycam
 from simulators.media import LoopCache, MediaSettings
 from simulators.whip import WhipError
@@ -305,11 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m simulators.fleet`: prints the final report as JSON."""
     args = parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     try:
         report = asyncio.run(run(args))
     except (OSError, ValueError) as err:
