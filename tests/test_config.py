@@ -52,6 +52,14 @@ def test_environment_list_and_float() -> None:
         ("", {"BODYCAM_COLOUR": "blue"}, "colour: unknown key"),
         ("server = 3\n", {}, "server: must be a table"),
         ("[server\n", {}, "not valid TOML"),
+        ("[geo]\nmax_accuracy_m = 0\n", {}, "geo.max_accuracy_m: must be between 1 and 1000"),
+        ("", {"BODYCAM_GEO_SELECTION_LIMIT": "40"}, "geo.selection_limit: must be between 1"),
+        (
+            "[cameras]\nhealth_interval_seconds = 0.1\n",
+            {},
+            "cameras.health_interval_seconds: must be between 1 and 3600",
+        ),
+        ("[cameras]\nhealth_concurrency = 2.5\n", {}, "cameras.health_concurrency: expected an"),
     ],
 )
 def test_errors_name_the_key(

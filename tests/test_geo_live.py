@@ -210,7 +210,9 @@ async def test_manual_control_stops_automatic_aiming(
         ) as bodycam:
             await bodycam.press()
             tracker = gateway.app[tracker_key]
-            await wait_for(lambda: any(o for o in tracker._officers.values() if o.selection))
+            [session] = gateway.store.list_sessions()
+            officer = tracker.officer
+            await wait_for(lambda: bool(getattr(officer(session.id), "selection", None)))
             await asyncio.sleep(1.0)
             assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]  # left alone
             async with http.delete(f"{base}/control", params={"holder": "CIC Metz"}) as r:

@@ -267,7 +267,11 @@ class SessionManager:
 
     def position(self, live: LiveSession, fix: Position) -> None:
         """A GPS fix of a live session: to the tracker, and to the store with its verdict."""
-        verdict = self.tracker.fix(live.id, live.device, fix)
+        try:
+            verdict: str = self.tracker.fix(live.id, live.device, fix)
+        except Exception:  # geolocation must never cost the session or the fix itself
+            logger.exception("session %s: tracking failed on a GPS fix", live.id)
+            verdict = "unfiltered"
         self.spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))
 
     async def link_lost(self, conn: Connection, why: str) -> None:
