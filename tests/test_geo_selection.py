@@ -106,6 +106,63 @@ def test_reasons(point: tuple[float, float], camera_id: str, expected: Reason) -
     assert reasons(*point).get(camera_id) == expected
 
 
+# A camera 2 m in front of the middle of a long thin wall: the wall's sides subtend almost
+# 180° at it, the case where a shadow cast as a quadrilateral (the edge and a straight far
+# side) ended short of the range and let the camera see behind the wall.
+WALL = square(-40, 0, 40, 0.6)
+WALL_CAMERAS = [
+    camera("wall", 0, -2, heading=0, fov=120),  # faces the wall's middle
+    camera("wall-dome", 0, -2, heading=0, fov=360, kind=CameraKind.DOME),
+    camera("wall-end", 38, -2, heading=0, fov=120),  # near its east end: sees past it
+    camera("wall-ptz", 0, -2, heading=180, fov=40, kind=CameraKind.PTZ),  # home: south
+]
+WALL_INDEX = CameraIndex(WALL_CAMERAS, [WALL], frame=FRAME)
+
+
+def wall_reasons(x: float, y: float) -> dict[str, Reason]:
+    return {c.camera_id: c.reason for c in WALL_INDEX.select(place(x, y), limit=10)}
+
+
+BEHIND_THE_WALL = [
+    (0, 5.6),
+    (0, 20.6),
+    (0, 40.6),
+    (0, 60.6),
+    (0, 90.6),
+    (20, 30),
+    (-30, 50),
+    (35, 20),  # near its east end, but still behind it from the middle
+    (-45, 60),  # beyond its west end's line, still in its shadow from the middle
+]
+
+
+@pytest.mark.parametrize(
+    ("point", "camera_id", "expected"),
+    [
+        *(((x, y), "wall", Reason.NEARBY) for x, y in BEHIND_THE_WALL),
+        *(((x, y), "wall-dome", Reason.NEARBY) for x, y in BEHIND_THE_WALL),
+        *(((x, y), "wall-ptz", Reason.NEARBY) for x, y in BEHIND_THE_WALL),
+        ((0, -1), "wall", Reason.SEES),  # between the camera and the wall
+        ((1, -0.2), "wall", Reason.SEES),
+        ((-1.5, -1), "wall", Reason.SEES),
+        ((0, -30), "wall-dome", Reason.SEES),  # in front, away from the wall
+        ((80, 1), "wall-dome", Reason.SEES),  # past the east end, at a bearing beyond it
+        ((-80, 1), "wall-dome", Reason.SEES),  # past the west end
+        ((80, 1), "wall-ptz", Reason.CAN_AIM),  # the line of sight misses the wall's end
+        ((30, -10), "wall-ptz", Reason.CAN_AIM),  # in front of the wall, out of its home view
+        ((0, -30), "wall-ptz", Reason.SEES),  # in its home view
+        ((79, 26.7), "wall-end", Reason.SEES),  # 55° east of north: past the wall's end
+        ((70, 20), "wall-end", Reason.SEES),  # 55.5°, closer
+        ((0, 30), "wall-end", Reason.NEARBY),  # 50° west of north: behind the wall
+        ((30, 40), "wall-end", Reason.NEARBY),
+    ],
+)
+def test_a_long_wall_hides_what_is_behind_it(
+    point: tuple[float, float], camera_id: str, expected: Reason
+) -> None:
+    assert wall_reasons(*point).get(camera_id) == expected
+
+
 def test_out_of_range_cameras_are_not_listed() -> None:
     assert "east" not in reasons(0, 120)
     assert "dome" not in reasons(0, 0)

@@ -187,6 +187,12 @@ class Vapix:
         return URL(base).join(URL(path))
 
     def _middleware(self, camera: Camera) -> aiohttp.DigestAuthMiddleware:
+        # One per camera: aiohttp's DigestAuthMiddleware keeps the last challenge (realm,
+        # nonce, nonce count) and sends it pre-emptively. Shared between cameras it would
+        # sign for camera B with camera A's nonce, costing a 401 and a retry on every
+        # switch. It reads only the first WWW-Authenticate header (so MD5 when a camera
+        # offers MD5 then SHA-256), and after a wrong password it retries once and hands
+        # back the 401: it does not raise.
         login = self._credentials.get(camera.credentials_ref)
         if login is None:
             raise CameraNotConfigured(
