@@ -30,7 +30,7 @@ from .config import Config
 from .events import EventBus
 from .gateway.app import create_app
 from .gateway.keys import events_key, health_key, metrics_key, store_key, tracker_key
-from .geo.registry import import_cameras, import_places
+from .geo.registry import import_cameras, import_places, load_cameras
 from .models import SessionState
 from .store import Store
 
@@ -62,10 +62,16 @@ async def run_demo(config: Config, duration: float) -> int:
     from simulators.media import LoopCache, MediaSettings
 
     duration = max(duration, 20.0)
-    cameras_sim = await _start_city(config)
-    config = dataclasses.replace(
-        config, cameras=dataclasses.replace(config.cameras, health_interval_seconds=10.0)
+    # The demo's own credentials file, whatever the configuration names: never a real one.
+    demo_cameras = dataclasses.replace(
+        config.cameras,
+        health_interval_seconds=10.0,
+        credentials_file=str(config.data_dir / "demo-camera-credentials.toml"),
     )
+    config = dataclasses.replace(config, cameras=demo_cameras)
+    cameras_sim = await _start_city(config)
+    if cameras_sim is None:
+        return 2
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -146,11 +152,24 @@ async def run_demo(config: Config, duration: float) -> int:
     return code
 
 
-async def _start_city(config: Config) -> AxisCameraSimulator:
-    """Import the demo city, and start the simulator that plays its cameras."""
+async def _start_city(config: Config) -> AxisCameraSimulator | None:
+    """Import the demo city, and start the simulator that plays its cameras (None: the data
+    directory holds a real registry, which the demo must not replace)."""
     from simulators.axis_camera import AxisCameraSimulator
 
     document = json.loads((CITY / "cameras.geojson").read_text(encoding="utf-8"))
+    store = Store(config.database_path)
+    try:
+        ours = {f["properties"]["id"] for f in document["features"]}
+        theirs = [c.id for c in load_cameras(store) if c.id not in ours]
+    finally:
+        store.close()
+    if theirs:
+        _out(
+            f"{config.data_dir} holds a camera registry that is not the demo's"
+            f" ({', '.join(theirs[:3])}…): run the demo with --data-dir demo-data"
+        )
+        return None
     password = secrets.token_urlsafe(12)
     simulator = AxisCameraSimulator.from_geojson(document, "root", password)
     await simulator.start()

@@ -64,6 +64,7 @@ SCENE_CAMERAS = [
     camera("ptz-1", "ptz", 0, -10, 0, range_m=150),  # zero north: must turn to the street
     camera("behind", "fixed", 0, 70, 180),  # looks south, but through the block
     camera("offline", "dome", 300, 300, 0),  # far away, and switched off
+    camera("unwired", "fixed", -300, 300, 0),  # in the registry, no VAPIX URL yet
 ]
 BLOCK = [[point(-100, 15), point(100, 15), point(100, 60), point(-100, 60), point(-100, 15)]]
 PLACES = {
@@ -100,11 +101,11 @@ async def cameras() -> AsyncIterator[AxisCameraSimulator]:
 def gateway_config(tmp_path: Path, cameras: AxisCameraSimulator) -> Config:
     data = tmp_path / "data"
     config = make_config(data, cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2)
+    wired = {c.id for c in cameras.cameras} - {"unwired"}
     features = [
-        {
-            **f,
-            "properties": {**f["properties"], "vapix_url": cameras.base_url(f["properties"]["id"])},
-        }
+        {**f, "properties": {**f["properties"], "vapix_url": cameras.base_url(cid)}}
+        if (cid := f["properties"]["id"]) in wired
+        else f
         for f in SCENE_CAMERAS
     ]
     store = Store(config.database_path)
@@ -220,6 +221,46 @@ async def test_manual_control_stops_automatic_aiming(
             await wait_for(lambda: len(cameras.camera("ptz-1").moves) > 1, within=3)
 
 
+async def test_when_manual_control_expires_the_camera_follows_the_officer_again(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    """An officer standing still: the camera turned by hand must come back to them."""
+    events: list[Event] = []
+    listener = asyncio.create_task(collect(gateway, events))
+    token = gateway.enroll("cam-geo")
+    standing = Walk(standing_at=GpsPosition(*at(-60, 0)), seed=3)
+    async with (
+        aiohttp.ClientSession() as http,
+        AxisBodycam(
+            gateway.url, "cam-geo", token, media=MEDIA, walk=standing, position_interval=0.2
+        ) as bodycam,
+    ):
+        await bodycam.press()
+        ptz = cameras.camera("ptz-1")
+        await wait_for(lambda: len(ptz.moves) >= 1)
+        aimed = ptz.moves[-1]
+        base = f"{gateway.url}/api/v1/cameras/ptz-1"
+        async with http.put(f"{base}/control", json={"holder": "CIC Metz", "seconds": 1}) as r:
+            assert r.status == 200
+        # the CIC turns it from its own VMS, straight to the camera: bodycam does not know
+        digest = aiohttp.DigestAuthMiddleware("root", PASSWORD)
+        vms = cameras.base_url("ptz-1") + "axis-cgi/com/ptz.cgi?pan=120&tilt=-10&zoom=1"
+        async with http.get(vms, middlewares=(digest,)) as r:
+            assert r.status == 204
+        manual = len(ptz.moves)
+        assert ptz.moves[-1] == (120.0, -10.0, 1.0)
+        # back on the officer (the fixes wander by a few metres: so does the aim)
+        await wait_for(
+            lambda: len(ptz.moves) > manual and abs(ptz.moves[-1][0] - aimed[0]) < 10,
+            within=5,
+            what=lambda: (aimed, ptz.moves[-3:]),
+        )
+        await bodycam.press()
+    listener.cancel()
+    released = [e.data for e in events if e.type == "ptz_control" and not e.data["taken"]]
+    assert [(r["camera_id"], r["why"]) for r in released] == [("ptz-1", "expired")]
+
+
 async def test_camera_health_counts_the_offline_camera(
     gateway: Gateway, cameras: AxisCameraSimulator
 ) -> None:
@@ -230,8 +271,9 @@ async def test_camera_health_counts_the_offline_camera(
 
     await wait_for_async(lambda r: r["up"] + r["down"] == 5, report)
     health = await report()
-    assert health["summary"] == "5 cameras, 1 down"
-    assert health["availability"] == 0.8
+    assert health["summary"] == ("6 cameras, 1 down, 1 not monitored (no VAPIX URL or credentials)")
+    assert health["availability"] == 0.8  # of the cameras polled
+    assert health["not_monitored"] == 1
     states = {c["camera_id"]: c for c in health["cameras"]}
     assert states["offline"]["state"] == "down"
     assert "offline" in states["offline"]["error"]

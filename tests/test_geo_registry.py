@@ -21,6 +21,10 @@ from bodycam.models import CameraKind
 from bodycam.store import Store
 
 OPEN_RING = {"type": "Polygon", "coordinates": [[[6, 49], [6.1, 49], [6.1, 49.1], [6, 49.2]]]}
+BOW_TIE = {
+    "type": "Polygon",
+    "coordinates": [[[6.17, 49.11], [6.18, 49.12], [6.18, 49.11], [6.17, 49.12], [6.17, 49.11]]],
+}
 SHORT_RING = {"type": "Polygon", "coordinates": [[[6, 49], [6.1, 49], [6.1, 49.1]]]}
 MASK = {
     "type": "Polygon",
@@ -99,6 +103,14 @@ def test_cameras_round_trip() -> None:
             "feature 0.properties.rtsp_url: a rtsp or rtsps URL",
         ),
         (collection(feature(mjpeg_url="video.cgi")), "feature 0.properties.mjpeg_url"),
+        (
+            collection(feature(rtsp_url="rtsp://root:topsecret@10.0.0.5/axis-media/media.amp")),
+            "feature 0.properties.rtsp_url: no user or password in the URL; name the credentials",
+        ),
+        (
+            collection(feature(privacy_masks=[BOW_TIE])),
+            "feature 0.properties.privacy_masks[0]: not a valid polygon: Self-intersection",
+        ),
     ],
 )
 def test_bad_camera_files_name_feature_and_property(document: Any, message: str) -> None:
@@ -130,6 +142,11 @@ def test_places() -> None:
     nameless["properties"] = {}
     with pytest.raises(GeoJSONError, match=r"feature 1\.properties\.name: a street needs"):
         parse_places(collection(building, nameless))
+    bow_tie = {"type": "Feature", "properties": {}, "geometry": BOW_TIE}
+    with pytest.raises(
+        GeoJSONError, match=r"feature 2\.geometry polygon 0: not a valid polygon: Self-inter"
+    ):
+        parse_places(collection(building, street, bow_tie))
 
 
 def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

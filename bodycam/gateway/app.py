@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -58,8 +60,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
     """The city (cameras, places), officers' tracks, PTZ aiming, camera health polling."""
-    config, store = app[config_key], app[store_key]
-    city = await City.load(store)
+    config = app[config_key]
+    city = await _load_city(app[store_key], City.empty())
     tracker = Tracker(
         config, city, app[vapix_key], app[events_key], app[metrics_key], app[clock_key]
     )
@@ -73,12 +75,6 @@ async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
         config.cameras.health_concurrency,
     )
     tracker.unavailable = health.is_down
-    logger.info(
-        "city: %d cameras, %d streets (geo version %d)",
-        len(city.cameras),
-        len(city.streets),
-        city.version,
-    )
     watch = asyncio.create_task(_watch_cameras(app, tracker, health))
     yield
     watch.cancel()
@@ -87,19 +83,56 @@ async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[vapix_key].close()
 
 
+async def _load_city(store: Store, current: City) -> City:
+    """The city as imported; if it cannot be built, the current one (never fatal: body
+    cameras must go live whatever the state of the map)."""
+    version = await store.run(store.geo_version)
+    try:
+        city = await City.load(store)
+    except Exception:
+        logger.exception(
+            "city data (geo version %d) cannot be used; keeping %d cameras: re-import it",
+            version,
+            len(current.cameras),
+        )
+        return dataclasses.replace(current, version=version)  # not retried until re-imported
+    logger.info(
+        "city: %d cameras, %d streets (geo version %d)",
+        len(city.cameras),
+        len(city.streets),
+        city.version,
+    )
+    return city
+
+
 async def _watch_cameras(app: web.Application, tracker: Tracker, health: HealthMonitor) -> None:
-    """Each interval: reload the city if an import changed it, then poll every camera."""
-    store = app[store_key]
-    interval = app[config_key].cameras.health_interval_seconds
+    """Each interval: reload the city and the camera credentials if they changed, then poll
+    every camera."""
+    store, vapix = app[store_key], app[vapix_key]
+    config = app[config_key]
+    credentials = _modified(config.camera_credentials_path)
     while True:
         try:
             if await store.run(store.geo_version) != tracker.city.version:
-                tracker.city = await City.load(store)
-                logger.info("city reloaded: %d cameras", len(tracker.city.cameras))
+                tracker.city = await _load_city(store, tracker.city)
+            if _modified(config.camera_credentials_path) != credentials:
+                credentials = _modified(config.camera_credentials_path)
+                vapix.credentials = load_credentials(config.camera_credentials_path)
+                logger.info("camera credentials reloaded: %d", len(vapix.credentials))
+        except Exception:  # a bad file must not stop the polling
+            logger.exception("camera registry or credentials reload failed")
+        try:
             await health.poll_all()
         except Exception:  # a bad round must not stop the next ones
             logger.exception("camera health round failed")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(config.cameras.health_interval_seconds)
+
+
+def _modified(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -147,6 +147,12 @@ class HealthMonitor:
             "down": down,
             "counts": counts,
             "availability": round(counts[Health.UP] / polled, 4) if polled else None,
-            "summary": f"{len(cameras)} cameras, {down} down",
+            "not_monitored": counts[Health.NOT_CONFIGURED],
+            "summary": f"{len(cameras)} cameras, {down} down"
+            + (
+                f", {counts[Health.NOT_CONFIGURED]} not monitored (no VAPIX URL or credentials)"
+                if counts[Health.NOT_CONFIGURED]
+                else ""
+            ),
             "cameras": [h.to_json() for h in cameras],
         }

@@ -51,6 +51,10 @@ class City:
     version: int
 
     @classmethod
+    def empty(cls) -> City:
+        return cls.build(0, [], [], [])
+
+    @classmethod
     async def load(cls, store: Store) -> City:
         """Read the registry and places on the store's thread, build the indexes on another."""
         version, cameras, buildings, streets = await store.run(_read_city, store)
@@ -76,15 +80,18 @@ class City:
 def _read_city(
     store: Store,
 ) -> tuple[int, list[Camera], list[Any], list[tuple[str, dict[str, Any]]]]:
+    with store.snapshot():  # an import landing in the middle must not mix two cities
+        version, cameras = store.geo_version(), load_cameras(store)
+        building_rows, street_rows = store.places("building"), store.places("street")
     buildings = []
-    for _, text in store.places("building"):
+    for _, text in building_rows:
         geometry = json.loads(text)
         if geometry["type"] == "Polygon":
             buildings.append(geometry["coordinates"])
         else:
             buildings.extend(geometry["coordinates"])
-    streets = [(name, json.loads(text)) for name, text in store.places("street")]
-    return store.geo_version(), load_cameras(store), buildings, streets
+    streets = [(name, json.loads(text)) for name, text in street_rows]
+    return version, cameras, buildings, streets
 
 
 def _frame(cameras: list[Camera], streets: list[tuple[str, dict[str, Any]]]) -> LocalFrame:
@@ -168,7 +175,7 @@ class Tracker:
         if officer is None:
             officer = Officer(session_id, device.id, device.officer, Track(self._limits))
             self._officers[session_id] = officer
-        verdict = officer.track.add(fix)
+        verdict = officer.track.add(fix, self._clock.now())
         self._metrics.positions.labels(verdict.value).inc()
         if verdict not in (Verdict.KEPT, Verdict.RESTART):
             logger.info(
@@ -233,6 +240,11 @@ class Tracker:
                 item["kind"] = camera.kind.value
             if target is not None:
                 item.update(pan=target.pan, tilt=target.tilt, zoom=target.zoom)
+                # what the camera is turned to now: the session it follows (this officer's
+                # or another's), a person holding it by hand, or neither
+                control = self.control(choice.camera_id)
+                item["following"] = self._owner.get(choice.camera_id)
+                item["manual_control"] = control.holder if control else None
             result.append(item)
         return result
 
@@ -295,6 +307,8 @@ class Tracker:
     async def _aim_loop(self, camera: Camera) -> None:
         while (pending := self._pending.pop(camera.id, None)) is not None:
             target, session_id = pending
+            if self.control(camera.id) is not None:
+                return  # taken by hand while this move waited
             try:
                 await self._vapix.move(camera, target)
             except CameraError as err:
@@ -302,8 +316,10 @@ class Tracker:
                 self._sent.pop(camera.id, None)  # unknown position: resend next time
                 logger.warning("camera %s: PTZ move failed: %s", camera.id, err)
                 continue
-            self._sent[camera.id] = target
             self._metrics.ptz_commands.labels("sent").inc()
+            if self.control(camera.id) is not None:
+                return  # taken by hand during the move: its position is the holder's now
+            self._sent[camera.id] = target
             self._events.publish(
                 "ptz",
                 {
@@ -321,7 +337,7 @@ class Tracker:
         """Who holds manual control of a camera now, if anyone."""
         control = self._controls.get(camera_id)
         if control is not None and control.until <= self._clock.now():
-            del self._controls[camera_id]
+            self._end_control(control, "expired")
             return None
         return control
 
@@ -343,6 +359,7 @@ class Tracker:
         self._controls[camera.id] = control
         self._owner.pop(camera.id, None)
         self._pending.pop(camera.id, None)
+        self._sent.pop(camera.id, None)
         logger.info("camera %s: manual control by %s until %s", camera.id, holder, control.until)
         self._events.publish("ptz_control", {**control.to_json(), "taken": True})
         return control
@@ -353,10 +370,14 @@ class Tracker:
             return
         if current.holder != holder:
             raise Conflict(f"camera {camera_id} is under manual control by {current.holder}")
-        del self._controls[camera_id]
-        self._sent.pop(camera_id, None)  # automatic aiming starts afresh
-        logger.info("camera %s: manual control released by %s", camera_id, holder)
-        self._events.publish("ptz_control", {**current.to_json(), "taken": False})
+        self._end_control(current, "released")
+
+    def _end_control(self, control: Control, why: str) -> None:
+        del self._controls[control.camera_id]
+        # The camera was turned by hand: the next fix aims it afresh, even if unchanged.
+        self._sent.pop(control.camera_id, None)
+        logger.info("camera %s: manual control by %s %s", control.camera_id, control.holder, why)
+        self._events.publish("ptz_control", {**control.to_json(), "taken": False, "why": why})
 
     async def manual_move(self, camera_id: str, holder: str, target: Aim) -> None:
         """Move a camera for whoever holds its manual control."""

@@ -101,7 +101,7 @@ class Vapix:
     """A VAPIX client for many cameras over one HTTP connection pool."""
 
     def __init__(self, credentials: dict[str, Login], timeout_seconds: float) -> None:
-        self._credentials = credentials
+        self.credentials = credentials  # replaced when the file changes
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
         self._auth: dict[str, tuple[Login, aiohttp.DigestAuthMiddleware]] = {}
@@ -128,7 +128,7 @@ class Vapix:
                 str(props.get("ProdNbr", "")),
                 str(props.get("Version", "")),
             )
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise CameraRefused(
                 f"camera {camera.id}: basicdeviceinfo answer is not the VAPIX JSON: {err!r}"
             ) from None
@@ -193,7 +193,7 @@ class Vapix:
         # switch. It reads only the first WWW-Authenticate header (so MD5 when a camera
         # offers MD5 then SHA-256), and after a wrong password it retries once and hands
         # back the 401: it does not raise.
-        login = self._credentials.get(camera.credentials_ref)
+        login = self.credentials.get(camera.credentials_ref)
         if login is None:
             raise CameraNotConfigured(
                 f"camera {camera.id}: no credentials named {camera.credentials_ref!r}"

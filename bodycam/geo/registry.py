@@ -15,6 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+import shapely
+from shapely import Polygon
+
 from ..errors import Unprocessable
 from ..models import Camera, CameraKind
 from ..store import Store
@@ -96,6 +99,13 @@ def _rings(coordinates: Any, where: str, errors: list[str]) -> list[list[tuple[f
             errors.append(f"{where} ring {r}: not closed (first and last positions differ)")
             continue
         rings.append(points)
+    if len(rings) == len(coordinates):
+        # GIS exports hold bow-ties and holes outside their shell: GEOS fails on them later,
+        # when the city is built, so they are refused here with their place in the file.
+        reason = shapely.is_valid_reason(Polygon(rings[0], rings[1:]))
+        if reason != "Valid Geometry":
+            errors.append(f"{where}: not a valid polygon: {reason}")
+            return []
     return rings
 
 
@@ -253,10 +263,18 @@ def parse_cameras(document: Any, source: str = "cameras") -> list[Camera]:
             for key in ("name", "commune", "vapix_url", "credentials_ref", "mjpeg_url", "rtsp_url")
         }
         for key, schemes in URL_SCHEMES.items():
-            url = texts[key]
-            if url and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
+            url = urlsplit(texts[key])
+            if not texts[key]:
+                continue
+            if url.scheme not in schemes or not url.hostname:
                 errors.append(
-                    f"{where}.properties.{key}: a {' or '.join(schemes)} URL, got {url!r}"
+                    f"{where}.properties.{key}: a {' or '.join(schemes)} URL, got {texts[key]!r}"
+                )
+            elif url.username is not None or url.password is not None:
+                # said without echoing the URL: it holds a password
+                errors.append(
+                    f"{where}.properties.{key}: no user or password in the URL;"
+                    " name the credentials with credentials_ref"
                 )
         if len(errors) > count or point is None:
             continue
