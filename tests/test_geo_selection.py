@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import shapely
+from shapely import Polygon
 
-from bodycam.geo.geometry import LocalFrame
+from bodycam.geo.geometry import LocalFrame, sector, shadow, visible_area
 from bodycam.geo.selection import CameraIndex, Choice, Reason, hold
 from bodycam.models import Camera, CameraKind, Position
 
@@ -163,6 +166,51 @@ def test_a_long_wall_hides_what_is_behind_it(
     assert wall_reasons(*point).get(camera_id) == expected
 
 
+LONG_WALL = Polygon([(-40, 0), (40, 0), (40, 0.6), (-40, 0.6)])
+SLANTED_WALL = Polygon([(-30, 50), (40, 20), (40.5, 21), (-29.5, 51)])
+L_SHAPED = Polygon([(-60, -30), (-20, -30), (-20, -25), (-55, -25), (-55, 10), (-60, 10)])
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "heading", "fov"),
+    [
+        (0, -2, 0, 120),  # close to the long wall's middle
+        (0, -0.01, 0, 360),  # a centimetre from it, all around
+        (0, 2.6, 180, 150),  # behind it, facing its back
+        (39, -1, 300, 120),  # near its end, looking along it
+        (5, 38, 60, 160),  # close to the slanted wall
+        (-50, -20, 200, 200),  # in the L's corner
+        (-57, 15, 180, 90),  # off the end of the L's long leg
+    ],
+)
+def test_visible_area_is_what_lines_of_sight_reach(
+    x: float, y: float, heading: float, fov: float
+) -> None:
+    """Against a plain test per point: in the field of view, and no building on the way."""
+    buildings = [LONG_WALL, SLANTED_WALL, L_SHAPED]
+    seen = visible_area(x, y, heading, fov, 100.0, buildings)
+    field = sector(x, y, heading, fov, 100.0)
+    # a grid with odd steps, so that few points fall on the edge of a shadow
+    gx, gy = np.meshgrid(np.arange(-99.87, 100, 1.93), np.arange(-99.71, 100, 1.87))
+    px, py = x + gx.ravel(), y + gy.ravel()
+    points = shapely.points(px, py)
+    sights = shapely.linestrings(
+        np.stack([np.full_like(px, x), np.full_like(py, y), px, py], 1).reshape(-1, 2, 2)
+    )
+    blocked = np.any([shapely.intersects(sights, b) for b in buildings], axis=0)
+    ambiguous = shapely.dwithin(shapely.boundary(seen), points, 1e-3)  # rounding at the edge
+    expected = shapely.intersects(field, points) & ~blocked
+    assert expected.any() and (blocked & shapely.intersects(field, points)).any()
+    wrong = (shapely.intersects(seen, points) != expected) & ~ambiguous
+    assert not wrong.any(), shapely.to_wkt(points[wrong][:5])
+    in_range = shapely.dwithin(points, shapely.Point(x, y), 100.0)
+    for building in buildings:  # and each building's shadow, the exact one
+        cast = shadow(x, y, building, 100.0)
+        on_edge = shapely.dwithin(shapely.boundary(cast), points, 1e-3)
+        differs = shapely.intersects(cast, points) != shapely.intersects(sights, building)
+        assert not (differs & in_range & ~on_edge).any()
+
+
 def test_out_of_range_cameras_are_not_listed() -> None:
     assert "east" not in reasons(0, 120)
     assert "dome" not in reasons(0, 0)
@@ -205,6 +253,28 @@ def sees(cid: str, distance: float) -> Choice:
         ),
         # with room, both stay, best first
         ([sees("a", 60)], [sees("b", 50), sees("a", 60)], 2, ["b", "a"]),
+        # the PTZ camera turned toward the officer keeps following them...
+        (
+            [sees("s", 30), choice("ptz-a", Reason.CAN_AIM, 50)],
+            [
+                sees("s", 30),
+                choice("ptz-b", Reason.CAN_AIM, 49),
+                choice("ptz-a", Reason.CAN_AIM, 51),
+            ],
+            2,
+            ["s", "ptz-a"],
+        ),
+        # ...unless another one is clearly closer
+        (
+            [sees("s", 30), choice("ptz-a", Reason.CAN_AIM, 80)],
+            [
+                sees("s", 30),
+                choice("ptz-b", Reason.CAN_AIM, 10),
+                choice("ptz-a", Reason.CAN_AIM, 80),
+            ],
+            2,
+            ["s", "ptz-b"],
+        ),
     ],
 )
 def test_hysteresis(

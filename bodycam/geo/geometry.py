@@ -123,23 +123,34 @@ def _polar(
 def shadow(x: float, y: float, building: Polygon, range_m: float) -> BaseGeometry:
     """What a building hides from a viewpoint at (x, y), out to `range_m`.
 
-    Each edge of the footprint casts a quadrilateral away from the viewpoint, projected
-    beyond the range; their union with the footprint is the hidden area. A viewpoint inside
-    a footprint (a camera on a wall, mapped a little inside) sees past that building.
+    Each edge of the footprint casts a polygon away from the viewpoint (`_Casts`), its far
+    side beyond the range; their union with the footprint is the hidden area. A viewpoint
+    inside a footprint (a camera on a wall, mapped a little inside) sees past that building.
     """
     casts = _Casts.of(x, y, _geometries([building]), range_m)
-    return unary_union([building, *casts.quads(np.ones(1, dtype=bool))])
+    return unary_union([building, *casts.polygons(np.ones(1, dtype=bool))])
 
 
 @dataclass(frozen=True)
 class _Casts:
-    """The exterior vertices of some footprints, each also projected away from a viewpoint."""
+    """The exterior vertices of some footprints, each also projected away from a viewpoint.
+
+    An edge a → b casts the quadrilateral (a, b, b', a'), a' and b' being a and b pushed 4
+    ranges further along their rays from the viewpoint. Its far side a' b' comes within
+    (distance + 4 ranges) × cos(θ / 2) of the viewpoint, θ the angle the edge subtends:
+    beyond 2.8 ranges up to 90°, but inside the range for a camera close to a long wall,
+    which then saw behind it. An edge wider than 90° casts the pentagon (a, b, b', m', a')
+    instead, m' as far as the farther of a' and b' on the ray halfway between theirs: each
+    half of its far side subtends less than 90°, so it stays beyond the range too.
+    """
 
     near: NDArray[np.float64]  # (vertices, xy), each ring closed, footprint after footprint
     far: NDArray[np.float64]  # the same vertices pushed 4 ranges further from the viewpoint
     owner: NDArray[np.intp]  # the footprint of each vertex
     edge: NDArray[np.bool_]  # per vertex but the last: whether it and the next make an edge
     facing: NDArray[np.bool_]  # the same, and the viewpoint is on the outer side of that edge
+    wide: NDArray[np.bool_]  # the same, and that edge subtends more than 90°
+    middle: NDArray[np.float64]  # m' of each wide edge, in order
 
     @classmethod
     def of(cls, x: float, y: float, buildings: Geometries, range_m: float) -> _Casts:
@@ -150,7 +161,8 @@ class _Casts:
         delta = near - (x, y)
         length = np.hypot(delta[:, 0], delta[:, 1])
         length[length == 0.0] = 1e-9
-        far = near + delta / length[:, np.newaxis] * (range_m * 4.0)
+        ray = delta / length[:, np.newaxis]
+        far = near + ray * (range_m * 4.0)
         edge = owner[1:] == owner[:-1]
         # (b - a) × (viewpoint - a) < 0: the viewpoint is right of a → b, outside if the ring
         # turns anticlockwise (the footprint on its left)
@@ -158,59 +170,109 @@ class _Casts:
         side = step[:, 1] * delta[:-1, 0] - step[:, 0] * delta[:-1, 1]
         ccw = shapely.is_ccw(rings)[owner[:-1]]
         facing = edge & np.where(ccw, side < 0.0, side > 0.0)
-        return cls(near, far, owner, edge, facing)
+        wide = edge & ((ray[:-1] * ray[1:]).sum(axis=1) < 0.0)
+        # rare: the viewpoint is then in the circle that has the edge as a diameter (Thales)
+        if wide.any():
+            # beyond both ends, so beyond the edge: the ray crosses it no farther than they are
+            reach = np.maximum(length[:-1], length[1:])[wide] + range_m * 4.0
+            middle = _middle(x, y, ray[:-1][wide], ray[1:][wide], reach)
+        else:
+            middle = np.empty((0, 2))
+        return cls(near, far, owner, edge, facing, wide, middle)
 
-    def quads(self, footprints: NDArray[np.bool_], facing_only: bool = False) -> Geometries:
-        """The quadrilateral each edge of the chosen footprints casts (the edge and its far
-        projection), or only the edges facing the viewpoint; `shadow` is the union of the
-        footprint and of all its quads."""
+    def polygons(self, footprints: NDArray[np.bool_], facing_only: bool = False) -> Geometries:
+        """The polygon each edge of the chosen footprints casts, or only the edges facing the
+        viewpoint; `shadow` is the union of the footprint and of all its polygons."""
         edges = (self.facing if facing_only else self.edge) & footprints[self.owner[:-1]]
+        narrow, wide = edges & ~self.wide, edges[self.wide]
         quads = np.stack(
             [
-                self.near[:-1][edges],
-                self.near[1:][edges],
-                self.far[1:][edges],
-                self.far[:-1][edges],
+                self.near[:-1][narrow],
+                self.near[1:][narrow],
+                self.far[1:][narrow],
+                self.far[:-1][narrow],
             ],
             axis=1,
         )
-        # buffer(0): an edge in line with the viewpoint casts a degenerate quad; this drops it
-        return shapely.buffer(shapely.polygons(quads), 0)
+        polygons = shapely.polygons(quads)
+        if wide.any():
+            a, b = self.near[:-1][self.wide][wide], self.near[1:][self.wide][wide]
+            a_, b_ = self.far[:-1][self.wide][wide], self.far[1:][self.wide][wide]
+            pentagons = np.stack([a, b, b_, self.middle[wide], a_], axis=1)
+            polygons = np.concatenate([polygons, shapely.polygons(pentagons)])
+        # buffer(0): an edge in line with the viewpoint casts a degenerate one; this drops it
+        return shapely.buffer(polygons, 0)
 
     def far_within(self, x: float, y: float, distance: float, count: int) -> NDArray[np.bool_]:
-        """Per footprint: whether the far side of one of its quads (the segment between the
-        projections of an edge's ends) comes within `distance` of (x, y)."""
-        start, end = self.far[:-1][self.edge], self.far[1:][self.edge]
+        """Per footprint: whether the far side of one of its polygons (a' b', or a' m' and
+        m' b') comes within `distance` of (x, y); by construction, only if (x, y) is on one
+        of its edges, for a `distance` up to 2.8 ranges."""
+        narrow = self.edge & ~self.wide
+        start, end, owner = self.far[:-1][narrow], self.far[1:][narrow], self.owner[:-1][narrow]
+        if len(self.middle):
+            a_, b_ = self.far[:-1][self.wide], self.far[1:][self.wide]
+            start = np.concatenate([start, a_, self.middle])
+            end = np.concatenate([end, self.middle, b_])
+            owner = np.concatenate([owner, np.tile(self.owner[:-1][self.wide], 2)])
         step = end - start
         span = np.maximum((step * step).sum(axis=1), 1e-300)  # 0 for a repeated vertex
         t = np.clip((((x, y) - start) * step).sum(axis=1) / span, 0.0, 1.0)
         closest = start + step * t[:, np.newaxis]
         near = np.hypot(closest[:, 0] - x, closest[:, 1] - y) <= distance
-        return np.bincount(self.owner[:-1][self.edge][near], minlength=count) > 0
+        return np.bincount(owner[near], minlength=count) > 0
 
     def hulls(self, footprints: NDArray[np.bool_]) -> Geometries:
-        """Per chosen footprint: the convex hull of its vertices and of their projections."""
+        """Per chosen footprint: the convex hull of the vertices of its polygons."""
         mine = footprints[self.owner]
         points = np.stack([self.near[mine], self.far[mine]], axis=1).reshape(-1, 2)
+        indices = np.repeat(self.owner[mine], 2)
+        wide = footprints[self.owner[:-1][self.wide]]
+        if wide.any():
+            points = np.concatenate([points, self.middle[wide]])
+            indices = np.concatenate([indices, self.owner[:-1][self.wide][wide]])
+            order = np.argsort(indices, kind="stable")  # `linestrings` takes them in order
+            points, indices = points[order], indices[order]
         lines = np.full(len(footprints), None, dtype=object)
-        shapely.linestrings(points, indices=np.repeat(self.owner[mine], 2), out=lines)
+        shapely.linestrings(points, indices=indices, out=lines)
         return shapely.convex_hull(lines[footprints])
+
+
+def _middle(
+    x: float,
+    y: float,
+    ua: NDArray[np.float64],
+    ub: NDArray[np.float64],
+    reach: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """m' of the wide edges, whose ends are in the directions ua and ub from (x, y): the
+    point `reach` away on the ray halfway between."""
+    sine = ua[:, 0] * ub[:, 1] - ua[:, 1] * ub[:, 0]
+    # ua + ub and (ub - ua) turned a quarter away from the viewpoint's side both point along
+    # the bisector, 2 cos(θ / 2) and 2 sin(θ / 2) long: their sum is at least 2 long, even at
+    # 180° where ua + ub vanishes. With the viewpoint on the edge itself (sin θ below 1e-9:
+    # no side to tell), the sum is short and m' close to the viewpoint: the edge, seen
+    # edge-on, casts nothing, and `far_within` tells.
+    turn = np.where(np.abs(sine) > 1e-9, np.sign(sine), 0.0)[:, np.newaxis]
+    difference = ub - ua
+    bisector = ua + ub + turn * np.column_stack([difference[:, 1], -difference[:, 0]])
+    size = np.maximum(np.hypot(bisector[:, 0], bisector[:, 1]), 1.0)
+    middle: NDArray[np.float64] = (x, y) + bisector * (reach / size)[:, np.newaxis]
+    return middle
 
 
 def _hidden(x: float, y: float, buildings: Geometries, range_m: float) -> Geometries:
     """Pieces whose union, within `range_m` of (x, y), is what the buildings hide from it.
 
-    The union of a footprint and of the quads of its edges (`shadow`) is exact but slow to
-    compute for a whole city: many long, overlapping quads per camera. For a convex
+    The union of a footprint and of the polygons its edges cast (`shadow`) is exact but slow
+    to compute for a whole city: many long, overlapping polygons per camera. For a convex
     footprint seen from outside, the same area within range is one polygon, the convex hull
-    of its vertices and of their projections, provided every projected side stays beyond
-    the range (it does, unless the viewpoint is close to a long wall): the hidden area of a
-    convex footprint is convex, contains that hull, and within range equals the union of
-    the quads. For a concave footprint, under the same condition, the quads of the edges
+    of the vertices of those polygons, provided every far side stays beyond the range (it
+    does, unless the viewpoint is on an edge, between its ends): the hidden area of a convex
+    footprint is convex, contains that hull, and within range equals the union of the
+    polygons. For a concave footprint, under the same condition, the polygons of the edges
     that face the viewpoint are enough: a line of sight into a footprint enters it through
-    one of those. Footprints with courtyards, or too close, keep all their quads, so the
-    result is the same as with `shadow` everywhere, including its limit: seen at a wide
-    angle from close by, a thin wall's quads end short of the range, and so does its shadow.
+    one of those. Footprints with courtyards, or with a viewpoint on or in them, keep all
+    their polygons, so the result is the same as with `shadow` everywhere.
     """
     casts = _Casts.of(x, y, buildings, range_m)
     solid = shapely.get_num_interior_rings(buildings) == 0
@@ -225,8 +287,8 @@ def _hidden(x: float, y: float, buildings: Geometries, range_m: float) -> Geomet
         [
             casts.hulls(hull),
             buildings[~hull],
-            casts.quads(facing, facing_only=True),
-            casts.quads(~hull & ~facing),
+            casts.polygons(facing, facing_only=True),
+            casts.polygons(~hull & ~facing),
         ]
     )
 

@@ -183,16 +183,19 @@ SWAP_METRES = 20.0
 
 
 def hold(previous: Sequence[Choice], ranked: Sequence[Choice], limit: int) -> list[Choice]:
-    """The new selection from a fresh ranking, keeping cameras that still see the point.
+    """The new selection from a fresh ranking, keeping cameras that can still show the point.
 
-    A kept camera is replaced only by one with a better reason, or by a `sees` camera
-    clearly closer (SWAP_RATIO and SWAP_METRES). The result is ranked like `select`.
+    Kept: the previous cameras that still see it, and the PTZ cameras that can still be
+    aimed there (they are turned toward the officer: swapping one for another would move
+    two cameras and the picture for nothing). A kept camera is replaced only by one with a
+    better reason, or by one with the same reason clearly closer (SWAP_RATIO and
+    SWAP_METRES). The result is ranked like `select`.
     """
     fresh = {c.camera_id: c for c in ranked}
     kept = [
         fresh[c.camera_id]
         for c in previous
-        if c.camera_id in fresh and fresh[c.camera_id].reason == Reason.SEES
+        if c.camera_id in fresh and fresh[c.camera_id].reason in (Reason.SEES, Reason.CAN_AIM)
     ]
     chosen = list(kept)
     for candidate in ranked:
