@@ -28,7 +28,7 @@ Then it measures:
 It prints figures and asserts nothing::
 
     python -m bench.selection [--cameras 10000] [--buildings 50000] [--queries 5000]
-                              [--seed 1] [--walk 10] [--concave 0] [--deep 12]
+                              [--seed 1] [--walk 10] [--concave 0] [--deep 16]
                               [--json FILE]
 """
 
@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.measure import rss_mb
+from bodycam.gateway.tracking import DOWN_SLACK, RANK_DEPTH
 from bodycam.geo.geometry import LocalFrame
 from bodycam.geo.selection import CameraIndex, Choice, Reason, hold
 from bodycam.models import Camera, CameraKind, Position
@@ -382,9 +383,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--deep",
         type=int,
-        default=12,
-        help="also time select with this limit, as the gateway ranks selection_limit (4)"
-        " × RANK_DEPTH (3) cameras for `hold`; 0: skip (default 12)",
+        default=4 * RANK_DEPTH + DOWN_SLACK,
+        help="also time select with this limit: per GPS fix the gateway ranks"
+        " selection_limit (4) × RANK_DEPTH (3) + DOWN_SLACK (4) cameras, for `hold` and for"
+        " cameras that are down; 0: skip (default 16)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     return parser.parse_args(argv)
