@@ -88,6 +88,7 @@ class Metrics:
         self.cameras = Gauge(
             "bodycam_cameras", "Cameras of the registry by health state", ["state"], registry=r
         )
+        self.viewers = Gauge("bodycam_viewers", "Live views (WHEP) open", registry=r)
         self.frame_delay = Histogram(
             "bodycam_ingest_frame_delay_seconds",
             "Capture (sender clock) to frame complete at the gateway, video",

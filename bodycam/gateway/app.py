@@ -18,7 +18,7 @@ from ..events import EventBus
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
-from . import api, whip
+from . import api, whep, whip
 from .health import HealthMonitor
 from .keys import (
     clock_key,
@@ -140,6 +140,9 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[config_key], app[store_key], app[metrics_key], app[clock_key], app[tracker_key]
     )
     app[sessions_key] = manager
+    app[metrics_key].viewers.set_function(
+        lambda: sum(len(live.relay) for live in manager.live_sessions())
+    )
     await manager.start()
     yield
     await manager.close_all()
@@ -179,6 +182,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
     whip.add_routes(app)
+    whep.add_routes(app)
     api.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

@@ -157,6 +157,8 @@ class Connection:
         timeline = self._recorder.start_connection(
             media.kinds, media.video_codec, self.request_keyframe, media.parameter_sets
         )
+        self._relay = session.relay
+        self._relay.new_connection(media.parameter_sets)
         self._label = f"session {session.id}"
         tap_receivers(pc, timeline.on_sender_report, self._on_frame)
         pc.on("datachannel", self._on_datachannel)
@@ -207,6 +209,7 @@ class Connection:
         self._got_media = True
         self._counted[frame.kind] += 1
         self._recorder.push(frame)
+        self._relay.push(frame)
 
     def _flush_counts(self) -> None:
         # Counting in plain ints and publishing twice a second spares a lock per frame.

@@ -28,6 +28,7 @@ from ..store import Store
 from .connection import Connection, accept_offer
 from .recorder import SessionRecorder
 from .recovery import recover_segments
+from .relay import Relay
 from .tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,15 @@ class LiveSession:
     battery_percent: float | None = None
     invalid_telemetry: int = 0
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
+    codecs: tuple[str, str] = ("", "")  # video, audio of the latest connection
+    relay: Relay = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = Relay(self.id, self.request_keyframe)
+
+    def request_keyframe(self) -> None:
+        if self.connection is not None:
+            self.connection.request_keyframe()
 
 
 class SessionManager:
@@ -129,6 +139,7 @@ class SessionManager:
                 live.grace_task.cancel()
             if live.connection is not None:
                 await live.connection.close()
+            await live.relay.close()
             if live.recorder is not None:
                 await live.recorder.close()
         self._sessions.clear()
@@ -205,6 +216,7 @@ class SessionManager:
                 raise BadRequest(f"could not answer the offer: {err}") from None
             live.connection = conn
             live.resource_id = resource_id
+            live.codecs = (media.video_codec, media.audio_codec)
             conn.start()
             self.metrics.sessions_live.set(self._count_live())
             session = await self.store.run(self.store.get_session, live.id)
@@ -251,6 +263,7 @@ class SessionManager:
         conn, live.connection = live.connection, None
         if conn is not None:
             await conn.close()
+        await live.relay.close()
         if live.recorder is not None:
             await live.recorder.close()
         live.state = SessionState.ENDED

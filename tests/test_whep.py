@@ -1,0 +1,142 @@
+"""Live view over WHEP: a camera's frames relayed to viewers as encoded, and nothing slowed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+
+import aiohttp
+import pytest
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+
+from bodycam.models import SessionState
+from simulators.axis_bodycam import AxisBodycam
+
+from .conftest import Gateway, small_media, wait_for
+from .whep_client import stop, watch
+
+
+def encoders_at_work() -> list[object]:
+    """aiortc encoders that have encoded something (a sender given `av.Packet`s creates one
+    but only calls its `pack`): video ones open their codec at the first frame, Opus notes
+    the first packet's pts."""
+    return [
+        o
+        for o in gc.get_objects()
+        if (isinstance(o, H264Encoder | Vp8Encoder) and o.codec is not None)
+        or (isinstance(o, OpusEncoder) and o.first_packet_pts is not None)
+    ]
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
+    gateway: Gateway, codec: str
+) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(
+        gateway.url, "cam-1", token, media=small_media(codec, loop_seconds=6)
+    ) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        gc.collect()
+        before = encoders_at_work()  # the simulator's own, if any
+        view = await watch(gateway.url, session.id)
+        await wait_for(lambda: len(view.counters) >= 60, within=10, what=lambda: view.counters)
+        assert view.audio_frames > 50
+        # the camera's frames in order: the counter drawn in the picture only goes up,
+        # by one frame at a time but for the rare loss on a busy machine
+        steps = [b - a for a, b in zip(view.counters, view.counters[1:], strict=False)]
+        assert all(step >= 1 for step in steps), view.counters
+        assert sum(step == 1 for step in steps) >= 0.9 * len(steps)
+        assert encoders_at_work() == before
+        assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
+        assert await stop(gateway.url, view) == 200
+        assert len(gateway.sessions.session(session.id).relay) == 0
+        await camera.press()
+    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+
+
+async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
+    gateway: Gateway,
+) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        stalled = await watch(gateway.url, session.id, connect=False)  # never reads
+        good = await watch(gateway.url, session.id)
+        received = gateway.metrics.frames.labels("video")
+        start = received._value.get()
+        await wait_for(lambda: len(good.counters) >= 90, within=15)
+        # the stalled viewer's queues stayed bounded: it dropped, nobody waited for it
+        relay = gateway.sessions.session(session.id).relay
+        stuck = relay.viewer(stalled.location.rsplit("/", 1)[1])
+        fine = relay.viewer(good.location.rsplit("/", 1)[1])
+        assert stuck is not None and fine is not None
+        assert stuck.dropped > 0 and fine.dropped == 0
+        assert all(t.queue.qsize() <= t.queue.maxsize for t in stuck.tracks.values())
+        assert received._value.get() - start >= 60  # ingest and recording went on meanwhile
+        await stalled.close()
+        await good.close()
+        await camera.press()
+
+
+async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        view = await watch(gateway.url, session.id)
+        await wait_for(lambda: view.video_frames > 10)
+        await camera.press()
+        await wait_for(lambda: view.ended.is_set(), within=10)
+        await view.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(gateway.url + view.location) as response,
+    ):
+        assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "message"),
+    [
+        ("/whep/nope", "v=0", "application/sdp", 404, "no live session nope"),
+        (None, "hello", "application/sdp", 400, "no m= line"),
+        (None, "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "text/plain", 415, "application/sdp"),
+    ],
+)
+async def test_bad_whep_requests(
+    gateway: Gateway, path: str | None, body: str, content_type: str, status: int, message: str
+) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        url = gateway.url + (path or f"/whep/{session.id}")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data=body, headers={"Content-Type": content_type}) as response,
+        ):
+            assert response.status == status
+            assert message in (await response.json())["error"]
+        await camera.press()
+
+
+async def test_a_new_viewer_gets_a_keyframe_at_once(gateway: Gateway) -> None:
+    """Live-encoding camera with a keyframe every 10 s: the viewer's PLI makes one now."""
+    token = gateway.enroll("cam-1")
+    media = dataclasses.replace(small_media(), encode="live", keyframe_interval=10.0)
+    async with AxisBodycam(gateway.url, "cam-1", token, media=media) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        await asyncio.sleep(1.0)  # past the first keyframe
+        forced = camera.counters.keyframes_forced
+        view = await watch(gateway.url, session.id)
+        await wait_for(lambda: view.video_frames > 0, within=5)
+        assert camera.counters.keyframes_forced > forced
+        await view.close()
+        await camera.press()
