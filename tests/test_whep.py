@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -12,10 +13,11 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
+from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, small_media, wait_for
+from .conftest import Gateway, make_config, small_media, wait_for
 from .whep_client import stop, watch
 
 
@@ -138,5 +140,32 @@ async def test_a_new_viewer_gets_a_keyframe_at_once(gateway: Gateway) -> None:
         view = await watch(gateway.url, session.id)
         await wait_for(lambda: view.video_frames > 0, within=5)
         assert camera.counters.keyframes_forced > forced
+        await view.close()
+        await camera.press()
+
+
+@pytest.fixture
+def gateway_config(tmp_path: Path) -> Config:
+    return make_config(
+        tmp_path / "data",
+        recording_segment_seconds=30,
+        sessions_grace_seconds=5,
+        sessions_media_timeout_seconds=1,
+    )
+
+
+async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        view = await watch(gateway.url, session.id)
+        await wait_for(lambda: view.video_frames > 30)
+        await camera.drop_link(1.5)  # 4G lost, back within the grace window
+        await wait_for(lambda: camera.state == "live")
+        before = len(view.counters)
+        await wait_for(lambda: len(view.counters) > before + 30, within=10)
+        assert not view.ended.is_set()
+        assert gateway.store.get_session(session.id).connections == 2
         await view.close()
         await camera.press()
