@@ -26,6 +26,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="where the database and recordings live")
 
 
+def _redis(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share live state (events, positions, who holds a session) with other gateway"
+        " nodes through this Redis, e.g. redis://127.0.0.1:6379/0 (config redis.url,"
+        " BODYCAM_REDIS_URL; default: in this process)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bodycam", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default from config: 8080)")
+    _redis(serve)
 
     demo = sub.add_parser("demo", help="gateway and three simulated body cameras")
     _common(demo)
@@ -41,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration", type=float, default=60.0, help="seconds of demo before stopping (default 60)"
     )
+    _redis(demo)
 
     devices = sub.add_parser("devices", help="enrol, list and revoke body cameras")
     dsub = devices.add_subparsers(dest="action", required=True)
@@ -95,6 +107,7 @@ def load_config(args: argparse.Namespace) -> Config:
         data_dir=args.data_dir,
         server_host=getattr(args, "host", None),
         server_port=getattr(args, "port", None),
+        redis_url=getattr(args, "redis", None),
     )
 
 

@@ -1,8 +1,8 @@
 """Configuration: frozen dataclasses loaded once from a TOML file and BODYCAM_* variables.
 
 Every key has a default, so bodycam runs with no file at all. A variable overrides a file
-value: ``BODYCAM_<SECTION>_<KEY>`` (``BODYCAM_SERVER_PORT=8443``), and ``BODYCAM_DATA_DIR``
-for the top-level key. Errors name the key and say what was expected.
+value: ``BODYCAM_<SECTION>_<KEY>`` (``BODYCAM_SERVER_PORT=8443``, ``BODYCAM_REDIS_URL``), and
+``BODYCAM_DATA_DIR`` for the top-level key. Errors name the key and say what was expected.
 """
 
 from __future__ import annotations
@@ -65,8 +65,17 @@ class SessionsConfig:
 
     grace_seconds: float = 60.0
     media_timeout_seconds: float = 3.0
+    # which node holds a session is kept this long after the node last refreshed it (a
+    # third of it): how long other nodes may send viewers to a node that died
+    claim_ttl_seconds: float = 30.0
 
     def validate(self) -> None:
+        _check(
+            3 <= self.claim_ttl_seconds <= 3600,
+            "sessions.claim_ttl_seconds",
+            "must be between 3 and 3600",
+            self.claim_ttl_seconds,
+        )
         _check(
             0 <= self.grace_seconds <= 3600,
             "sessions.grace_seconds",
@@ -132,8 +141,16 @@ class GeoConfig:
     max_accuracy_m: float = 50.0
     max_speed_mps: float = 60.0
     selection_limit: int = 4
+    # an officer's live position is forgotten this long after the last kept fix
+    position_ttl_seconds: float = 180.0
 
     def validate(self) -> None:
+        _check(
+            5 <= self.position_ttl_seconds <= 3600,
+            "geo.position_ttl_seconds",
+            "must be between 5 and 3600",
+            self.position_ttl_seconds,
+        )
         _check(
             1 <= self.max_accuracy_m <= 1000,
             "geo.max_accuracy_m",
@@ -199,6 +216,49 @@ class CamerasConfig:
 
 
 @dataclass(frozen=True)
+class RedisConfig:
+    """Live, shared state (events, positions, who holds a session) in Redis, for several
+    gateway nodes; with no URL it stays in this process (one node)."""
+
+    url: str = ""  # redis://[[user]:password@]host:port/db, rediss://…, unix://…
+    key_prefix: str = "bodycam:"
+    max_events: int = 100_000  # the stream's length, for consoles that catch up
+
+    def validate(self) -> None:
+        _check(
+            not self.url or self.url.startswith(("redis://", "rediss://", "unix://")),
+            "redis.url",
+            "must start with redis://, rediss:// or unix://",
+            self.url,
+        )
+        _check(bool(self.key_prefix), "redis.key_prefix", "must not be empty", self.key_prefix)
+        _check(
+            1000 <= self.max_events <= 10_000_000,
+            "redis.max_events",
+            "must be between 1000 and 10000000",
+            self.max_events,
+        )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """This gateway process among several sharing one Redis."""
+
+    id: str = ""  # default: <hostname>-<pid>-<4 random hex digits>
+    # the base URL other nodes redirect viewers to; default: http(s)://<server.host, or
+    # the host name when listening on every address>:<server.port>
+    url: str = ""
+
+    def validate(self) -> None:
+        _check(
+            not self.url or self.url.startswith(("http://", "https://")),
+            "node.url",
+            "must start with http:// or https://",
+            self.url,
+        )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log level and format."""
 
@@ -227,6 +287,8 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     geo: GeoConfig = field(default_factory=GeoConfig)
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -281,6 +343,8 @@ class Config:
             self.telemetry,
             self.geo,
             self.cameras,
+            self.redis,
+            self.node,
             self.log,
         ):
             section.validate()

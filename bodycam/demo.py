@@ -1,12 +1,13 @@
 """`bodycam demo`: the gateway, the CCTV cameras of Metz's centre, and three officers.
 
 Everything runs in one process on the embedded defaults (SQLite under the data directory,
-no Redis). The demo city (`simulators/data/metz/`: streets, buildings, 36 Axis cameras
-played by the camera simulator, one of them switched off) is imported first. Officers walk
-their routes and press their buttons at staggered times; the gateway follows them, picks
-the cameras that can see them, turns the PTZ cameras; one officer loses their 4G link for a
-few seconds and comes back into the same session. At the end the demo prints how to list
-and export what was recorded.
+live state in process; `--redis URL` puts it in Redis). The demo city
+(`simulators/data/metz/`: streets, buildings, 36 Axis cameras played by the camera
+simulator, one of them switched off) is imported first. Officers walk their routes and
+press their buttons at staggered times; the gateway follows them, picks the cameras that can
+see them, turns the PTZ cameras; one officer loses their 4G link for a few seconds and comes
+back into the same session. At the end the demo prints how to list and export what was
+recorded.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from aiohttp import web
 from . import devices
 from .clock import SystemClock
 from .config import Config
-from .events import EventBus
+from .errors import BodycamError
+from .events import EventStream
 from .gateway.app import create_app
-from .gateway.keys import events_key, health_key, metrics_key, store_key, tracker_key
+from .gateway.keys import health_key, live_key, metrics_key, store_key, tracker_key
 from .geo.registry import import_cameras, import_places, load_cameras
 from .models import SessionState
 from .store import Store
@@ -74,7 +76,11 @@ async def run_demo(config: Config, duration: float) -> int:
         return 2
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BodycamError:  # Redis unreachable, say: the caller prints it
+        await cameras_sim.close()
+        raise
     site = web.TCPSite(runner, config.server.host, config.server.port)
     try:
         await site.start()
@@ -118,7 +124,7 @@ async def run_demo(config: Config, duration: float) -> int:
         for cam, (_, _, _, press, drop, stop) in zip(cameras, CAMERAS, strict=True)
     ]
     status = asyncio.create_task(_status(app, started))
-    narrator = asyncio.create_task(_narrate(app[events_key]))
+    narrator = asyncio.create_task(_narrate(app[live_key].events))
     code = 0
     try:
         await asyncio.gather(*tasks)
@@ -196,7 +202,7 @@ async def _start_city(config: Config) -> AxisCameraSimulator | None:
     return simulator
 
 
-async def _narrate(events: EventBus) -> None:
+async def _narrate(events: EventStream) -> None:
     """Print what an operator would see change: cameras chosen for each officer."""
     with events.subscribe() as subscription:
         while (event := await subscription.get()) is not None:

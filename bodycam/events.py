@@ -1,51 +1,185 @@
-"""The live event stream: what happened (selection changed, camera down…), for consoles.
+"""Live, shared state: the event stream, officers' live positions, which node holds a session.
 
-Events are numbered in order; the last `REPLAY_EVENTS` are kept so a console that lost its
-connection can ask for everything after the last id it saw. Each subscriber has a bounded
-queue: a subscriber that does not keep up is dropped (its queue gets a None), never the
-publisher slowed. This is the in-process implementation, for one gateway node.
+DESIGN, "State": what several gateway nodes must share goes through the interface defined
+here (`LiveState`: `events`, `positions`, `sessions`), with two implementations: in process
+(`live_memory`: one node, the demo, the default) and Redis (`live_redis`, whose docstring
+gives the key layout: several nodes on one server, chosen by `redis.url`). Both behave
+alike, and one test suite (`tests/test_live_state.py`) runs against both.
+
+- Events: `publish` is synchronous and never waits (it is called from GPS handling and
+  camera polling); every node's subscribers see every node's events, in one order. Ids are
+  ``"<milliseconds>-<sequence>"`` strings (Redis stream ids; the in-process ones are made
+  the same way) and compare as that pair of integers, never as text (`event_key`). A
+  subscription started `after` an id gets the retained events that follow it, then the
+  live ones; a subscriber that falls `SUBSCRIBER_QUEUE` events behind is dropped (its
+  `get` returns None, `dropped` is set) and resumes with ``subscribe(after=sub.last_id)``.
+- Positions: an officer's last kept fix per live session, with radius search. An entry not
+  refreshed within its TTL is gone ("geolocation only while active").
+- Sessions: which node (id and base URL) holds a live session. A node's claims are
+  refreshed by the node itself while it runs; a node that stops lets them expire.
+
+Writes (`publish`, `positions.set`, `positions.remove`) are synchronous and queued in order;
+reads are awaited and see the same node's earlier writes; `flush` waits for this node's
+writes to reach the shared state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
+import re
+import secrets
+import socket
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .clock import Clock, iso
+from .config import Config
+from .errors import BadRequest, BodycamError
 
 logger = logging.getLogger(__name__)
 
-REPLAY_EVENTS = 10_000
+REPLAY_EVENTS = 10_000  # kept in process for subscribers that resume
 SUBSCRIBER_QUEUE = 1_000
+REPLAY_PAGE = 500
+BEGINNING = "0-0"  # subscribe(after=BEGINNING): every retained event
+EARTH_RADIUS_M = 6372797.560856  # the radius Redis's GEO commands use: same distances
+_EVENT_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+class LiveStateUnavailable(BodycamError):
+    """The shared live state (Redis) cannot be reached."""
+
+    status = 503
+
+
+def event_key(event_id: str) -> tuple[int, int]:
+    """An event id as the pair it sorts by: "1732262400000-10" comes after "…-9"."""
+    match = _EVENT_ID.fullmatch(event_id)
+    if match is None:
+        raise BadRequest(f"event id: expected <milliseconds>-<sequence>, got {event_id!r}")
+    return int(match[1]), int(match[2])
 
 
 @dataclass(frozen=True)
 class Event:
-    id: int
+    id: str
     type: str
     time: datetime
     data: dict[str, Any]
+    node: str = ""  # the id of the node that published it
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "time": iso(self.time), "data": self.data}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "time": iso(self.time),
+            "node": self.node,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class Node:
+    """A gateway process: its id, and the base URL other nodes send viewers to."""
+
+    id: str
+    url: str
+
+
+def this_node(config: Config) -> Node:
+    """This process's node, from `node.id` and `node.url` or their defaults."""
+    node_id = config.node.id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    if config.node.url:
+        return Node(node_id, config.node.url.rstrip("/"))
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if config.server.tls_cert else "http"
+    return Node(node_id, f"{scheme}://{host}:{config.server.port}")
+
+
+@dataclass(frozen=True)
+class LivePosition:
+    """An officer's last kept fix during a live session."""
+
+    session_id: str
+    device_id: str
+    lat: float
+    lon: float
+    accuracy_m: float
+    time: datetime  # of the fix
+    address: str | None = None
+
+
+# Events
 
 
 class Subscription:
-    """Events as they are published; `get` returns None once the subscription is dropped."""
+    """Events in order: the retained ones after `last_id` first, then the live ones.
 
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+    `get` returns None when the subscription ends: dropped for falling behind (`dropped`),
+    or closed. `last_id` is the id of the last event returned (or where it started), so
+    ``stream.subscribe(after=sub.last_id)`` continues without a gap or a repeat.
+    """
+
+    def __init__(
+        self, stream: EventStream, after: str | None, queue_size: int = SUBSCRIBER_QUEUE
+    ) -> None:
+        self._stream = stream
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(queue_size)
+        self._replaying = after is not None
+        self._replay: deque[Event] = deque()
+        self._ended = False
+        self.last_id = stream.newest_id() if after is None else after
+        self._last = event_key(self.last_id)
+        self.dropped = False
 
     async def get(self) -> Event | None:
-        return await self.queue.get()
+        while not self._ended:
+            if self._replay:
+                return self._take(self._replay.popleft())
+            if self._replaying:
+                page = await self._stream._after(self.last_id, REPLAY_PAGE)
+                if page:
+                    self._replay.extend(page)
+                    continue
+                self._replaying = False  # caught up: the queue has everything since
+            event = await self._queue.get()
+            if event is None:
+                self._ended = True
+            elif event_key(event.id) > self._last:  # (not already replayed)
+                return self._take(event)
+        return None
+
+    def _take(self, event: Event) -> Event:
+        self.last_id, self._last = event.id, event_key(event.id)
+        return event
+
+    def _offer(self, event: Event) -> bool:
+        """Queue a live event; False (and the subscription ends) if the queue is full."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped = True
+            self._end()
+            return False
+        return True
+
+    def _end(self) -> None:
+        while not self._queue.empty():  # what was queued will be replayed on resuming
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     def close(self) -> None:
-        self._bus._subscribers.discard(self)
+        self._stream._subscribers.discard(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -53,35 +187,186 @@ class Subscription:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def __aiter__(self) -> Subscription:
+        return self
 
-class EventBus:
-    """Publish events; subscribe to them; replay the recent ones."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._next_id = 1
-        self._recent: deque[Event] = deque(maxlen=REPLAY_EVENTS)
-        self._subscribers: set[Subscription] = set()
-
-    def publish(self, type_: str, data: dict[str, Any]) -> Event:
-        event = Event(self._next_id, type_, self._clock.now(), data)
-        self._next_id += 1
-        self._recent.append(event)
-        for sub in list(self._subscribers):
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                logger.warning("event subscriber too slow: dropped after event %d", event.id)
-                sub.close()
-                sub.queue.get_nowait()  # make room for the end marker
-                sub.queue.put_nowait(None)
+    async def __anext__(self) -> Event:
+        event = await self.get()
+        if event is None:
+            raise StopAsyncIteration
         return event
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self)
+
+class EventStream(ABC):
+    """Publish events; subscribe to every node's events, live or from an id."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._subscribers: set[Subscription] = set()
+
+    @abstractmethod
+    def publish(self, type_: str, data: dict[str, Any]) -> None:
+        """Queue an event (`data` must be JSON: subscribers get what JSON carries)."""
+
+    @abstractmethod
+    def newest_id(self) -> str:
+        """The id of the newest event this node has seen (BEGINNING if none)."""
+
+    @abstractmethod
+    async def _after(self, event_id: str, count: int) -> list[Event]:
+        """Up to `count` retained events with ids greater than `event_id`, oldest first."""
+
+    def subscribe(
+        self, after: str | None = None, *, queue_size: int = SUBSCRIBER_QUEUE
+    ) -> Subscription:
+        """Events from now on, or (`after` an id) the retained events that follow it first."""
+        sub = Subscription(self, after, queue_size)
         self._subscribers.add(sub)
         return sub
 
-    def since(self, after_id: int) -> list[Event]:
-        """Kept events with an id greater than `after_id`, oldest first."""
-        return [e for e in self._recent if e.id > after_id]
+    def _dispatch(self, event: Event) -> None:
+        for sub in list(self._subscribers):
+            if not sub._offer(event):
+                logger.warning(
+                    "event subscriber too slow: dropped at event %s (resumes after %s)",
+                    event.id,
+                    sub.last_id,
+                )
+                self._subscribers.discard(sub)
+
+    def _end_subscriptions(self) -> None:
+        for sub in list(self._subscribers):
+            sub._end()
+        self._subscribers.clear()
+
+
+# Positions
+
+
+class Positions(ABC):
+    """Officers' last kept fixes, per live session; entries not refreshed expire."""
+
+    @abstractmethod
+    def set(self, position: LivePosition) -> None:
+        """Record (or refresh) a session's position: queued, never waits."""
+
+    @abstractmethod
+    def remove(self, session_id: str) -> None:
+        """The session is over: forget its position at once."""
+
+    @abstractmethod
+    async def get(self, session_id: str) -> LivePosition | None: ...
+
+    @abstractmethod
+    async def all(self) -> list[LivePosition]:
+        """Every live position, by session id."""
+
+    @abstractmethod
+    async def within(
+        self, lat: float, lon: float, radius_m: float
+    ) -> list[tuple[LivePosition, float]]:
+        """Live positions within `radius_m` of a point, with their distance, nearest first."""
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance, as Redis computes it (haversine, the same radius)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+# Sessions
+
+
+class SessionRegistry(ABC):
+    """Which node holds which live session. This node's claims are refreshed every third of
+    `ttl` while it runs; a node that stops (or dies) lets them expire."""
+
+    def __init__(self, node: Node, ttl: float) -> None:
+        self.node = node
+        self.ttl = ttl
+        self._claimed: set[str] = set()
+        self._refresher = asyncio.create_task(self._refresh_loop())
+
+    async def claim(self, session_id: str) -> None:
+        """This node holds the session now (taking it over from any other)."""
+        await self._claim(session_id)
+        self._claimed.add(session_id)
+
+    async def release(self, session_id: str) -> None:
+        """This node no longer holds the session (a claim taken over since is kept)."""
+        self._claimed.discard(session_id)
+        await self._release(session_id)
+
+    @abstractmethod
+    async def holder(self, session_id: str) -> Node | None:
+        """The node holding a session, or None (no node, or its claim expired)."""
+
+    @abstractmethod
+    async def _claim(self, session_id: str) -> None: ...
+
+    @abstractmethod
+    async def _release(self, session_id: str) -> None: ...
+
+    @abstractmethod
+    async def _refresh(self, session_ids: list[str]) -> list[str]:
+        """Extend this node's claims; returns the sessions another node has taken over."""
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                lost = await self._refresh(sorted(self._claimed))
+            except BodycamError as err:
+                logger.warning("session claims not refreshed: %s", err)
+                continue
+            for session_id in lost:
+                logger.info("session %s: now held by another node", session_id)
+                self._claimed.discard(session_id)
+
+    async def close(self) -> None:
+        """Stop refreshing: this node's claims expire unless released."""
+        self._refresher.cancel()
+        await asyncio.gather(self._refresher, return_exceptions=True)
+
+
+class LiveState:
+    """One node's handle on the live, shared state."""
+
+    def __init__(
+        self, node: Node, events: EventStream, positions: Positions, sessions: SessionRegistry
+    ) -> None:
+        self.node = node
+        self.events = events
+        self.positions = positions
+        self.sessions = sessions
+
+    async def flush(self) -> None:
+        """Wait until this node's queued writes have reached the shared state."""
+
+    async def close(self) -> None:
+        await self.sessions.close()
+        self.events._end_subscriptions()
+
+
+async def open_live(config: Config, clock: Clock) -> LiveState:
+    """The live state `config` asks for: Redis at `redis.url`, or in process."""
+    node = this_node(config)
+    position_ttl = config.geo.position_ttl_seconds
+    claim_ttl = config.sessions.claim_ttl_seconds
+    if not config.redis.url:
+        from .live_memory import MemoryLive
+
+        return MemoryLive(node, clock, position_ttl=position_ttl, claim_ttl=claim_ttl)
+    from .live_redis import RedisLive
+
+    return await RedisLive.connect(
+        config.redis.url,
+        node,
+        clock,
+        prefix=config.redis.key_prefix,
+        max_events=config.redis.max_events,
+        position_ttl=position_ttl,
+        claim_ttl=claim_ttl,
+    )

@@ -18,7 +18,7 @@ import pytest
 
 from bodycam.config import Config
 from bodycam.events import Event
-from bodycam.gateway.keys import events_key, tracker_key
+from bodycam.gateway.keys import live_key, tracker_key
 from bodycam.geo.registry import import_cameras, import_places
 from bodycam.models import SessionState
 from bodycam.store import Store
@@ -125,7 +125,7 @@ def street_walk() -> Walk:
 
 
 async def collect(gateway: Gateway, events: list[Event]) -> None:
-    with gateway.app[events_key].subscribe() as subscription:
+    with gateway.app[live_key].events.subscribe() as subscription:
         while (event := await subscription.get()) is not None:
             events.append(event)
 

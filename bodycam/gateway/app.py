@@ -14,7 +14,7 @@ from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
-from ..events import EventBus
+from ..events import open_live
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
@@ -23,8 +23,8 @@ from .health import HealthMonitor
 from .keys import (
     clock_key,
     config_key,
-    events_key,
     health_key,
+    live_key,
     metrics_key,
     sessions_key,
     store_key,
@@ -52,6 +52,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response({"error": str(err)}, status=err.status, headers=whip.CORS)
 
 
+async def live_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Events, live positions, who holds which session: in process, or shared in Redis."""
+    app[live_key] = live = await open_live(app[config_key], app[clock_key])
+    yield
+    await live.close()
+
+
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[store_key] = store = Store(app[config_key].database_path)
     yield
@@ -62,14 +69,12 @@ async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
     """The city (cameras, places), officers' tracks, PTZ aiming, camera health polling."""
     config = app[config_key]
     city = await _load_city(app[store_key], City.empty())
-    tracker = Tracker(
-        config, city, app[vapix_key], app[events_key], app[metrics_key], app[clock_key]
-    )
+    tracker = Tracker(config, city, app[vapix_key], app[live_key], app[metrics_key], app[clock_key])
     app[tracker_key] = tracker
     app[health_key] = health = HealthMonitor(
         app[vapix_key],
         app[clock_key],
-        app[events_key],
+        app[live_key].events,
         app[metrics_key],
         lambda: list(tracker.city.cameras.values()),
         config.cameras.health_concurrency,
@@ -174,10 +179,10 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app[config_key] = config
     app[clock_key] = clock = clock or SystemClock()
     app[metrics_key] = Metrics()
-    app[events_key] = EventBus(clock)
     app[vapix_key] = Vapix(
         load_credentials(config.camera_credentials_path), config.cameras.request_timeout_seconds
     )
+    app.cleanup_ctx.append(live_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)

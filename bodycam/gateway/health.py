@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import Clock, iso
-from ..events import EventBus
+from ..events import EventStream
 from ..metrics import Metrics
 from ..models import Camera
 from .vapix import CameraAuthFailed, CameraError, CameraNotConfigured, Vapix
@@ -68,7 +68,7 @@ class HealthMonitor:
         self,
         vapix: Vapix,
         clock: Clock,
-        events: EventBus,
+        events: EventStream,
         metrics: Metrics,
         cameras: Callable[[], Sequence[Camera]],
         concurrency: int,

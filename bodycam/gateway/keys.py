@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..clock import Clock
 from ..config import Config
-from ..events import EventBus
+from ..events import LiveState
 from ..metrics import Metrics
 from ..store import Store
 from .health import HealthMonitor
@@ -19,7 +19,7 @@ clock_key = web.AppKey("clock", Clock)
 store_key = web.AppKey("store", Store)
 metrics_key = web.AppKey("metrics", Metrics)
 sessions_key = web.AppKey("sessions", SessionManager)
-events_key = web.AppKey("events", EventBus)
+live_key = web.AppKey("live", LiveState)  # events, live positions, session holders
 vapix_key = web.AppKey("vapix", Vapix)
 tracker_key = web.AppKey("tracker", Tracker)
 health_key = web.AppKey("health", HealthMonitor)

@@ -21,7 +21,7 @@ from typing import Any
 from ..clock import Clock, iso
 from ..config import Config
 from ..errors import BadRequest, Conflict, NotFound
-from ..events import EventBus
+from ..events import LivePosition, LiveState
 from ..geo.geometry import LocalFrame
 from ..geo.places import Address, StreetIndex
 from ..geo.ptz import Aim, aim
@@ -139,14 +139,15 @@ class Tracker:
         config: Config,
         city: City,
         vapix: Vapix,
-        events: EventBus,
+        live: LiveState,
         metrics: Metrics,
         clock: Clock,
     ) -> None:
         self.config = config
         self.city = city
         self._vapix = vapix
-        self._events = events
+        self._events = live.events
+        self._positions = live.positions
         self._metrics = metrics
         self._clock = clock
         self._limits = Limits(config.geo.max_accuracy_m, config.geo.max_speed_mps)
@@ -188,12 +189,24 @@ class Tracker:
             )
             return verdict
         officer.address = self.city.streets.nearest(fix)
+        self._positions.set(
+            LivePosition(
+                session_id,
+                officer.device_id,
+                fix.lat,
+                fix.lon,
+                fix.accuracy_m,
+                fix.time,
+                str(officer.address) if officer.address else None,
+            )
+        )
         self._events.publish("position", self._position_event(officer, fix))
         self._select(officer, fix)
         return verdict
 
     def end(self, session_id: str) -> None:
         """The session is over: forget where the officer is, free the cameras."""
+        self._positions.remove(session_id)
         officer = self._officers.pop(session_id, None)
         if officer is None:
             return
