@@ -142,7 +142,12 @@ def _modified(path: Path) -> float | None:
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     manager = SessionManager(
-        app[config_key], app[store_key], app[metrics_key], app[clock_key], app[tracker_key]
+        app[config_key],
+        app[store_key],
+        app[metrics_key],
+        app[clock_key],
+        app[tracker_key],
+        app[live_key].sessions,
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(

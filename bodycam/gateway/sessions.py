@@ -21,7 +21,8 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Config
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
+from ..events import SessionRegistry
 from ..metrics import Metrics
 from ..models import Device, EndReason, Position, Session, SessionState
 from ..store import Store
@@ -69,13 +70,20 @@ class SessionManager:
     """Creates, continues and ends sessions; the only writer of session state."""
 
     def __init__(
-        self, config: Config, store: Store, metrics: Metrics, clock: Clock, tracker: Tracker
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        tracker: Tracker,
+        registry: SessionRegistry,
     ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.tracker = tracker
+        self.registry = registry  # which node holds which session, for the other nodes
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -120,6 +128,7 @@ class SessionManager:
                 interrupted_at=since,
             )
             self._register(live)
+            await self._claim(live)
             live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
             live.grace_task.add_done_callback(_log_failure)
             logger.info(
@@ -217,6 +226,7 @@ class SessionManager:
             live.connection = conn
             live.resource_id = resource_id
             live.codecs = (media.video_codec, media.audio_codec)
+            await self._claim(live)
             conn.start()
             self.metrics.sessions_live.set(self._count_live())
             session = await self.store.run(self.store.get_session, live.id)
@@ -268,6 +278,10 @@ class SessionManager:
             await live.recorder.close()
         live.state = SessionState.ENDED
         self.tracker.end(live.id)
+        try:
+            await self.registry.release(live.id)
+        except BodycamError as err:  # the claim expires by itself
+            logger.warning("session %s: claim not released: %s", live.id, err)
         await self.store.run(self.store.end_session, live.id, reason, self.clock.now())
         await self.store.run(
             self.store.update_session_telemetry,
@@ -325,6 +339,13 @@ class SessionManager:
         live.tasks.add(task)
         task.add_done_callback(live.tasks.discard)
         task.add_done_callback(_log_failure)
+
+    async def _claim(self, live: LiveSession) -> None:
+        """Tell the other nodes that viewers of this session are to be sent here."""
+        try:
+            await self.registry.claim(live.id)
+        except BodycamError as err:  # never refuse a camera because Redis is away
+            logger.warning("session %s: not announced to other nodes: %s", live.id, err)
 
     def _register(self, live: LiveSession) -> None:
         self._sessions[live.id] = live

@@ -1,5 +1,8 @@
 """WHEP: viewers pull a live session, relayed as the camera encoded it.
 
+A session held by another gateway node (the camera is connected there) is answered with
+a 307 to that node, found in the shared session registry.
+
 `POST /whep/{session_id}` with an SDP offer (recvonly video and audio) answers `201` with
 the gateway's answer and a `Location` for the view (`/whep/{session_id}/{viewer_id}`, 128
 random bits); `DELETE` on it ends the view. The answer offers the session's own codecs
@@ -18,7 +21,7 @@ from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, NotFound, Unprocessable
 from ..models import SessionState
-from .keys import config_key, sessions_key
+from .keys import config_key, live_key, sessions_key
 from .relay import Viewer
 from .sessions import LiveSession
 from .whip import CORS, read_sdp
@@ -78,7 +81,11 @@ async def post_offer(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     live = app[sessions_key].session(session_id)
     if live is None:
-        raise NotFound(f"no live session {session_id} on this gateway")
+        holder = await app[live_key].sessions.holder(session_id)
+        if holder is not None and holder.id != app[live_key].node.id:
+            # 307 keeps the method and the offer: the viewer posts it again to that node
+            raise web.HTTPTemporaryRedirect(holder.url + request.path_qs, headers=CORS)
+        raise NotFound(f"no live session {session_id}")
     if live.state == SessionState.ENDED:
         raise NotFound(f"session {session_id} is over")
     sdp = await read_sdp(request, app[config_key].server.max_sdp_bytes)

@@ -1,0 +1,92 @@
+"""Two gateway nodes on one Redis: events cross nodes, viewers are sent to the camera's node."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bodycam.gateway.app import create_app
+from bodycam.gateway.keys import live_key
+from simulators.axis_bodycam import AxisBodycam
+
+from .conftest import Gateway, make_config, small_media, wait_for
+from .test_crash import free_port
+from .test_live_state import REDIS_URL, delete_keys, require_redis
+from .whep_client import watch
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Gateway]]:
+    require_redis()
+    prefix = f"bodycam-test:{uuid.uuid4().hex}:"
+    started: list[Gateway] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            config = make_config(
+                tmp_path / name,
+                redis_url=REDIS_URL,
+                redis_key_prefix=prefix,
+                node_id=f"node-{name}",
+                node_url=f"http://127.0.0.1:{port}",
+            )
+            server = TestServer(create_app(config), host="127.0.0.1", port=port)
+            await server.start_server()
+            started.append(Gateway(config, server, server.app))
+        yield started[0], started[1]
+    finally:
+        for gateway in started:
+            await gateway.server.close()
+        await delete_keys(prefix)
+
+
+async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
+    nodes: tuple[Gateway, Gateway],
+) -> None:
+    a, b = nodes
+    token = b.enroll("cam-b")
+    with a.app[live_key].events.subscribe() as console_on_a:
+        async with AxisBodycam(b.url, "cam-b", token, media=small_media()) as camera:
+            await camera.press()
+            [session] = b.store.list_sessions()
+            # an event raised on B (the officer's position) reaches a console on A
+            event = await console_on_a.get()
+            while event is not None and event.type != "position":
+                event = await console_on_a.get()
+            assert event is not None
+            assert event.node == "node-b" and event.data["session_id"] == session.id
+            # a WHEP request on A for B's session: 307 to B, offer and all
+            offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{a.url}/whep/{session.id}",
+                    data=offer,
+                    headers={"Content-Type": "application/sdp"},
+                    allow_redirects=False,
+                ) as response,
+            ):
+                assert response.status == 307
+                assert response.headers["Location"] == f"{b.url}/whep/{session.id}"
+            # a real viewer following the redirect plays B's stream
+            view = await watch(a.url, session.id)
+            await wait_for(lambda: len(view.counters) >= 30, within=10)
+            await view.close()
+            await camera.press()
+    # once the session is over, no node claims it: A says so itself
+    await wait_for(lambda: len(b.sessions.live_sessions()) == 0)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{a.url}/whep/{session.id}",
+            data="v=0",
+            headers={"Content-Type": "application/sdp"},
+            allow_redirects=False,
+        ) as response,
+    ):
+        assert response.status == 404
