@@ -169,3 +169,13 @@ async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> Non
         assert gateway.store.get_session(session.id).connections == 2
         await view.close()
         await camera.press()
+
+
+async def test_options_on_whep_urls(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path, allowed in (("/whep/s1", "POST, OPTIONS"), ("/whep/s1/v1", "DELETE, OPTIONS")):
+            async with http.options(gateway.url + path) as response:
+                assert response.status == 204
+                assert response.headers["Accept-Post"] == "application/sdp"
+                assert response.headers["Allow"] == allowed
+                assert response.headers["Access-Control-Allow-Origin"] == "*"

@@ -64,8 +64,6 @@ class Viewer:
             "video": ViewerTrack("video", VIDEO_QUEUE),
             "audio": ViewerTrack("audio", AUDIO_QUEUE),
         }
-        self.started = time.monotonic()
-        self.first_frame_at: float | None = None
         self.waiting_keyframe = True
         self.sent = 0
         self.dropped = 0
@@ -104,7 +102,6 @@ class Relay:
         self._viewers: dict[str, Viewer] = {}
         self._parameter_sets = b""  # last H.264 SPS+PPS seen (Annex B)
         self._last_request = 0.0
-        self.on_first_frame: Callable[[Viewer], None] | None = None
 
     def __len__(self) -> int:
         return len(self._viewers)
@@ -170,10 +167,6 @@ class Relay:
         packet.time_base = Fraction(1, frame.clock_rate)
         queue.put_nowait(packet)
         viewer.sent += 1
-        if viewer.first_frame_at is None and frame.kind == "video":
-            viewer.first_frame_at = time.monotonic()
-            if self.on_first_frame is not None:
-                self.on_first_frame(viewer)
 
     def _with_parameter_sets(self, data: bytes) -> bytes:
         info = h264_keyframe_info(data)

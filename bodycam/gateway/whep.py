@@ -24,7 +24,7 @@ from ..models import SessionState
 from .keys import config_key, live_key, sessions_key
 from .relay import Viewer
 from .sessions import LiveSession
-from .whip import CORS, read_sdp
+from .whip import CORS, preflight, read_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -123,17 +123,7 @@ async def delete_view(request: web.Request) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
-    methods = "POST, OPTIONS" if "viewer_id" not in request.match_info else "DELETE, OPTIONS"
-    return web.Response(
-        status=204,
-        headers={
-            **CORS,
-            "Accept-Post": "application/sdp",
-            "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Authorization, Content-Type",
-            "Allow": methods,
-        },
-    )
+    return preflight("DELETE, OPTIONS" if "viewer_id" in request.match_info else "POST, OPTIONS")
 
 
 def add_routes(app: web.Application) -> None:

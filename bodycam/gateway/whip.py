@@ -76,11 +76,8 @@ async def delete_session(request: web.Request) -> web.Response:
     return web.json_response({"session": session.id, "state": session.state}, headers=CORS)
 
 
-async def options(request: web.Request) -> web.Response:
-    """CORS preflight, and the RFC's way to learn what POST accepts."""
-    methods = (
-        "POST, OPTIONS" if request.match_info.get("resource_id") is None else "DELETE, OPTIONS"
-    )
+def preflight(methods: str) -> web.Response:
+    """CORS preflight, and the RFCs' way (WHIP, WHEP) to learn what POST accepts."""
     return web.Response(
         status=204,
         headers={
@@ -92,6 +89,11 @@ async def options(request: web.Request) -> web.Response:
             "Allow": methods,
         },
     )
+
+
+async def options(request: web.Request) -> web.Response:
+    resource = request.match_info.get("resource_id")
+    return preflight("POST, OPTIONS" if resource is None else "DELETE, OPTIONS")
 
 
 def add_routes(app: web.Application) -> None:
