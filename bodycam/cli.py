@@ -16,8 +16,9 @@ from aiohttp import web
 
 from .clock import SystemClock, iso
 from .config import Config
-from .errors import BodycamError, ConfigError
+from .errors import BadRequest, BodycamError, ConfigError
 from .logs import setup_logging
+from .models import Role
 from .store import Store
 
 
@@ -70,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(revoke)
     revoke.add_argument("id")
 
+    people = sub.add_parser("users", help="people who log in to the console and the API")
+    usub = people.add_subparsers(dest="action", required=True)
+    uadd = usub.add_parser("add", help="create an account (the password is asked for)")
+    _common(uadd)
+    uadd.add_argument("name")
+    uadd.add_argument("--role", required=True, choices=[r.value for r in Role])
+    uadd.add_argument("--service", default="", help="e.g. 'Police municipale de Metz'")
+    _password_stdin(uadd)
+    ulist = usub.add_parser("list", help="list accounts")
+    _common(ulist)
+    upass = usub.add_parser("passwd", help="change a password (ends the person's logins)")
+    _common(upass)
+    upass.add_argument("name")
+    _password_stdin(upass)
+
     cameras = sub.add_parser("cameras", help="the city's camera registry (GeoJSON)")
     csub = cameras.add_subparsers(dest="action", required=True)
     cimport = csub.add_parser("import", help="replace the registry with a GeoJSON file")
@@ -101,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _password_stdin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (for scripts)",
+    )
+
+
 def load_config(args: argparse.Namespace) -> Config:
     return Config.load(
         args.config,
@@ -128,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "devices":
                 return devices_command(store, args)
+            if args.command == "users":
+                return users_command(store, args)
             if args.command in ("cameras", "places"):
                 return geo_command(store, args)
             return sessions_command(store, config, args)
@@ -173,6 +199,34 @@ def _check_port(host: str, port: int) -> None:
         raise ConfigError(
             f"server.host/server.port: cannot listen on {host}:{port}: {err.strerror}"
         ) from None
+
+
+def users_command(store: Store, args: argparse.Namespace) -> int:
+    from . import users
+
+    if args.action == "add":
+        user = users.add(
+            store, args.name, args.role, _read_password(args), args.service, SystemClock().now()
+        )
+        print(f"user {user.name} added ({user.role})")
+    elif args.action == "list":
+        for u in store.list_users():
+            print(f"{u.name:24} {u.role:18} {u.service or '-':32} since {iso(u.created_at)}")
+    elif args.action == "passwd":
+        users.set_password(store, args.name, _read_password(args))
+        print(f"password of {args.name} changed; their logins have ended")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise BadRequest("the two passwords differ")
+    return password
 
 
 def devices_command(store: Store, args: argparse.Namespace) -> int:

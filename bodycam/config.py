@@ -259,6 +259,28 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """People's logins: how long a login lasts, how failed attempts are slowed down."""
+
+    login_hours: float = 12.0  # an operator's shift
+    failure_delay_seconds: float = 1.0  # the answer to a wrong password waits this long
+
+    def validate(self) -> None:
+        _check(
+            0.1 <= self.login_hours <= 24 * 7,
+            "auth.login_hours",
+            "must be between 0.1 and 168",
+            self.login_hours,
+        )
+        _check(
+            0 <= self.failure_delay_seconds <= 30,
+            "auth.failure_delay_seconds",
+            "must be between 0 and 30",
+            self.failure_delay_seconds,
+        )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log level and format."""
 
@@ -289,6 +311,7 @@ class Config:
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -345,6 +368,7 @@ class Config:
             self.cameras,
             self.redis,
             self.node,
+            self.auth,
             self.log,
         ):
             section.validate()

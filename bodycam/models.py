@@ -23,6 +23,60 @@ class EndReason(enum.StrEnum):
     LINK_LOST = "link_lost"
 
 
+class Role(enum.StrEnum):
+    """What a person may do (DESIGN, access matrix)."""
+
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    POLICE_NATIONALE = "police_nationale"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who logs in; only a memory-hard hash of the password is kept."""
+
+    name: str
+    role: Role
+    service: str
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "role": self.role.value, "service": self.service}
+
+
+class AlertState(enum.StrEnum):
+    """An alert only moves forward, in this order."""
+
+    NEW = "nouvelle"
+    ACKNOWLEDGED = "prise_en_compte"
+    DISPATCHED = "renforts_envoyes"
+    CLOSED = "cloturee"
+
+
+@dataclass(frozen=True)
+class AlertAction:
+    state: AlertState
+    user: str
+    role: str
+    service: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Raised when an officer goes live; operators acknowledge, dispatch, close it."""
+
+    session_id: str
+    device_id: str
+    officer: str
+    raised_at: datetime
+    state: AlertState
+    actions: tuple[AlertAction, ...] = ()
+
+
 @dataclass(frozen=True)
 class Device:
     """An enrolled body camera; only the hash of its token is kept."""

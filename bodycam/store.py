@@ -1,4 +1,5 @@
-"""SQLite schema and queries for the durable facts: devices, sessions, segments, positions.
+"""SQLite schema and queries for the durable facts: devices, sessions, segments, positions,
+cameras and places, people and their logins, alerts.
 
 The connection lives on one thread: the gateway reaches it through `Store.run`, which
 queues calls on the store's own single-thread executor so the event loop never waits on
@@ -17,7 +18,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .clock import iso, parse_iso
-from .models import Device, Position, Segment, Session, SessionState
+from .models import (
+    Alert,
+    AlertAction,
+    AlertState,
+    Device,
+    Position,
+    Role,
+    Segment,
+    Session,
+    SessionState,
+    User,
+)
 
 T = TypeVar("T")
 
@@ -96,6 +108,34 @@ CREATE TABLE IF NOT EXISTS places (
     name TEXT NOT NULL DEFAULT '',
     geometry TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    service TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled_at TEXT
+);
+CREATE TABLE IF NOT EXISTS logins (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    state TEXT NOT NULL,
+    raised_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_actions (
+    session_id TEXT NOT NULL REFERENCES alerts(session_id),
+    state TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    service TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_actions_session ON alert_actions(session_id);
 """
 
 
@@ -205,6 +245,123 @@ class Store:
         self._db.execute(
             "UPDATE devices SET serial = ?, model = ?, firmware = ? WHERE id = ?",
             (serial, model, firmware, device_id),
+        )
+
+    # people and their logins
+
+    def add_user(self, user: User, password_hash: str) -> None:
+        """Add a person; raises sqlite3.IntegrityError if the name exists."""
+        self._db.execute(
+            "INSERT INTO users (name, role, service, password_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (user.name, user.role.value, user.service, password_hash, iso(user.created_at)),
+        )
+
+    def get_user(self, name: str) -> tuple[User, str] | None:
+        """A person and their password hash."""
+        row = self._db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        return (_user(row), row["password_hash"]) if row else None
+
+    def list_users(self) -> list[User]:
+        return [_user(r) for r in self._db.execute("SELECT * FROM users ORDER BY name")]
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        """Replace a password and end the person's logins; False if there is no such user."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM logins WHERE user_name = ?", (name,))
+            cur = db.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+            )
+            return cur.rowcount == 1
+
+    def add_login(self, token_hash: str, name: str, now: datetime, expires: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO logins (token_hash, user_name, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (token_hash, name, iso(now), iso(expires)),
+        )
+
+    def user_of_login(self, token_hash: str, now: datetime) -> User | None:
+        """The person a login token belongs to, while it has not expired."""
+        row = self._db.execute(
+            "SELECT users.* FROM logins JOIN users ON users.name = logins.user_name"
+            " WHERE token_hash = ? AND expires_at > ?",
+            (token_hash, iso(now)),
+        ).fetchone()
+        return _user(row) if row else None
+
+    def end_login(self, token_hash: str, now: datetime) -> None:
+        """Log out; expired logins go at the same time."""
+        self._db.execute(
+            "DELETE FROM logins WHERE token_hash = ? OR expires_at <= ?", (token_hash, iso(now))
+        )
+
+    # alerts
+
+    def add_alert(self, session_id: str, now: datetime) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO alerts (session_id, state, raised_at) VALUES (?, ?, ?)",
+            (session_id, AlertState.NEW.value, iso(now)),
+        )
+
+    def get_alert(self, session_id: str) -> Alert | None:
+        row = self._db.execute(
+            "SELECT alerts.*, sessions.device_id, sessions.officer FROM alerts"
+            " JOIN sessions ON sessions.id = alerts.session_id WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        return self._alert(row) if row else None
+
+    def recent_alerts(self, since: datetime) -> list[Alert]:
+        """Alerts not closed, and those raised since `since`; newest first."""
+        rows = self._db.execute(
+            "SELECT alerts.*, sessions.device_id, sessions.officer FROM alerts"
+            " JOIN sessions ON sessions.id = alerts.session_id"
+            " WHERE alerts.state != ? OR alerts.raised_at >= ? ORDER BY alerts.raised_at DESC",
+            (AlertState.CLOSED.value, iso(since)),
+        ).fetchall()
+        return [self._alert(r) for r in rows]
+
+    def act_on_alert(self, session_id: str, expected: AlertState, action: AlertAction) -> bool:
+        """Move an alert from `expected` to the action's state; False if it was not there."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE alerts SET state = ? WHERE session_id = ? AND state = ?",
+                (action.state.value, session_id, expected.value),
+            )
+            if cur.rowcount != 1:
+                return False
+            db.execute(
+                "INSERT INTO alert_actions (session_id, state, user_name, role, service, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    action.state.value,
+                    action.user,
+                    action.role,
+                    action.service,
+                    iso(action.at),
+                ),
+            )
+            return True
+
+    def _alert(self, row: sqlite3.Row) -> Alert:
+        actions = tuple(
+            AlertAction(
+                AlertState(a["state"]), a["user_name"], a["role"], a["service"], parse_iso(a["at"])
+            )
+            for a in self._db.execute(
+                "SELECT * FROM alert_actions WHERE session_id = ? ORDER BY rowid",
+                (row["session_id"],),
+            )
+        )
+        return Alert(
+            row["session_id"],
+            row["device_id"],
+            row["officer"],
+            parse_iso(row["raised_at"]),
+            AlertState(row["state"]),
+            actions,
         )
 
     # sessions
@@ -446,6 +603,16 @@ def _bump_geo_version(db: sqlite3.Connection) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('geo_version', '1') ON CONFLICT(key)"
         " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        row["name"],
+        Role(row["role"]),
+        row["service"],
+        parse_iso(row["created_at"]),
+        _dt(row["disabled_at"]),
     )
 
 

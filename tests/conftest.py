@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bodycam import devices
+from bodycam import devices, users
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
@@ -47,6 +48,32 @@ class Gateway:
 
     def enroll(self, device_id: str, officer: str = "") -> str:
         return devices.enroll(self.store, device_id, officer, SystemClock().now())
+
+    def login(self, name: str = "dupont", role: str = "operator") -> dict[str, str]:
+        """Headers of a person logged in with `role` (the account is made on first use)."""
+        token = add_login(self.store, name, role)
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """An operator's login headers: what most tests call the API with."""
+        if "_auth" not in self.__dict__:
+            self.__dict__["_auth"] = self.login()
+        return dict(self.__dict__["_auth"])
+
+
+PASSWORD = "correct horse battery"
+
+
+def add_login(store: Store, name: str, role: str, token: str | None = None) -> str:
+    """An account (if new) and a login token for it, straight in the store."""
+    now = SystemClock().now()
+    if store.get_user(name) is None:
+        users.add(store, name, role, PASSWORD, "Police municipale", now)
+    if token is None:
+        return users.open_login(store, store.get_user(name)[0], now, timedelta(hours=1))
+    store.add_login(users.login_hash(token), name, now, now + timedelta(hours=1))
+    return token
 
 
 def small_media(codec: str = "h264", loop_seconds: int = 3) -> MediaSettings:

@@ -130,8 +130,8 @@ async def collect(gateway: Gateway, events: list[Event]) -> None:
             events.append(event)
 
 
-async def get_json(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
+async def get_json(headers: dict[str, str], url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession(headers=headers) as http, http.get(url) as response:
         return response.status, await response.json()
 
 
@@ -148,7 +148,9 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
         [session] = gateway.store.list_sessions()
         # the officer goes from the west end to the east end of the street (and back)
         await asyncio.sleep(200 / SPEED)
-        status, position = await get_json(f"{gateway.url}/api/v1/sessions/{session.id}/position")
+        status, position = await get_json(
+            gateway.auth, f"{gateway.url}/api/v1/sessions/{session.id}/position"
+        )
         assert status == 200
         assert position["street"] == "Rue du Test"
         assert position["address"].startswith("Rue du Test, ")
@@ -166,7 +168,9 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
         # geolocation lives with the session only
         await bodycam.press()
         await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
-    status, body = await get_json(f"{gateway.url}/api/v1/sessions/{session.id}/position")
+    status, body = await get_json(
+        gateway.auth, f"{gateway.url}/api/v1/sessions/{session.id}/position"
+    )
     assert status == 404 and "over" in body["error"]
     listener.cancel()
 
@@ -191,17 +195,18 @@ async def test_manual_control_stops_automatic_aiming(
     gateway: Gateway, cameras: AxisCameraSimulator
 ) -> None:
     base = f"{gateway.url}/api/v1/cameras/ptz-1"
-    async with aiohttp.ClientSession() as http:
-        async with http.put(f"{base}/control", json={"holder": "CIC Metz", "seconds": 60}) as r:
+    dupont, martin = gateway.login("dupont"), gateway.login("martin")
+    async with aiohttp.ClientSession(headers=dupont) as http:
+        async with http.put(f"{base}/control", json={"seconds": 60}) as r:
             assert r.status == 200
-            assert (await r.json())["holder"] == "CIC Metz"
-        async with http.put(f"{base}/control", json={"holder": "opérateur 2", "seconds": 60}) as r:
+            assert (await r.json())["holder"] == "dupont"  # the logged-in person
+        async with http.put(f"{base}/control", json={"seconds": 60}, headers=martin) as r:
             assert r.status == 409
-            assert "under manual control by CIC Metz" in (await r.json())["error"]
-        move = {"holder": "opérateur 2", "pan": 10, "tilt": -10, "zoom": 100}
+            assert "under manual control by dupont" in (await r.json())["error"]
+        move = {"pan": 10, "tilt": -10, "zoom": 100}
+        async with http.post(f"{base}/ptz", json=move, headers=martin) as r:
+            assert r.status == 409
         async with http.post(f"{base}/ptz", json=move) as r:
-            assert r.status == 409
-        async with http.post(f"{base}/ptz", json={**move, "holder": "CIC Metz"}) as r:
             assert r.status == 204
         assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]
 
@@ -216,7 +221,7 @@ async def test_manual_control_stops_automatic_aiming(
             await wait_for(lambda: bool(getattr(officer(session.id), "selection", None)))
             await asyncio.sleep(1.0)
             assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]  # left alone
-            async with http.delete(f"{base}/control", params={"holder": "CIC Metz"}) as r:
+            async with http.delete(f"{base}/control") as r:
                 assert r.status == 204
             await wait_for(lambda: len(cameras.camera("ptz-1").moves) > 1, within=3)
 
@@ -230,7 +235,7 @@ async def test_when_manual_control_expires_the_camera_follows_the_officer_again(
     token = gateway.enroll("cam-geo")
     standing = Walk(standing_at=GpsPosition(*at(-60, 0)), seed=3)
     async with (
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(headers=gateway.auth) as http,
         AxisBodycam(
             gateway.url, "cam-geo", token, media=MEDIA, walk=standing, position_interval=0.2
         ) as bodycam,
@@ -240,12 +245,15 @@ async def test_when_manual_control_expires_the_camera_follows_the_officer_again(
         await wait_for(lambda: len(ptz.moves) >= 1)
         aimed = ptz.moves[-1]
         base = f"{gateway.url}/api/v1/cameras/ptz-1"
-        async with http.put(f"{base}/control", json={"holder": "CIC Metz", "seconds": 1}) as r:
+        async with http.put(f"{base}/control", json={"seconds": 1}) as r:
             assert r.status == 200
         # the CIC turns it from its own VMS, straight to the camera: bodycam does not know
         digest = aiohttp.DigestAuthMiddleware("root", PASSWORD)
         vms = cameras.base_url("ptz-1") + "axis-cgi/com/ptz.cgi?pan=120&tilt=-10&zoom=1"
-        async with http.get(vms, middlewares=(digest,)) as r:
+        async with (
+            aiohttp.ClientSession() as vms_http,
+            vms_http.get(vms, middlewares=(digest,)) as r,
+        ):
             assert r.status == 204
         manual = len(ptz.moves)
         assert ptz.moves[-1] == (120.0, -10.0, 1.0)
@@ -267,7 +275,7 @@ async def test_camera_health_counts_the_offline_camera(
     url = f"{gateway.url}/api/v1/cameras/health"
 
     async def report() -> dict[str, Any]:
-        return (await get_json(url))[1]
+        return (await get_json(gateway.auth, url))[1]
 
     await wait_for_async(lambda r: r["up"] + r["down"] == 5, report)
     health = await report()
@@ -289,7 +297,7 @@ async def test_wrong_camera_password_is_reported_as_such(
     cameras.camera("behind").password = "changed-on-the-camera"
 
     async def report() -> dict[str, Any]:
-        return (await get_json(f"{gateway.url}/api/v1/cameras/health"))[1]
+        return (await get_json(gateway.auth, f"{gateway.url}/api/v1/cameras/health"))[1]
 
     await wait_for_async(
         lambda r: {c["camera_id"]: c["state"] for c in r["cameras"]}["behind"] == "auth_failed",
@@ -331,7 +339,7 @@ async def metrics_text(gateway: Gateway) -> str:
 async def test_selection_api_names_bad_parameters(
     gateway: Gateway, query: str, message: str
 ) -> None:
-    status, body = await get_json(f"{gateway.url}/api/v1/cameras/selection?{query}")
+    status, body = await get_json(gateway.auth, f"{gateway.url}/api/v1/cameras/selection?{query}")
     assert status == 400
     assert message in body["error"]
 
@@ -339,7 +347,7 @@ async def test_selection_api_names_bad_parameters(
 async def test_selection_and_registry_api(gateway: Gateway) -> None:
     lat, lon = at(-60, 0)
     status, body = await get_json(
-        f"{gateway.url}/api/v1/cameras/selection?lat={lat}&lon={lon}&limit=3"
+        gateway.auth, f"{gateway.url}/api/v1/cameras/selection?lat={lat}&lon={lon}&limit=3"
     )
     assert status == 200
     assert body["address"] == "Rue du Test, 0 m"
@@ -350,13 +358,13 @@ async def test_selection_and_registry_api(gateway: Gateway) -> None:
     expected_bearing = math.degrees(math.atan2(-60, 10)) % 360
     assert ptz["bearing_deg"] == pytest.approx(expected_bearing, abs=0.5)
     assert ptz["tilt"] < 0 and ptz["zoom"] >= 1
-    status, registry = await get_json(f"{gateway.url}/api/v1/cameras")
+    status, registry = await get_json(gateway.auth, f"{gateway.url}/api/v1/cameras")
     assert status == 200 and registry["type"] == "FeatureCollection"
     assert {f["properties"]["id"] for f in registry["features"]} == {
         f["properties"]["id"] for f in SCENE_CAMERAS
     }
     assert all("credentials_ref" not in f["properties"] for f in registry["features"])
-    status, body = await get_json(f"{gateway.url}/api/v1/sessions/nope/position")
+    status, body = await get_json(gateway.auth, f"{gateway.url}/api/v1/sessions/nope/position")
     assert status == 404 and body["error"] == "no session nope"
 
 
@@ -367,7 +375,7 @@ async def test_a_camera_that_is_down_is_not_selected(
     url = f"{gateway.url}/api/v1/cameras/selection?lat={lat}&lon={lon}"
 
     async def selected() -> list[str]:
-        return [c["camera_id"] for c in (await get_json(url))[1]["cameras"]]
+        return [c["camera_id"] for c in (await get_json(gateway.auth, url))[1]["cameras"]]
 
     assert "fixed-west" in await selected()
     cameras.set_online("fixed-west", False)

@@ -14,7 +14,7 @@ from bodycam.gateway.app import create_app
 from bodycam.gateway.keys import live_key
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, make_config, small_media, wait_for
+from .conftest import Gateway, add_login, make_config, small_media, wait_for
 from .test_crash import free_port
 from .test_live_state import REDIS_URL, delete_keys, require_redis
 from .whep_client import watch
@@ -50,16 +50,24 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
 ) -> None:
     a, b = nodes
     token = b.enroll("cam-b")
+    # each node has its own database: the operator's account is on both
+    login = a.login()
+    add_login(b.store, "dupont", "operator", login["Authorization"].split()[1])
     with a.app[live_key].events.subscribe() as console_on_a:
         async with AxisBodycam(b.url, "cam-b", token, media=small_media()) as camera:
             await camera.press()
             [session] = b.store.list_sessions()
             # an event raised on B (the officer's position) reaches a console on A
-            event = await console_on_a.get()
-            while event is not None and event.type != "position":
+            seen = {}
+            while "position" not in seen:
                 event = await console_on_a.get()
-            assert event is not None
-            assert event.node == "node-b" and event.data["session_id"] == session.id
+                assert event is not None
+                seen.setdefault(event.type, event)
+            # the alert, then the officer's position, raised on B, reach a console on A
+            for kind in ("alert", "position"):
+                assert seen[kind].node == "node-b"
+                assert seen[kind].data["session_id"] == session.id
+            assert seen["alert"].data["state"] == "nouvelle"
             # a WHEP request on A for B's session: 307 to B, offer and all
             offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
             async with (
@@ -67,14 +75,23 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
                 http.post(
                     f"{a.url}/whep/{session.id}",
                     data=offer,
-                    headers={"Content-Type": "application/sdp"},
+                    headers={"Content-Type": "application/sdp", **login},
                     allow_redirects=False,
                 ) as response,
             ):
                 assert response.status == 307
                 assert response.headers["Location"] == f"{b.url}/whep/{session.id}"
+            # acting on the alert on A: sent to B, which records it
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{a.url}/api/v1/alerts/{session.id}/ack", headers=login, allow_redirects=False
+                ) as response,
+            ):
+                assert response.status == 307
+                assert response.headers["Location"] == f"{b.url}/api/v1/alerts/{session.id}/ack"
             # a real viewer following the redirect plays B's stream
-            view = await watch(a.url, session.id)
+            view = await watch(a.url, session.id, login)
             await wait_for(lambda: len(view.counters) >= 30, within=10)
             await view.close()
             await camera.press()
@@ -85,7 +102,7 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
         http.post(
             f"{a.url}/whep/{session.id}",
             data="v=0",
-            headers={"Content-Type": "application/sdp"},
+            headers={"Content-Type": "application/sdp", **login},
             allow_redirects=False,
         ) as response,
     ):

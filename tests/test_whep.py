@@ -45,7 +45,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         [session] = gateway.store.list_sessions()
         gc.collect()
         before = encoders_at_work()  # the simulator's own, if any
-        view = await watch(gateway.url, session.id)
+        view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: len(view.counters) >= 60, within=10, what=lambda: view.counters)
         assert view.audio_frames > 50
         # the camera's frames in order: the counter drawn in the picture only goes up,
@@ -55,7 +55,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         assert sum(step == 1 for step in steps) >= 0.9 * len(steps)
         assert encoders_at_work() == before
         assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
-        assert await stop(gateway.url, view) == 200
+        assert await stop(view, gateway.auth) == 200
         assert len(gateway.sessions.session(session.id).relay) == 0
         await camera.press()
     await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
@@ -68,8 +68,8 @@ async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
         [session] = gateway.store.list_sessions()
-        stalled = await watch(gateway.url, session.id, connect=False)  # never reads
-        good = await watch(gateway.url, session.id)
+        stalled = await watch(gateway.url, session.id, gateway.auth, connect=False)  # never reads
+        good = await watch(gateway.url, session.id, gateway.auth)
         received = gateway.metrics.frames.labels("video")
         start = received._value.get()
         await wait_for(lambda: len(good.counters) >= 90, within=15)
@@ -91,14 +91,14 @@ async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
         [session] = gateway.store.list_sessions()
-        view = await watch(gateway.url, session.id)
+        view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 10)
         await camera.press()
         await wait_for(lambda: view.ended.is_set(), within=10)
         await view.close()
     async with (
         aiohttp.ClientSession() as http,
-        http.delete(gateway.url + view.location) as response,
+        http.delete(view.location, headers=gateway.auth) as response,
     ):
         assert response.status == 404
 
@@ -121,10 +121,38 @@ async def test_bad_whep_requests(
         url = gateway.url + (path or f"/whep/{session.id}")
         async with (
             aiohttp.ClientSession() as http,
-            http.post(url, data=body, headers={"Content-Type": content_type}) as response,
+            http.post(
+                url, data=body, headers={"Content-Type": content_type, **gateway.auth}
+            ) as response,
         ):
             assert response.status == status
             assert message in (await response.json())["error"]
+        await camera.press()
+
+
+async def test_live_view_needs_a_login_with_a_role_that_may_see_it(gateway: Gateway) -> None:
+    token = gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = gateway.store.list_sessions()
+        url = f"{gateway.url}/whep/{session.id}"
+        offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        sdp = {"Content-Type": "application/sdp"}
+        cases = [
+            ({}, 401, "log in first"),
+            ({"Authorization": "Bearer bcu_forged"}, 401, "log in again"),
+            ({"Authorization": f"Bearer {token}"}, 401, "login token"),  # a device's token
+            (gateway.login("audit", "auditor"), 403, "role auditor may not view live images"),
+        ]
+        async with aiohttp.ClientSession() as http:
+            for headers, status, message in cases:
+                async with http.post(url, data=offer, headers={**sdp, **headers}) as response:
+                    assert response.status == status, headers
+                    assert message in (await response.json())["error"]
+        # the national police watch live images (DESIGN, access matrix)
+        view = await watch(gateway.url, session.id, gateway.login("cic", "police_nationale"))
+        await wait_for(lambda: view.video_frames > 0, within=5)
+        await view.close()
         await camera.press()
 
 
@@ -137,7 +165,7 @@ async def test_a_new_viewer_gets_a_keyframe_at_once(gateway: Gateway) -> None:
         [session] = gateway.store.list_sessions()
         await asyncio.sleep(1.0)  # past the first keyframe
         forced = camera.counters.keyframes_forced
-        view = await watch(gateway.url, session.id)
+        view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 0, within=5)
         assert camera.counters.keyframes_forced > forced
         await view.close()
@@ -159,7 +187,7 @@ async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> Non
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
         [session] = gateway.store.list_sessions()
-        view = await watch(gateway.url, session.id)
+        view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 30)
         await camera.drop_link(1.5)  # 4G lost, back within the grace window
         await wait_for(lambda: camera.state == "live")

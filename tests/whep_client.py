@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import yarl
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -51,10 +52,19 @@ class View:
 
 
 async def watch(
-    gateway_url: str, session_id: str, *, audio: bool = True, connect: bool = True
+    gateway_url: str,
+    session_id: str,
+    headers: dict[str, str],
+    *,
+    audio: bool = True,
+    connect: bool = True,
 ) -> View:
     """POST a recvonly offer to /whep/{session_id}; `connect=False` never applies the answer
-    (a viewer that stalls: the gateway's sender for it never starts)."""
+    (a viewer that stalls: the gateway's sender for it never starts).
+
+    A 307 (another node holds the session) is followed by hand, with the login: HTTP
+    clients drop Authorization on a redirect to another origin.
+    """
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     if audio:
@@ -66,28 +76,35 @@ async def watch(
         view.tasks.append(asyncio.create_task(view.consume(track)))
 
     await pc.setLocalDescription(await pc.createOffer())
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{gateway_url}/whep/{session_id}",
-            data=pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp"},
-        ) as response,
-    ):
-        if response.status != 201:
-            await pc.close()
-            raise AssertionError(f"WHEP answered {response.status}: {await response.text()}")
-        answer = await response.text()
-        view.location = response.headers["Location"]
+    url = f"{gateway_url}/whep/{session_id}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.post(
+                url,
+                data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp", **headers},
+                allow_redirects=False,
+            ) as response:
+                if response.status == 307:
+                    url = response.headers["Location"]
+                    continue
+                if response.status != 201:
+                    await pc.close()
+                    raise AssertionError(
+                        f"WHEP answered {response.status}: {await response.text()}"
+                    )
+                answer = await response.text()
+                view.location = str(response.url.join(yarl.URL(response.headers["Location"])))
+                break
     if connect:
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     return view
 
 
-async def stop(gateway_url: str, view: View) -> int:
+async def stop(view: View, headers: dict[str, str]) -> int:
     async with (
         aiohttp.ClientSession() as http,
-        http.delete(gateway_url + view.location) as response,
+        http.delete(view.location, headers=headers) as response,
     ):
         status = response.status
     with contextlib.suppress(Exception):

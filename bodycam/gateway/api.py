@@ -1,26 +1,33 @@
-"""The REST API of cameras and positions (`/api/v1/…`): thin handlers over the tracker.
+"""The REST API of cameras, positions and alerts (`/api/v1/…`): thin handlers.
 
-Access control by role comes with the users and the register (issue 5); until then these
-endpoints are for the CSU's own network, like the console.
+Every endpoint needs a login (`access.auth_middleware`) and says which roles it serves.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
 from ..clock import iso
-from ..errors import BadRequest, NotFound, UnsupportedMediaType
+from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
-from ..models import Position
+from ..models import AlertAction, Position, Role
+from . import access
+from .alerts import alert_json, transition
 from .keys import clock_key, health_key, sessions_key, store_key, tracker_key
 from .tracking import Officer
+from .whep import redirect_to_holder
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_SELECTION = 16
+ALERTS_KEPT_IN_VIEW = timedelta(hours=12)  # closed alerts stay listed for a shift
 
 
 def add_routes(app: web.Application) -> None:
@@ -32,10 +39,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/cameras/{{camera_id}}/ptz", move)
     app.router.add_get(f"{PREFIX}/sessions/{{session_id}}/position", position)
     app.router.add_get(f"{PREFIX}/sessions/{{session_id}}/track", track)
+    app.router.add_get(f"{PREFIX}/alerts", list_alerts)
+    app.router.add_post(f"{PREFIX}/alerts/{{session_id}}/{{action}}", act_on_alert)
 
 
 async def cameras(request: web.Request) -> web.Response:
     """The registry as GeoJSON (without credential references)."""
+    access.require(request, access.LIVE_VIEW, "see the cameras")
     document = cameras_to_geojson(list(request.app[tracker_key].city.cameras.values()))
     for feature in document["features"]:
         del feature["properties"]["credentials_ref"]
@@ -44,6 +54,7 @@ async def cameras(request: web.Request) -> web.Response:
 
 async def selection(request: web.Request) -> web.Response:
     """The cameras for a point: ?lat=..&lon=..[&limit=..]."""
+    access.require(request, access.LIVE_VIEW, "see the cameras")
     lat = _number(request.query, "lat", -90, 90)
     lon = _number(request.query, "lon", -180, 180)
     limit = int(_number(request.query, "limit", 1, MAX_SELECTION, default=4, integer=True))
@@ -61,42 +72,45 @@ async def selection(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    access.require(request, access.LIVE_VIEW | {Role.ADMIN}, "see the cameras' health")
     return web.json_response(request.app[health_key].report())
 
 
 async def take_control(request: web.Request) -> web.Response:
-    """Manual control of a PTZ camera: {"holder": "...", "seconds": 300}."""
+    """Manual control of a PTZ camera by the logged-in person: {"seconds": 300}."""
+    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await _json(request)
     seconds = _number(body, "seconds", 1, math.inf)
     control = request.app[tracker_key].take_control(
-        request.match_info["camera_id"], _text(body, "holder"), seconds
+        request.match_info["camera_id"], person.name, seconds
     )
     return web.json_response(control.to_json())
 
 
 async def release_control(request: web.Request) -> web.Response:
-    """?holder=...: give a camera back to automatic aiming."""
+    """Give a camera back to automatic aiming (the holder only)."""
+    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
     tracker = request.app[tracker_key]
-    tracker.release_control(request.match_info["camera_id"], _text(request.query, "holder"))
+    tracker.release_control(request.match_info["camera_id"], person.name)
     return web.Response(status=204)
 
 
 async def move(request: web.Request) -> web.Response:
-    """A manual absolute move: {"holder", "pan", "tilt", "zoom"}, for the control's holder."""
+    """A manual absolute move: {"pan", "tilt", "zoom"}, for the control's holder."""
+    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await _json(request)
     target = Aim(
         _number(body, "pan", -180, 180),
         _number(body, "tilt", -90, 90),
         int(_number(body, "zoom", 1, 9999, integer=True)),
     )
-    await request.app[tracker_key].manual_move(
-        request.match_info["camera_id"], _text(body, "holder"), target
-    )
+    await request.app[tracker_key].manual_move(request.match_info["camera_id"], person.name, target)
     return web.Response(status=204)
 
 
 async def position(request: web.Request) -> web.Response:
     """Where the officer of a live session is, the nearest street, the chosen cameras."""
+    access.require(request, access.LIVE_VIEW, "see where officers are")
     officer = await _officer(request)
     tracker = request.app[tracker_key]
     fix = officer.track.current
@@ -126,6 +140,7 @@ async def position(request: web.Request) -> web.Response:
 
 async def track(request: web.Request) -> web.Response:
     """The officer's kept fixes as a GeoJSON LineString (times in the properties)."""
+    access.require(request, access.LIVE_VIEW, "see where officers are")
     officer = await _officer(request)
     points = list(officer.track.points)
     return web.json_response(
@@ -139,6 +154,38 @@ async def track(request: web.Request) -> web.Response:
             "geometry": {"type": "LineString", "coordinates": [[p.lon, p.lat] for p in points]},
         }
     )
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """Open alerts, and those closed within the last shift; newest first."""
+    access.require(request, access.LIVE_VIEW, "see alerts")
+    store, manager = request.app[store_key], request.app[sessions_key]
+    since = request.app[clock_key].now() - ALERTS_KEPT_IN_VIEW
+    found = await store.run(store.recent_alerts, since)
+    return web.json_response([alert_json(a, manager.describe(a.session_id)) for a in found])
+
+
+async def act_on_alert(request: web.Request) -> web.StreamResponse:
+    """POST …/alerts/{session_id}/{ack|dispatch|close}: who and when are recorded."""
+    person = access.require(request, access.ALERT_ACTION, "act on alerts")
+    session_id = request.match_info["session_id"]
+    store, manager = request.app[store_key], request.app[sessions_key]
+    alert = await store.run(store.get_alert, session_id)
+    if alert is None:
+        # raised on another node: the node holding the session records the action
+        redirect = await redirect_to_holder(request, session_id)
+        if redirect is not None:
+            return redirect
+        raise NotFound(f"no alert for session {session_id}")
+    target = transition(alert, request.match_info["action"])
+    now = request.app[clock_key].now()
+    done = AlertAction(target, person.name, person.role.value, person.service, now)
+    if not await store.run(store.act_on_alert, session_id, alert.state, done):
+        raise Conflict(f"alert {session_id} changed meanwhile: reload and try again")
+    logger.info("session %s: alert %s by %s", session_id, target, person.name)
+    published = await manager.announce(session_id)
+    assert published is not None
+    return web.json_response(published)
 
 
 async def _officer(request: web.Request) -> Officer:
@@ -188,10 +235,3 @@ def _number(
         kind = "an integer" if integer else "a number"
         raise BadRequest(f"{name}: {kind} between {low:g} and {high:g} is required, got {raw!r}")
     return value
-
-
-def _text(values: Any, name: str) -> str:
-    raw = values.get(name)
-    if not isinstance(raw, str) or not raw.strip():
-        raise BadRequest(f"{name}: required text")
-    return raw.strip()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, ui
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
@@ -18,7 +18,7 @@ from ..events import open_live
 from ..ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
-from . import api, whep, whip
+from . import access, api, whep, whip
 from .health import HealthMonitor
 from .keys import (
     clock_key,
@@ -148,6 +148,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[clock_key],
         app[tracker_key],
         app[live_key].sessions,
+        app[live_key].events,
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(
@@ -179,7 +180,8 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         raise ConfigError(f"ice.addresses: {err}") from None
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=config.server.max_sdp_bytes
+        middlewares=[errors_middleware, access.auth_middleware],
+        client_max_size=config.server.max_sdp_bytes,
     )
     app[config_key] = config
     app[clock_key] = clock = clock or SystemClock()
@@ -193,7 +195,9 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(sessions_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
+    access.add_routes(app)
     api.add_routes(app)
+    ui.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     return app

@@ -265,7 +265,7 @@ class Connection:
             if live.state == SessionState.LIVE and live.connection is self:
                 manager.position(live, message)
         elif isinstance(message, telemetry.Battery):
-            live.battery_percent = message.percent
+            manager.battery(live, message.percent)
         elif isinstance(message, telemetry.ButtonPress):
             logger.info("%s: button pressed on device %s", self._label, live.device.id)
             manager.spawn(live, lambda: manager.end(live, EndReason.BUTTON))

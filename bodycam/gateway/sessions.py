@@ -22,10 +22,11 @@ from typing import Any
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
-from ..events import SessionRegistry
+from ..events import EventStream, SessionRegistry
 from ..metrics import Metrics
 from ..models import Device, EndReason, Position, Session, SessionState
 from ..store import Store
+from .alerts import alert_json
 from .connection import Connection, accept_offer
 from .recorder import SessionRecorder
 from .recovery import recover_segments
@@ -77,6 +78,7 @@ class SessionManager:
         clock: Clock,
         tracker: Tracker,
         registry: SessionRegistry,
+        events: EventStream,
     ) -> None:
         self.config = config
         self.store = store
@@ -84,6 +86,7 @@ class SessionManager:
         self.clock = clock
         self.tracker = tracker
         self.registry = registry  # which node holds which session, for the other nodes
+        self.events = events
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -198,6 +201,7 @@ class SessionManager:
                     audio_codec=media.audio_codec,
                 )
                 await self.store.run(self.store.create_session, record, resource_id)
+                await self.store.run(self.store.add_alert, live.id, now)
                 self._register(live)
                 self.metrics.sessions_started.inc()
                 logger.info(
@@ -229,6 +233,7 @@ class SessionManager:
             await self._claim(live)
             conn.start()
             self.metrics.sessions_live.set(self._count_live())
+            await self.announce(live.id)
             session = await self.store.run(self.store.get_session, live.id)
             assert session is not None
             return resource_id, answer, session
@@ -290,7 +295,37 @@ class SessionManager:
             live.invalid_telemetry,
         )
         self.metrics.sessions_live.set(self._count_live())
+        await self.announce(live.id)
         logger.info("session %s: ended (%s)", live.id, reason)
+
+    # alerts
+
+    def describe(self, session_id: str) -> dict[str, Any]:
+        """What only this node knows of a session, for its alert: state, battery, street."""
+        live = self._sessions.get(session_id)
+        if live is None:
+            return {"session_id": session_id, "session_state": SessionState.ENDED.value}
+        return {
+            "session_id": session_id,
+            "session_state": live.state.value,
+            "battery_percent": live.battery_percent,
+            "address": self.tracker.address(session_id),
+        }
+
+    async def announce(self, session_id: str) -> dict[str, Any] | None:
+        """Publish the session's alert as it stands (after any change); returns it."""
+        alert = await self.store.run(self.store.get_alert, session_id)
+        if alert is None:
+            return None
+        data = alert_json(alert, self.describe(session_id))
+        self.events.publish("alert", data)
+        return data
+
+    def battery(self, live: LiveSession, percent: float) -> None:
+        """A battery reading: the alert is announced again when the whole percent changes."""
+        before, live.battery_percent = live.battery_percent, percent
+        if before is None or int(before) != int(percent):
+            self.spawn(live, lambda: self.announce(live.id))
 
     def position(self, live: LiveSession, fix: Position) -> None:
         """A GPS fix of a live session: to the tracker, and to the store with its verdict."""
@@ -320,6 +355,7 @@ class SessionManager:
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
         live.grace_task.add_done_callback(_log_failure)
         self.metrics.sessions_live.set(self._count_live())
+        await self.announce(live.id)
         logger.warning(
             "session %s: link lost (%s); waiting %.0f s for device %s to reconnect",
             live.id,

@@ -168,6 +168,11 @@ class Tracker:
     def officer(self, session_id: str) -> Officer | None:
         return self._officers.get(session_id)
 
+    def address(self, session_id: str) -> str | None:
+        """The street the officer of a live session is in, as the console shows it."""
+        officer = self._officers.get(session_id)
+        return str(officer.address) if officer and officer.address else None
+
     # positions
 
     def fix(self, session_id: str, device: Device, fix: Position) -> Verdict:

@@ -18,6 +18,8 @@ import json
 import logging
 import stat
 import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,41 @@ class Vapix:
             raise CameraRefused(
                 f"camera {camera.id}: ptz position answer not understood: {text[:200]!r}"
             ) from None
+
+    @asynccontextmanager
+    async def mjpeg(
+        self, camera: Camera, resolution: str, fps: int
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The camera's MJPEG stream (mjpg/video.cgi), open until the block ends.
+
+        Only connecting and each read are bounded in time: the stream itself lasts.
+        """
+        url = self._url(camera, "axis-cgi/mjpg/video.cgi")
+        auth = self._middleware(camera)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
+        )
+        params = {"resolution": resolution, "fps": str(fps)}
+        try:
+            async with self._session.get(
+                url, params=params, middlewares=(auth,), timeout=timeout
+            ) as response:
+                if response.status == 401:
+                    raise CameraAuthFailed(
+                        f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
+                    )
+                if response.status >= 400 or response.content_type != "multipart/x-mixed-replace":
+                    raise CameraRefused(
+                        f"camera {camera.id}: mjpg/video.cgi answered {response.status}"
+                        f" {response.content_type}"
+                    )
+                yield response
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise CameraUnreachable(
+                f"camera {camera.id}: MJPEG from {url.origin()} stopped: {err!r}"
+            ) from err
 
     async def _request(self, camera: Camera, method: str, path: str, **kwargs: Any) -> str:
         url = self._url(camera, path)

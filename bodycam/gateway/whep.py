@@ -1,7 +1,8 @@
 """WHEP: viewers pull a live session, relayed as the camera encoded it.
 
-A session held by another gateway node (the camera is connected there) is answered with
-a 307 to that node, found in the shared session registry.
+Viewers are people logged in with a role that may see live images (cookie or Bearer
+login token, `access`). A session held by another gateway node (the camera is connected
+there) is answered with a 307 to that node, found in the shared session registry.
 
 `POST /whep/{session_id}` with an SDP offer (recvonly video and audio) answers `201` with
 the gateway's answer and a `Location` for the view (`/whep/{session_id}/{viewer_id}`, 128
@@ -21,6 +22,7 @@ from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, NotFound, Unprocessable
 from ..models import SessionState
+from . import access
 from .keys import config_key, live_key, sessions_key
 from .relay import Viewer
 from .sessions import LiveSession
@@ -76,20 +78,32 @@ async def open_view(live: LiveSession, offer: str, label: str) -> tuple[Viewer, 
     return viewer, pc.localDescription.sdp
 
 
+async def redirect_to_holder(request: web.Request, session_id: str) -> web.Response | None:
+    """A 307 to the node that holds the session, or None when no other node does.
+
+    307 keeps the method and the body: the client posts the same request again there.
+    """
+    live = request.app[live_key]
+    holder = await live.sessions.holder(session_id)
+    if holder is None or holder.id == live.node.id:
+        return None
+    return web.Response(status=307, headers={"Location": holder.url + request.path_qs, **CORS})
+
+
 async def post_offer(request: web.Request) -> web.Response:
+    person = access.require(request, access.LIVE_VIEW, "view live images")
     app = request.app
     session_id = request.match_info["session_id"]
     live = app[sessions_key].session(session_id)
     if live is None:
-        holder = await app[live_key].sessions.holder(session_id)
-        if holder is not None and holder.id != app[live_key].node.id:
-            # 307 keeps the method and the offer: the viewer posts it again to that node
-            raise web.HTTPTemporaryRedirect(holder.url + request.path_qs, headers=CORS)
+        redirect = await redirect_to_holder(request, session_id)
+        if redirect is not None:
+            return redirect
         raise NotFound(f"no live session {session_id}")
     if live.state == SessionState.ENDED:
         raise NotFound(f"session {session_id} is over")
     sdp = await read_sdp(request, app[config_key].server.max_sdp_bytes)
-    label = f"{request.remote or '?'}"
+    label = f"{person.name}@{request.remote or '?'}"
     viewer, answer = await open_view(live, sdp, label)
     relay = live.relay
     assert viewer.pc is not None
@@ -113,6 +127,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
 
 async def delete_view(request: web.Request) -> web.Response:
+    access.require(request, access.LIVE_VIEW, "view live images")
     app = request.app
     session_id, viewer_id = request.match_info["session_id"], request.match_info["viewer_id"]
     live = app[sessions_key].session(session_id)

@@ -1,0 +1,160 @@
+"""The CSU operator console: the page, the city for its map, live updates, camera pictures.
+
+`docs/console.md` is the contract between the page (`static/`) and these handlers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import NotFound
+from ..gateway import access
+from ..gateway.keys import store_key, tracker_key, vapix_key
+from ..gateway.vapix import CameraError
+from ..geo.geometry import LocalFrame, sector
+from ..models import Camera, CameraKind
+from . import ws
+from .feeds import Feeds
+
+STATIC = Path(__file__).parent / "static"
+BOUNDARY = "bodycamframe"
+FIRST_FRAME_SECONDS = 8.0  # a camera that sends nothing by then is reported as failing
+FRAME_WAIT_SECONDS = 10.0
+
+feeds_key = web.AppKey("feeds", Feeds)
+_city_cache_key = web.AppKey("city_json", dict)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    # the page itself holds nothing: it asks /api/v1/me and shows the login form if needed
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def to_console(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/ui/")
+
+
+async def city(request: web.Request) -> web.Response:
+    """Streets, buildings and cameras with their field of view, for the offline map."""
+    access.require(request, access.LIVE_VIEW, "see the map")
+    tracker = request.app[tracker_key]
+    cache = request.app[_city_cache_key]
+    if cache.get("version") != tracker.city.version or "body" not in cache:
+        store = request.app[store_key]
+        document = await store.run(_city_document, store, list(tracker.city.cameras.values()))
+        cache.update(version=tracker.city.version, body=json.dumps(document).encode())
+    return web.Response(body=cache["body"], content_type="application/json")
+
+
+def _city_document(store: Any, cameras: list[Camera]) -> dict[str, Any]:
+    def features(kind: str) -> list[dict[str, Any]]:
+        return [
+            {"type": "Feature", "properties": {"name": name}, "geometry": json.loads(geometry)}
+            for name, geometry in store.places(kind)
+        ]
+
+    streets, buildings = features("street"), features("building")
+    points = [c for f in streets + buildings for c in _coordinates(f["geometry"])]
+    points += [(c.lon, c.lat) for c in cameras]
+    lons, lats = [p[0] for p in points] or [0.0], [p[1] for p in points] or [0.0]
+    return {
+        "bounds": [[min(lats), min(lons)], [max(lats), max(lons)]],
+        "streets": {"type": "FeatureCollection", "features": streets},
+        "buildings": {"type": "FeatureCollection", "features": buildings},
+        "cameras": {"type": "FeatureCollection", "features": [_camera(c) for c in cameras]},
+    }
+
+
+def _coordinates(geometry: dict[str, Any]) -> list[tuple[float, float]]:
+    """Every (lon, lat) of a GeoJSON geometry, whatever its nesting."""
+    found: list[tuple[float, float]] = []
+
+    def walk(value: Any) -> None:
+        if value and isinstance(value[0], (int, float)):
+            found.append((float(value[0]), float(value[1])))
+        else:
+            for item in value:
+                walk(item)
+
+    walk(geometry.get("coordinates", []))
+    return found
+
+
+def _camera(camera: Camera) -> dict[str, Any]:
+    """A camera and what it can show: its sector, or for a PTZ the whole pan range."""
+    heading, fov = camera.heading_deg, camera.fov_deg
+    if camera.kind == CameraKind.PTZ:
+        span = (camera.pan_max_deg - camera.pan_min_deg) % 360 or 360.0
+        heading, fov = camera.pan_min_deg + span / 2, min(360.0, span + camera.fov_deg)
+    elif camera.kind == CameraKind.DOME:
+        fov = 360.0
+    frame = LocalFrame(camera.lat, camera.lon)
+    ring = sector(0.0, 0.0, heading, fov, camera.range_m).exterior.coords
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [camera.lon, camera.lat]},
+        "properties": {
+            "id": camera.id,
+            "name": camera.name,
+            "kind": camera.kind.value,
+            "heading_deg": camera.heading_deg,
+            "fov_deg": camera.fov_deg,
+            "range_m": camera.range_m,
+            "sector": [[round(v, 7) for v in frame.xy_to_lonlat(x, y)] for x, y in ring],
+        },
+    }
+
+
+async def mjpeg(request: web.Request) -> web.StreamResponse:
+    """A fixed camera's pictures, relayed: the browser never sees the camera's address or
+    credentials."""
+    access.require(request, access.LIVE_VIEW, "view the cameras")
+    camera_id = request.match_info["camera_id"]
+    camera = request.app[tracker_key].city.cameras.get(camera_id)
+    if camera is None:
+        raise NotFound(f"no camera {camera_id} in the registry")
+    feed = request.app[feeds_key].watch(camera)
+    feed.viewers += 1
+    try:
+        first = await feed.next_frame(0, FIRST_FRAME_SECONDS)
+        if first is None:
+            raise CameraError(feed.error or f"camera {camera_id}: no picture within 8 s")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        seq, jpeg = first
+        while True:
+            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+            await response.write(f"{head}\r\n\r\n".encode() + jpeg + b"\r\n")
+            # Nothing new for a while (the camera is reconnecting): the last picture again,
+            # which also finds out whether the browser is still there.
+            seq, jpeg = await feed.next_frame(seq, FRAME_WAIT_SECONDS) or (seq, jpeg)
+    finally:
+        feed.viewers -= 1
+
+
+async def feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[feeds_key] = feeds = Feeds(app[vapix_key])
+    yield
+    await feeds.close()
+
+
+def add_routes(app: web.Application) -> None:
+    app[_city_cache_key] = {}
+    app.cleanup_ctx.append(feeds_ctx)
+    app.router.add_get("/", to_console)
+    app.router.add_get("/ui", to_console)
+    app.router.add_get("/ui/", index)
+    app.router.add_static("/ui/static/", STATIC)
+    app.router.add_get("/ui/city.json", city)
+    app.router.add_get("/ui/ws", ws.console_socket)
+    app.router.add_get("/ui/cameras/{camera_id}/mjpeg", mjpeg)

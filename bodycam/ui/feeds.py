@@ -1,0 +1,140 @@
+"""Fixed cameras' pictures for the console: one VAPIX MJPEG stream per camera, shared.
+
+The gateway holds the camera credentials; browsers only ever talk to the gateway. However
+many tiles show a camera, the camera sends one stream (cameras have few stream slots, and
+the CSU's uplink is shared): each JPEG is passed on as received, never decoded. A viewer
+that reads slowly gets the newest picture when it is ready, never a queue of old ones. The
+upstream stops when its last viewer has been gone for `LINGER_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiohttp
+
+from ..errors import BodycamError
+from ..gateway.vapix import CameraError, Vapix
+from ..models import Camera
+
+logger = logging.getLogger(__name__)
+
+RESOLUTION, FPS = "640x360", 5  # a tile on a video wall, not a recording
+MAX_JPEG_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 5.0
+RETRY_SECONDS = 2.0
+
+
+class Feed:
+    """One camera's MJPEG: the newest picture, and whoever waits for the next one."""
+
+    def __init__(self, camera: Camera, vapix: Vapix, on_idle: Callable[[Feed], None]) -> None:
+        self.camera = camera
+        self.frame: bytes | None = None
+        self.seq = 0
+        self.error = ""
+        self.viewers = 0
+        self._vapix = vapix
+        self._on_idle = on_idle
+        self._next: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run())
+
+    async def next_frame(self, after: int, wait: float) -> tuple[int, bytes] | None:
+        """The first picture newer than `after`, or None after `wait` seconds without one."""
+        if self.seq > after and self.frame is not None:
+            return self.seq, self.frame
+        try:
+            await asyncio.wait_for(asyncio.shield(self._next), wait)
+        except TimeoutError:
+            return None
+        assert self.frame is not None
+        return self.seq, self.frame
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        idle_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._stream(lambda: self.viewers == 0)
+            except BodycamError as err:
+                if str(err) != self.error:
+                    logger.warning("camera %s: no picture for the console: %s", self.camera.id, err)
+                self.error = str(err)
+            if self.viewers == 0:
+                idle_since = idle_since or loop.time()
+                if loop.time() - idle_since >= LINGER_SECONDS:
+                    self._on_idle(self)
+                    return
+            else:
+                idle_since = None
+            await asyncio.sleep(RETRY_SECONDS if self.error else 0.2)
+
+    async def _stream(self, idle: Callable[[], bool]) -> None:
+        """Read pictures until the camera stops or nobody has watched for a while."""
+        loop = asyncio.get_running_loop()
+        idle_since: float | None = None
+        async with self._vapix.mjpeg(self.camera, RESOLUTION, FPS) as response:
+            reader = aiohttp.MultipartReader(response.headers, response.content)
+            while True:
+                try:
+                    part = await reader.next()
+                except (ValueError, AssertionError) as err:  # not MIME: aiohttp's parser
+                    raise CameraError(f"camera {self.camera.id}: bad MJPEG: {err}") from None
+                if part is None:
+                    raise CameraError(f"camera {self.camera.id}: MJPEG stream ended")
+                assert isinstance(part, aiohttp.BodyPartReader)
+                jpeg = await _read_part(part, self.camera.id)
+                self._publish(jpeg)
+                if idle():
+                    idle_since = idle_since or loop.time()
+                    if loop.time() - idle_since >= LINGER_SECONDS:
+                        return
+                else:
+                    idle_since = None
+
+    def _publish(self, jpeg: bytes) -> None:
+        self.frame, self.seq, self.error = jpeg, self.seq + 1, ""
+        done, self._next = self._next, asyncio.get_running_loop().create_future()
+        done.set_result(None)
+
+
+async def _read_part(part: aiohttp.BodyPartReader, camera_id: str) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > MAX_JPEG_BYTES:
+            raise CameraError(f"camera {camera_id}: a picture over {MAX_JPEG_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Feeds:
+    """The cameras being watched now, by id."""
+
+    def __init__(self, vapix: Vapix) -> None:
+        self._vapix = vapix
+        self._feeds: dict[str, Feed] = {}
+
+    def watch(self, camera: Camera) -> Feed:
+        feed = self._feeds.get(camera.id)
+        if feed is None or feed.camera != camera:  # new, or the registry changed it
+            feed = Feed(camera, self._vapix, self._forget)
+            self._feeds[camera.id] = feed
+        return feed
+
+    def _forget(self, feed: Feed) -> None:
+        if self._feeds.get(feed.camera.id) is feed:
+            del self._feeds[feed.camera.id]
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    async def close(self) -> None:
+        feeds, self._feeds = list(self._feeds.values()), {}
+        await asyncio.gather(*(f.close() for f in feeds))

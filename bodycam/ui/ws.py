@@ -1,0 +1,111 @@
+"""The console's live updates: a WebSocket with a snapshot, then every event in order.
+
+A console that reconnects gives the id of the last event it applied (`?after=`): it gets a
+fresh snapshot, then the events it missed (replayed from the shared stream), then the live
+ones. A console too slow to keep up is not dropped: it gets a new snapshot and goes on
+from where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..clock import iso
+from ..events import event_key
+from ..gateway import access
+from ..gateway.alerts import alert_json
+from ..gateway.keys import clock_key, health_key, live_key, sessions_key, store_key, tracker_key
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 20.0
+ALERTS_SHOWN_HOURS = 12  # closed alerts stay in the snapshot for a shift
+TRACK_POINTS = 500
+
+
+async def console_socket(request: web.Request) -> web.WebSocketResponse:
+    person = access.require(request, access.LIVE_VIEW, "watch the console")
+    after = request.query.get("after") or None
+    if after is not None:
+        event_key(after)  # a malformed id is a 400 before the upgrade
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=4096)
+    await ws.prepare(request)
+    logger.info("console: %s connected (after %s)", person.name, after)
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        await _stream(request.app, ws, after, reader)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        logger.info("console: %s disconnected", person.name)
+    return ws
+
+
+async def _stream(
+    app: web.Application, ws: web.WebSocketResponse, after: str | None, reader: asyncio.Task[None]
+) -> None:
+    events = app[live_key].events
+    while not ws.closed:
+        # subscribe before the snapshot: nothing published in between is lost
+        with events.subscribe(after=after) as sub:
+            await ws.send_json(await snapshot(app, sub.last_id))
+            while True:
+                getter = asyncio.ensure_future(sub.get())
+                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done():  # the browser went away
+                    getter.cancel()
+                    return
+                event = getter.result()
+                if event is None:
+                    break  # too slow, or the stream ended: a new snapshot, then on
+                await ws.send_json(event.to_json())
+            if not sub.dropped:
+                return  # the gateway is stopping
+            after = sub.last_id
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read until the browser closes (the console sends nothing that matters)."""
+    async for message in ws:
+        if message.type == WSMsgType.ERROR:
+            return
+
+
+async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
+    """What is live now: alerts, positions, tracks, camera selections, camera health."""
+    store, manager, tracker = app[store_key], app[sessions_key], app[tracker_key]
+    since = app[clock_key].now() - timedelta(hours=ALERTS_SHOWN_HOURS)
+    alerts = await store.run(store.recent_alerts, since)
+    positions = await app[live_key].positions.all()
+    tracks, selections = {}, {}
+    for live in manager.live_sessions():
+        officer = tracker.officer(live.id)
+        if officer is not None:
+            points = list(officer.track.points)[-TRACK_POINTS:]
+            tracks[live.id] = [[p.lat, p.lon] for p in points]
+            selections[live.id] = tracker.choices_json(officer.selection)
+    return {
+        "type": "snapshot",
+        "last_id": last_id,
+        "alerts": [alert_json(a, manager.describe(a.session_id)) for a in alerts],
+        "positions": {
+            p.session_id: {
+                "session_id": p.session_id,
+                "device_id": p.device_id,
+                "lat": p.lat,
+                "lon": p.lon,
+                "accuracy_m": p.accuracy_m,
+                "time": iso(p.time),
+                "address": p.address,
+            }
+            for p in positions
+        },
+        "tracks": tracks,
+        "selections": selections,
+        "cameras": {c["camera_id"]: c["state"] for c in app[health_key].report()["cameras"]},
+    }
