@@ -6,8 +6,8 @@ live state in process; `--redis URL` puts it in Redis). The demo city
 simulator, one of them switched off) is imported first. Officers walk their routes and
 press their buttons at staggered times; the gateway follows them, picks the cameras that can
 see them, turns the PTZ cameras; one officer loses their 4G link for a few seconds and comes
-back into the same session. At the end the demo prints how to list and export what was
-recorded.
+back into the same session. An operator account is made for the console (`/ui/`; its
+password is printed). At the end the demo prints how to list and export what was recorded.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import devices
+from . import devices, users
 from .clock import SystemClock
 from .config import Config
 from .errors import BodycamError
@@ -51,6 +51,7 @@ CAMERAS = [
 DROP_SECONDS = 0.1  # of the demo's length, within the 60 s grace window
 CITY = Path(__file__).resolve().parent.parent / "simulators" / "data" / "metz"
 OFFLINE_CAMERA = "metz-cam-17"  # switched off, for the health report
+DEMO_OPERATOR = "operateur"
 
 
 def _out(text: str) -> None:
@@ -95,6 +96,11 @@ async def run_demo(config: Config, duration: float) -> int:
     base = f"http://{config.server.host}:{config.server.port}"
     store = app[store_key]
     _out(f"bodycam gateway on {base} (WHIP endpoint {base}/whip), data in {config.data_dir}")
+    password = _demo_operator(store)
+    _out(
+        f"operator console: {base}/ui/  (user {DEMO_OPERATOR}, password {password};"
+        " --duration 600 leaves time to watch)"
+    )
 
     cache = LoopCache()
     media = MediaSettings(codec="h264", width=640, height=360, fps=30, encode="loop")
@@ -156,6 +162,18 @@ async def run_demo(config: Config, duration: float) -> int:
             f" --data-dir {config.data_dir}"
         )
     return code
+
+
+def _demo_operator(store: Store) -> str:
+    """The demo's operator account, with a new random password each run."""
+    password = secrets.token_urlsafe(9)
+    if store.get_user(DEMO_OPERATOR) is None:
+        users.add(
+            store, DEMO_OPERATOR, "operator", password, "CSU de démonstration", SystemClock().now()
+        )
+    else:
+        users.set_password(store, DEMO_OPERATOR, password)
+    return password
 
 
 async def _start_city(config: Config) -> AxisCameraSimulator | None:

@@ -37,6 +37,7 @@ def test_the_demo_runs_the_city_and_three_officers(tmp_path: Path) -> None:
     assert "cameras for " in out and "(sees)" in out  # selections as the officers move
     assert "city cameras: 40 cameras, 1 down (availability 0.975)" in out
     assert "3 demo sessions in" in out
+    assert "/ui/  (user operateur, password " in out  # the console, with a fresh account
     assert "Traceback" not in done.stderr
     # the real credentials file is untouched: the demo writes its own
     assert not (tmp_path / "demo-data" / "camera-credentials.toml").exists()
