@@ -134,7 +134,10 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         seq, jpeg = first
         while True:
             head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
-            await response.write(f"{head}\r\n\r\n".encode() + jpeg + b"\r\n")
+            try:
+                await response.write(f"{head}\r\n\r\n".encode() + jpeg + b"\r\n")
+            except ConnectionResetError:  # the tile is gone: the usual way a view ends
+                return response
             # Nothing new for a while (the camera is reconnecting): the last picture again,
             # which also finds out whether the browser is still there.
             seq, jpeg = await feed.next_frame(seq, FRAME_WAIT_SECONDS) or (seq, jpeg)

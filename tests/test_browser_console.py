@@ -1,0 +1,58 @@
+"""The operator's console in a real Chromium: alert, live video, fixed cameras, map, actions.
+
+The scenario (tests/browser/console_scenario.py) runs in a loopback-only network namespace;
+its screenshots stay in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_browser_whip import REPO, browser_available
+
+
+def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> None:
+    missing = browser_available()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # CI installs everything: a missing piece is a broken CI
+        pytest.skip(missing)
+    command = (
+        f"ip link set lo up; exec {sys.executable} -m tests.browser.console_scenario {tmp_path}"
+    )
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert result["page_errors"] == []
+    assert result["alert_seconds"] < 2.0  # listed within 2 s of the button press
+    assert "Brigadier Lefèvre" in result["alert_text"]
+    assert "Rue du Test" in result["alert_text"] or "position inconnue" in result["alert_text"]
+    video = result["video"]
+    assert video["width"] == 320 and video["height"] == 240  # the camera's own picture
+    assert video["advanced"] > 0.5 and not video["paused"]  # and it plays
+    shown = [camera for camera, width in result["camera_tiles"] if width > 0]
+    assert shown and set(shown) <= {"fixed-west", "fixed-east", "ptz-1", "behind"}
+    assert result["officer_on_map"] < 5
+    assert "fixed-west" in result["map_selected"]  # the camera that sees them, highlighted
+    assert result["actions"] == [
+        ["prise_en_compte", "dupont", "operator"],
+        ["renforts_envoyes", "dupont", "operator"],
+        ["cloturee", "dupont", "operator"],
+    ]
+    assert "Clôturée par dupont" in result["alert_after"]
+    for name in ("idle", "live", "dispatched", "closed"):
+        assert (tmp_path / f"console-{name}.png").stat().st_size > 10_000
