@@ -48,11 +48,13 @@ def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> Non
     assert shown and set(shown) <= {"fixed-west", "fixed-east", "ptz-1", "behind"}
     assert result["officer_on_map"] < 5
     assert "fixed-west" in result["map_selected"]  # the camera that sees them, highlighted
+    # the officer runs east: the east camera comes onto the wall, the pinned west one stays
+    assert result["east_followed"] < 20 and result["west_pinned"] is True
     assert result["actions"] == [
         ["prise_en_compte", "dupont", "operator"],
         ["renforts_envoyes", "dupont", "operator"],
         ["cloturee", "dupont", "operator"],
     ]
     assert "Clôturée par dupont" in result["alert_after"]
-    for name in ("idle", "live", "dispatched", "closed"):
+    for name in ("idle", "live", "followed", "dispatched", "closed"):
         assert (tmp_path / f"console-{name}.png").stat().st_size > 10_000

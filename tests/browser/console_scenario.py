@@ -159,6 +159,16 @@ async def main(out: Path) -> dict[str, Any]:
                     "[data-camera-id].selected", "els => els.map(e => e.dataset.cameraId)"
                 )
                 await page.screenshot(path=str(out / "console-live.png"))
+                # pinned: the west camera stays on the wall; the others follow the officer east
+                west = '[data-testid="tile"]:has(img[data-camera-id="fixed-west"])'
+                await page.click(f'{west} [data-testid="btn-pin"]')
+                result["east_followed"] = await seconds_until(
+                    page, 'img[data-testid="tile-camera"][data-camera-id="fixed-east"]', 20
+                )
+                result["west_pinned"] = await page.eval_on_selector(
+                    west, "t => t.classList.contains('pinned')"
+                )
+                await page.screenshot(path=str(out / "console-followed.png"))
                 await act(page, sid, "btn-ack", "prise_en_compte")
                 await act(page, sid, "btn-dispatch", "renforts_envoyes")
                 await page.screenshot(path=str(out / "console-dispatched.png"))
