@@ -44,6 +44,7 @@ def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> Non
     video = result["video"]
     assert video["width"] == 320 and video["height"] == 240  # the camera's own picture
     assert video["advanced"] > 0.5 and not video["paused"]  # and it plays
+    assert video["audio_tracks"] == 1  # the officer is heard too
     shown = [camera for camera, width in result["camera_tiles"] if width > 0]
     assert shown and set(shown) <= {"fixed-west", "fixed-east", "ptz-1", "behind"}
     assert result["officer_on_map"] < 5

@@ -257,6 +257,10 @@ async def test_the_console_needs_a_login_for_everything_but_the_page(gateway: Ga
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{gateway.url}/ui/", allow_redirects=False) as r:
             assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+        # the page's modules, revalidated so that an upgrade never mixes old and new files
+        async with http.get(f"{gateway.url}/ui/static/console.js") as r:
+            assert r.status == 200 and r.content_type.endswith("/javascript")
+            assert r.headers["Cache-Control"] == "no-cache"
         for path in ("/ui/city.json", "/ui/ws", "/ui/cameras/x/mjpeg", "/api/v1/alerts"):
             async with http.get(gateway.url + path) as r:
                 assert r.status == 401, path

@@ -145,6 +145,13 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         feed.viewers -= 1
 
 
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    """The page's modules import each other: after an upgrade a browser must not mix a new
+    file with an old cached one, so each is revalidated (a 304 when unchanged)."""
+    if request.path.startswith("/ui/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+
+
 async def feeds_ctx(app: web.Application) -> AsyncIterator[None]:
     app[feeds_key] = feeds = Feeds(app[vapix_key])
     yield
@@ -154,6 +161,7 @@ async def feeds_ctx(app: web.Application) -> AsyncIterator[None]:
 def add_routes(app: web.Application) -> None:
     app[_city_cache_key] = {}
     app.cleanup_ctx.append(feeds_ctx)
+    app.on_response_prepare.append(_revalidate_static)
     app.router.add_get("/", to_console)
     app.router.add_get("/ui", to_console)
     app.router.add_get("/ui/", index)

@@ -95,7 +95,8 @@ async def video_playing(page: Page) -> dict[str, Any]:
         video,
         f"""v => ({{width: v.videoWidth, height: v.videoHeight,
                  advanced: v.currentTime - {first}, paused: v.paused,
-                 frames: v.getVideoPlaybackQuality().totalVideoFrames}})""",
+                 frames: v.getVideoPlaybackQuality().totalVideoFrames,
+                 audio_tracks: v.srcObject ? v.srcObject.getAudioTracks().length : 0}})""",
     )
 
 
