@@ -4,16 +4,20 @@ In one process: the gateway on loopback with the Metz demo city (40 cameras, str
 buildings), a console client on the WebSocket (`/ui/ws`, logged in as an operator), and
 simulated Axis body cameras, one per round, each walking one of the demo routes. Each round:
 
-1. press: the camera's button is pressed (WHIP offer, ICE, DTLS, the data channel);
+1. press: the camera's button is pressed (WHIP offer and answer; ICE, DTLS and the data
+   channel follow);
 2. alert: the console receives the session's `alert` event;
 3. ready: the console has the alert, the officer's position and the camera selection,
    which is what the operator's screen needs;
-4. first frame: a new viewer (WHEP, aiortc) is opened on the live session and its first
-   video frame arrives (counted from the viewer's offer).
+4. first frame: between 0.5 and 1.5 s later (past the session's first keyframe, as an
+   operator who clicks an alert), a new viewer (WHEP, aiortc) is opened on the live
+   session and its first video frame arrives, counted from the viewer's offer. The camera
+   encodes live with a keyframe every 10 s, so the viewer waits for the keyframe its PLI
+   asks for, as with a real camera.
 
 The press's own time to return (`press`, until the WHIP answer is applied) is printed for
-reference: the alert cannot come before the gateway has answered. Figures only; it asserts
-nothing::
+reference: the alert cannot come before the gateway has answered. Everything runs on one
+event loop, the clients' work included. Figures only; it asserts nothing::
 
     python -m bench.alert [--rounds 30] [--json FILE]
 """
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -116,7 +121,10 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
     loop = asyncio.get_running_loop()
     figures = Figures()
     cache = LoopCache()
-    media = MediaSettings(codec="h264", width=640, height=360, fps=30, encode="loop")
+    media = MediaSettings(
+        codec="h264", width=640, height=360, fps=30, encode="live", keyframe_interval=10.0
+    )
+    rng = random.Random(1)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.post(
@@ -140,6 +148,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
                 figures.alert_ms.append((alert - pressed) * 1000)
                 figures.ready_ms.append((ready - pressed) * 1000)
                 [session] = [s for s in store.list_sessions() if s.device_id == device]
+                await asyncio.sleep(rng.uniform(0.5, 1.5))
                 asked = loop.time()
                 view = await watch(base, session.id, login)
                 while view.video_frames == 0:

@@ -55,6 +55,12 @@ class UnsupportedMediaType(BodycamError):
     status = 415
 
 
+class TooManyRequests(BodycamError):
+    """The gateway is refusing more of this kind of request for now."""
+
+    status = 429
+
+
 class Unprocessable(BodycamError):
     """Well-formed but unusable (an SDP offer without video)."""
 

@@ -17,7 +17,14 @@ from datetime import timedelta
 from aiohttp import web
 
 from .. import users
-from ..errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from ..models import Role, User
 from .keys import clock_key, config_key, store_key
 
@@ -34,6 +41,31 @@ ALERT_ACTION = frozenset({Role.OPERATOR, Role.SUPERVISOR})
 CAMERA_CONTROL = frozenset({Role.OPERATOR, Role.SUPERVISOR})  # the CIC: after notice (issue 5)
 
 _user_key = web.RequestKey("user", User)  # the logged-in person, for this request
+PASSWORD_CHECKS = 2  # scrypt runs at once
+MAX_WAITING_LOGINS = 32
+
+
+class PasswordChecks:
+    """scrypt costs ~50 ms of CPU and 16 MiB: it runs on worker threads, a few at a time,
+    and a flood of guesses is turned away (429) rather than queued without end, so that it
+    cannot starve the gateway's other threads (recording, city rebuilds)."""
+
+    def __init__(self) -> None:
+        self._running = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._queued = 0
+
+    async def check(self, found: tuple[User, str] | None, password: str) -> User:
+        if self._queued >= MAX_WAITING_LOGINS:
+            raise TooManyRequests("too many logins at once: try again in a few seconds")
+        self._queued += 1
+        try:
+            async with self._running:
+                return await asyncio.to_thread(users.authenticate_found, found, password)
+        finally:
+            self._queued -= 1
+
+
+_password_checks_key = web.AppKey("password_checks", PasswordChecks)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,9 +78,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         token = login_token(request)
         if token is None:
             raise Unauthorized("log in first (cookie or Authorization: Bearer <login token>)")
+        if "Authorization" not in request.headers:
+            _same_origin(request)
         store, now = request.app[store_key], request.app[clock_key].now()
         request[_user_key] = await store.run(users.user_of_login, store, token, now)
     return await handler(request)
+
+
+def _same_origin(request: web.Request) -> None:
+    """A browser sends the cookie with requests that other pages of the same site make
+    (SameSite stops other sites only): actions and the WebSocket must come from our page."""
+    if request.method in ("GET", "HEAD") and request.path != "/ui/ws":
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise Forbidden(f"request from another origin ({origin[:100]}) refused")
 
 
 def login_token(request: web.Request) -> str | None:
@@ -102,8 +146,7 @@ async def login(request: web.Request) -> web.Response:
     store, config, now = app[store_key], app[config_key], app[clock_key].now()
     found = await store.run(store.get_user, name)
     try:
-        # scrypt costs ~50 ms of CPU and 16 MiB: on a worker thread, not the event loop
-        person = await asyncio.to_thread(users.authenticate_found, found, password)
+        person = await app[_password_checks_key].check(found, password)
     except Unauthorized:
         logger.warning("login failed for %r from %s", name[:64], request.remote)
         await asyncio.sleep(config.auth.failure_delay_seconds)  # slows down guessing
@@ -139,6 +182,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[_password_checks_key] = PasswordChecks()
     app.router.add_post("/api/v1/login", login)
     app.router.add_post("/api/v1/logout", logout)
     app.router.add_get("/api/v1/me", me)

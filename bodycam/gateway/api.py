@@ -44,11 +44,12 @@ def add_routes(app: web.Application) -> None:
 
 
 async def cameras(request: web.Request) -> web.Response:
-    """The registry as GeoJSON (without credential references)."""
+    """The registry as GeoJSON, without the cameras' addresses and credential references."""
     access.require(request, access.LIVE_VIEW, "see the cameras")
     document = cameras_to_geojson(list(request.app[tracker_key].city.cameras.values()))
     for feature in document["features"]:
-        del feature["properties"]["credentials_ref"]
+        for key in ("credentials_ref", "vapix_url", "mjpeg_url", "rtsp_url"):
+            feature["properties"].pop(key, None)  # cameras are reached through the gateway
     return web.json_response(document)
 
 

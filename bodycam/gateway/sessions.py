@@ -314,12 +314,20 @@ class SessionManager:
 
     async def announce(self, session_id: str) -> dict[str, Any] | None:
         """Publish the session's alert as it stands (after any change); returns it."""
-        alert = await self.store.run(self.store.get_alert, session_id)
-        if alert is None:
+        try:
+            alert = await self.store.run(self.store.get_alert, session_id)
+            if alert is None:
+                return None
+            data = alert_json(alert, self.describe(session_id))
+            self.events.publish("alert", data)
+        except Exception:  # the console misses one update; the camera must not fail for it
+            logger.exception("session %s: alert not announced", session_id)
             return None
-        data = alert_json(alert, self.describe(session_id))
-        self.events.publish("alert", data)
         return data
+
+    def _street(self, session_id: str) -> str | None:
+        officer = self.tracker.officer(session_id)
+        return officer.address.street if officer and officer.address else None
 
     def battery(self, live: LiveSession, percent: float) -> None:
         """A battery reading: the alert is announced again when the whole percent changes."""
@@ -329,8 +337,11 @@ class SessionManager:
 
     def position(self, live: LiveSession, fix: Position) -> None:
         """A GPS fix of a live session: to the tracker, and to the store with its verdict."""
+        street = self._street(live.id)
         try:
             verdict: str = self.tracker.fix(live.id, live.device, fix)
+            if self._street(live.id) != street:  # the alert shows the street
+                self.spawn(live, lambda: self.announce(live.id))
         except Exception:  # geolocation must never cost the session or the fix itself
             logger.exception("session %s: tracking failed on a GPS fix", live.id)
             verdict = "unfiltered"

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from ..geo.geometry import LocalFrame, sector
 from ..models import Camera, CameraKind
 from . import ws
 from .feeds import Feeds
+
+logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 BOUNDARY = "bodycamframe"
@@ -123,7 +127,9 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         first = await feed.next_frame(0, FIRST_FRAME_SECONDS)
         if first is None:
-            raise CameraError(feed.error or f"camera {camera_id}: no picture within 8 s")
+            # the camera's own address stays out of what the browser is told
+            logger.warning("camera %s: no picture for a tile: %s", camera_id, feed.error)
+            raise CameraError(f"camera {camera_id}: no picture (the camera does not answer)")
         response = web.StreamResponse(
             headers={
                 "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
@@ -138,9 +144,14 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                 await response.write(f"{head}\r\n\r\n".encode() + jpeg + b"\r\n")
             except ConnectionResetError:  # the tile is gone: the usual way a view ends
                 return response
-            # Nothing new for a while (the camera is reconnecting): the last picture again,
-            # which also finds out whether the browser is still there.
-            seq, jpeg = await feed.next_frame(seq, FRAME_WAIT_SECONDS) or (seq, jpeg)
+            following = await feed.next_frame(seq, FRAME_WAIT_SECONDS)
+            if following is None:
+                # the camera failed or went silent: end the stream rather than show an old
+                # picture as live; the page shows the tile as unavailable and retries
+                with contextlib.suppress(ConnectionResetError):
+                    await response.write(f"--{BOUNDARY}--\r\n".encode())
+                return response
+            seq, jpeg = following
     finally:
         feed.viewers -= 1
 

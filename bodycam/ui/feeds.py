@@ -41,15 +41,23 @@ class Feed:
         self._next: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run())
 
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
     async def next_frame(self, after: int, wait: float) -> tuple[int, bytes] | None:
-        """The first picture newer than `after`, or None after `wait` seconds without one."""
+        """The first picture newer than `after`; None after `wait` seconds without one, or
+        at once when the camera is failing (`error` says why)."""
         if self.seq > after and self.frame is not None:
             return self.seq, self.frame
+        if self.error and self.frame is None:
+            return None
         try:
             await asyncio.wait_for(asyncio.shield(self._next), wait)
         except TimeoutError:
             return None
-        assert self.frame is not None
+        if self.frame is None:  # woken by a failure
+            return None
         return self.seq, self.frame
 
     async def close(self) -> None:
@@ -57,30 +65,37 @@ class Feed:
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        idle_since: float | None = None
         loop = asyncio.get_running_loop()
+        idle_since: float | None = None
         while True:
             try:
-                await self._stream(lambda: self.viewers == 0)
-            except BodycamError as err:
-                if str(err) != self.error:
+                if await self._stream(lambda: self.viewers == 0):
+                    break  # nobody has watched for LINGER_SECONDS
+            except Exception as err:  # never a silent death: tiles would wait for nothing
+                if not isinstance(err, BodycamError):
+                    logger.exception("camera %s: MJPEG relay failed", self.camera.id)
+                elif str(err) != self.error:
                     logger.warning("camera %s: no picture for the console: %s", self.camera.id, err)
-                self.error = str(err)
+                self._fail(str(err))
             if self.viewers == 0:
                 idle_since = idle_since or loop.time()
                 if loop.time() - idle_since >= LINGER_SECONDS:
-                    self._on_idle(self)
-                    return
+                    break
             else:
                 idle_since = None
-            await asyncio.sleep(RETRY_SECONDS if self.error else 0.2)
+            await asyncio.sleep(RETRY_SECONDS)
+        self._on_idle(self)
 
-    async def _stream(self, idle: Callable[[], bool]) -> None:
-        """Read pictures until the camera stops or nobody has watched for a while."""
+    async def _stream(self, idle: Callable[[], bool]) -> bool:
+        """Read pictures until the camera stops (an error) or nobody has watched for a while
+        (True)."""
         loop = asyncio.get_running_loop()
         idle_since: float | None = None
         async with self._vapix.mjpeg(self.camera, RESOLUTION, FPS) as response:
-            reader = aiohttp.MultipartReader(response.headers, response.content)
+            try:
+                reader = aiohttp.MultipartReader(response.headers, response.content)
+            except (ValueError, KeyError, AssertionError) as err:
+                raise CameraError(f"camera {self.camera.id}: not an MJPEG stream: {err}") from None
             while True:
                 try:
                     part = await reader.next()
@@ -88,18 +103,27 @@ class Feed:
                     raise CameraError(f"camera {self.camera.id}: bad MJPEG: {err}") from None
                 if part is None:
                     raise CameraError(f"camera {self.camera.id}: MJPEG stream ended")
-                assert isinstance(part, aiohttp.BodyPartReader)
+                if not isinstance(part, aiohttp.BodyPartReader):
+                    raise CameraError(f"camera {self.camera.id}: nested multipart in MJPEG")
                 jpeg = await _read_part(part, self.camera.id)
                 self._publish(jpeg)
                 if idle():
                     idle_since = idle_since or loop.time()
                     if loop.time() - idle_since >= LINGER_SECONDS:
-                        return
+                        return True
                 else:
                     idle_since = None
 
     def _publish(self, jpeg: bytes) -> None:
         self.frame, self.seq, self.error = jpeg, self.seq + 1, ""
+        self._wake()
+
+    def _fail(self, error: str) -> None:
+        """No more picture: tiles stop showing the last one and hear why at once."""
+        self.frame, self.error = None, error
+        self._wake()
+
+    def _wake(self) -> None:
         done, self._next = self._next, asyncio.get_running_loop().create_future()
         done.set_result(None)
 
@@ -123,7 +147,8 @@ class Feeds:
 
     def watch(self, camera: Camera) -> Feed:
         feed = self._feeds.get(camera.id)
-        if feed is None or feed.camera != camera:  # new, or the registry changed it
+        # new, or the registry changed it, or it stopped for lack of viewers just now
+        if feed is None or feed.camera != camera or feed.done:
             feed = Feed(camera, self._vapix, self._forget)
             self._feeds[camera.id] = feed
         return feed

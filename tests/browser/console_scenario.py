@@ -142,8 +142,8 @@ async def main(out: Path) -> dict[str, Any]:
                 [session] = store.list_sessions()
                 sid = session.id
                 alert = f'[data-testid="alert"][data-session-id="{sid}"]'
-                result["alert_text"] = await page.inner_text(alert)
                 result["video"] = await video_playing(page)
+                result["alert_text"] = await page.inner_text(alert)  # (now with the street)
                 await page.wait_for_function(
                     """() => [...document.querySelectorAll('[data-testid="tile-camera"]')]
                              .some(img => img.naturalWidth > 0)""",
