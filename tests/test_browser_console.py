@@ -6,36 +6,13 @@ its screenshots stay in the test's temporary folder.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from .test_browser_whip import REPO, browser_available
+from .test_browser_whip import run_scenario
 
 
 def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> None:
-    missing = browser_available()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)  # CI installs everything: a missing piece is a broken CI
-        pytest.skip(missing)
-    command = (
-        f"ip link set lo up; exec {sys.executable} -m tests.browser.console_scenario {tmp_path}"
-    )
-    done = subprocess.run(
-        ["unshare", "-n", "sh", "-c", command],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_scenario("tests.browser.console_scenario", tmp_path)
 
     assert result["page_errors"] == []
     assert result["alert_seconds"] < 2.0  # listed within 2 s of the button press

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -30,13 +31,14 @@ def browser_available() -> str | None:
     return None
 
 
-def test_chromium_publishes_with_whip(tmp_path: Path) -> None:
+def run_scenario(module: str, out: Path) -> dict[str, Any]:
+    """Run a browser scenario in a loopback-only namespace; its printed JSON result."""
     missing = browser_available()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(missing)  # CI installs everything: a missing piece is a broken CI
         pytest.skip(missing)
-    command = f"ip link set lo up; exec {sys.executable} -m tests.browser.scenario {tmp_path}"
+    command = f"ip link set lo up; exec {sys.executable} -m {module} {out}"
     done = subprocess.run(
         ["unshare", "-n", "sh", "-c", command],
         cwd=REPO,
@@ -46,7 +48,12 @@ def test_chromium_publishes_with_whip(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_chromium_publishes_with_whip(tmp_path: Path) -> None:
+    result = run_scenario("tests.browser.scenario", tmp_path)
 
     assert result["page"]["deleted"] == 200
     [session] = result["sessions"]
