@@ -99,11 +99,6 @@ def set_password(store: Store, name: str, password: str) -> None:
         raise NotFound(f"user {name} does not exist")
 
 
-def authenticate(store: Store, name: str, password: str) -> User:
-    """The person with this name and password, or Unauthorized (one message for both)."""
-    return authenticate_found(store.get_user(name), password)
-
-
 def authenticate_found(found: tuple[User, str] | None, password: str) -> User:
     """Check a password against what the store found for a name (maybe nobody)."""
     stored = found[1] if found else _NOBODY

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
 from ..models import AlertAction, Position, Role
 from . import access
-from .alerts import alert_json, transition
+from .alerts import transition
 from .keys import clock_key, health_key, sessions_key, store_key, tracker_key
 from .tracking import Officer
 from .whep import redirect_to_holder
@@ -27,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_SELECTION = 16
-ALERTS_KEPT_IN_VIEW = timedelta(hours=12)  # closed alerts stay listed for a shift
 
 
 def add_routes(app: web.Application) -> None:
@@ -158,12 +156,9 @@ async def track(request: web.Request) -> web.Response:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    """Open alerts, and those closed within the last shift; newest first."""
+    """Open alerts, and those raised within the last shift; newest first."""
     access.require(request, access.LIVE_VIEW, "see alerts")
-    store, manager = request.app[store_key], request.app[sessions_key]
-    since = request.app[clock_key].now() - ALERTS_KEPT_IN_VIEW
-    found = await store.run(store.recent_alerts, since)
-    return web.json_response([alert_json(a, manager.describe(a.session_id)) for a in found])
+    return web.json_response(await request.app[sessions_key].alerts_in_view())
 
 
 async def act_on_alert(request: web.Request) -> web.StreamResponse:

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 # A camera streams 30 frames a second: a second without any, and a new offer from the same
 # device, means its link dropped and it knows before the media timeout tells the gateway.
 RECONNECT_SILENCE_SECONDS = 1.0
+ALERTS_IN_VIEW = timedelta(hours=12)  # closed alerts stay listed for a shift
 
 
 @dataclass
@@ -311,6 +312,12 @@ class SessionManager:
             "battery_percent": live.battery_percent,
             "address": self.tracker.address(session_id),
         }
+
+    async def alerts_in_view(self) -> list[dict[str, Any]]:
+        """Open alerts, and those raised within the last shift; newest first."""
+        since = self.clock.now() - ALERTS_IN_VIEW
+        alerts = await self.store.run(self.store.recent_alerts, since)
+        return [alert_json(a, self.describe(a.session_id)) for a in alerts]
 
     async def announce(self, session_id: str) -> dict[str, Any] | None:
         """Publish the session's alert as it stands (after any change); returns it."""

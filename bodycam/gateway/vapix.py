@@ -100,17 +100,26 @@ def load_credentials(path: Path) -> dict[str, Login]:
 
 
 class Vapix:
-    """A VAPIX client for many cameras over one HTTP connection pool."""
+    """A VAPIX client for many cameras: one HTTP connection pool for requests (health,
+    PTZ), another for MJPEG streams, which hold their connection as long as a tile shows
+    them and must never leave a PTZ command waiting for a free connection."""
 
     def __init__(self, credentials: dict[str, Login], timeout_seconds: float) -> None:
         self.credentials = credentials  # replaced when the file changes
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        self._streams: aiohttp.ClientSession | None = None
         self._auth: dict[str, tuple[Login, aiohttp.DigestAuthMiddleware]] = {}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._streams):
+            if session is not None:
+                await session.close()
+
+    def _requests(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
 
     async def device_info(self, camera: Camera) -> DeviceInfo:
         """basicdeviceinfo.cgi, getAllProperties: serial number, model, firmware."""
@@ -167,16 +176,16 @@ class Vapix:
         """
         url = self._url(camera, "axis-cgi/mjpg/video.cgi")
         auth = self._middleware(camera)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
-        )
+        if self._streams is None:
+            self._streams = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
+                ),
+                connector=aiohttp.TCPConnector(limit=0),  # one per camera shown: bounded
+            )
         params = {"resolution": resolution, "fps": str(fps)}
         try:
-            async with self._session.get(
-                url, params=params, middlewares=(auth,), timeout=timeout
-            ) as response:
+            async with self._streams.get(url, params=params, middlewares=(auth,)) as response:
                 if response.status == 401:
                     raise CameraAuthFailed(
                         f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
@@ -195,10 +204,8 @@ class Vapix:
     async def _request(self, camera: Camera, method: str, path: str, **kwargs: Any) -> str:
         url = self._url(camera, path)
         auth = self._middleware(camera)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.request(
+            async with self._requests().request(
                 method, url, middlewares=(auth,), **kwargs
             ) as response:
                 body = await response.content.read(MAX_ANSWER_BYTES)

@@ -50,9 +50,15 @@ async def city(request: web.Request) -> web.Response:
     cache = request.app[_city_cache_key]
     if cache.get("version") != tracker.city.version or "body" not in cache:
         store = request.app[store_key]
-        document = await store.run(_city_document, store, list(tracker.city.cameras.values()))
-        cache.update(version=tracker.city.version, body=json.dumps(document).encode())
+        body = await store.run(_city_body, store, list(tracker.city.cameras.values()))
+        cache.update(version=tracker.city.version, body=body)
     return web.Response(body=cache["body"], content_type="application/json")
+
+
+def _city_body(store: Any, cameras: list[Camera]) -> bytes:
+    """The city as JSON bytes, built and encoded on the store's thread (megabytes for a
+    large city: not on the event loop)."""
+    return json.dumps(_city_document(store, cameras)).encode()
 
 
 def _city_document(store: Any, cameras: list[Camera]) -> dict[str, Any]:

@@ -157,9 +157,6 @@ class Feeds:
         if self._feeds.get(feed.camera.id) is feed:
             del self._feeds[feed.camera.id]
 
-    def __len__(self) -> int:
-        return len(self._feeds)
-
     async def close(self) -> None:
         feeds, self._feeds = list(self._feeds.values()), {}
         await asyncio.gather(*(f.close() for f in feeds))

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..clock import iso
+from ..errors import BodycamError
 from ..events import event_key
 from ..gateway import access
-from ..gateway.alerts import alert_json
-from ..gateway.keys import clock_key, health_key, live_key, sessions_key, store_key, tracker_key
+from ..gateway.keys import health_key, live_key, sessions_key, tracker_key
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 20.0
-ALERTS_SHOWN_HOURS = 12  # closed alerts stay in the snapshot for a shift
 TRACK_POINTS = 500
 
 
@@ -39,6 +37,11 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
     reader = asyncio.create_task(_drain(ws))
     try:
         await _stream(request.app, ws, after, reader)
+    except ConnectionResetError:  # gone between two messages: the page reconnects
+        pass
+    except BodycamError as err:  # (too late for an HTTP answer: say it in the close)
+        logger.warning("console: %s: updates stopped: %s", person.name, err)
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(err)[:120].encode())
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
@@ -78,9 +81,7 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
     """What is live now: alerts, positions, tracks, camera selections, camera health."""
-    store, manager, tracker = app[store_key], app[sessions_key], app[tracker_key]
-    since = app[clock_key].now() - timedelta(hours=ALERTS_SHOWN_HOURS)
-    alerts = await store.run(store.recent_alerts, since)
+    manager, tracker = app[sessions_key], app[tracker_key]
     positions = await app[live_key].positions.all()
     tracks, selections = {}, {}
     for live in manager.live_sessions():
@@ -92,7 +93,7 @@ async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "last_id": last_id,
-        "alerts": [alert_json(a, manager.describe(a.session_id)) for a in alerts],
+        "alerts": await manager.alerts_in_view(),
         "positions": {
             p.session_id: {
                 "session_id": p.session_id,
