@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import cli_evidence
 from .clock import SystemClock, iso
 from .config import Config
 from .errors import BadRequest, BodycamError, ConfigError
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(pimport)
     pimport.add_argument("file")
 
-    sessions = sub.add_parser("sessions", help="list, show and export recorded sessions")
+    sessions = sub.add_parser("sessions", help="list, show and verify recorded sessions")
     ssub = sessions.add_subparsers(dest="action", required=True)
     slist = ssub.add_parser("list", help="list sessions")
     _common(slist)
@@ -110,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(show)
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
-    export = ssub.add_parser("export", help="one playable file for a whole session")
-    _common(export)
-    export.add_argument("id")
-    export.add_argument("--out", required=True, metavar="FILE", help="output file (.mkv)")
+    sverify = ssub.add_parser("verify", help="decrypt each segment, check its hash and chain")
+    _common(sverify)
+    sverify.add_argument("id")
+    cli_evidence.add_parsers(sub, _common)
     return parser
 
 
@@ -138,6 +139,8 @@ def load_config(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "verify":  # offline: no configuration, no database
+            return cli_evidence.verify_command(args)
         config = load_config(args)
         if args.command == "serve":
             setup_logging(config.log.level, config.log.format)
@@ -148,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             setup_logging(config.log.level, "text")
             return asyncio.run(run_demo(config, args.duration))
+        if args.command in cli_evidence.COMMANDS:
+            return cli_evidence.run(config, args)
         store = Store(config.database_path)
         try:
             if args.command == "devices":
@@ -330,17 +335,7 @@ def sessions_command(store: Store, config: Config, args: argparse.Namespace) -> 
                 f" {seg.bytes:>10} B  sha256 {seg.sha256[:16]}…  prev {seg.prev_sha256[:16]}…"
             )
         return 0
-    from .gateway.export import export_session
-
-    def progress(done: int, total: int) -> None:
-        print(
-            f"\rexporting {session.id}: segment {done}/{total}", end="", file=sys.stderr, flush=True
-        )
-
-    packets = export_session(store, config.recordings_dir, session.id, Path(args.out), progress)
-    print(file=sys.stderr)
-    print(f"wrote {args.out} ({packets} packets)")
-    return 0
+    return cli_evidence.verify_session(store, config, session.id)
 
 
 def _plain(obj: Any) -> dict[str, Any]:

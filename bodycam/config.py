@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from .errors import ConfigError
 from .ice import parse_allow_entry
+from .retention import Retention, parse_retention
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,36 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """Recordings as evidence: how long they are kept, the keys that seal and sign them."""
+
+    retention: str = "30 days"  # or "1 month": the calendar month the law says
+    purge_interval_seconds: float = 3600.0
+    register_years: int = 3  # register entries are kept this long, then pruned
+    master_key_file: str = ""  # default: <data_dir>/master.key, made on first start
+    master_key: str = field(default="", repr=False)  # base64; takes the place of the file
+    signing_key_file: str = ""  # default: <data_dir>/signing.key (Ed25519, PEM)
+
+    def validate(self) -> None:
+        try:
+            parse_retention(self.retention)
+        except ValueError as err:
+            raise ConfigError(f"evidence.retention: {err}") from None
+        _check(
+            60 <= self.purge_interval_seconds <= 86400,
+            "evidence.purge_interval_seconds",
+            "must be between 60 and 86400",
+            self.purge_interval_seconds,
+        )
+        _check(
+            1 <= self.register_years <= 30,
+            "evidence.register_years",
+            "must be between 1 and 30",
+            self.register_years,
+        )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log level and format."""
 
@@ -312,6 +343,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -327,6 +359,22 @@ class Config:
         if self.cameras.credentials_file:
             return Path(self.cameras.credentials_file)
         return self.data_dir / "camera-credentials.toml"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.evidence.master_key_file or self.data_dir / "master.key")
+
+    @property
+    def signing_key_path(self) -> Path:
+        return Path(self.evidence.signing_key_file or self.data_dir / "signing.key")
+
+    @property
+    def retention(self) -> Retention:
+        return parse_retention(self.evidence.retention)
 
     @classmethod
     def load(
@@ -369,6 +417,7 @@ class Config:
             self.redis,
             self.node,
             self.auth,
+            self.evidence,
             self.log,
         ):
             section.validate()

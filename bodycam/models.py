@@ -111,6 +111,7 @@ class Session:
     connections: int = 1
     battery_percent: float | None = None
     invalid_telemetry: int = 0
+    destroyed_at: datetime | None = None  # its key destroyed at expiry: media unreadable
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,21 @@ class Segment:
     width: int
     height: int
     state: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A legal hold: the session is kept past its retention for a judicial procedure."""
+
+    id: int
+    session_id: str
+    reference: str  # the requisition or procedure reference
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    lifted_by: str | None = None
+    lifted_at: datetime | None = None
+    lift_reference: str | None = None
 
 
 @dataclass(frozen=True)

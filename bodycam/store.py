@@ -17,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import evidence_store
 from .clock import iso, parse_iso
+from .evidence_store import EvidenceStore
 from .models import (
     Alert,
     AlertAction,
@@ -143,7 +145,7 @@ def _dt(value: str | None) -> datetime | None:
     return parse_iso(value) if value else None
 
 
-class Store:
+class Store(EvidenceStore):
     """The SQLite database under the data directory (WAL, foreign keys on)."""
 
     def __init__(self, path: Path) -> None:
@@ -154,8 +156,13 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten, not left in free pages: a destroyed key must not
+        # survive in the file (see EvidenceStore.shred_key).
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
         self._migrate()
+        self._db.executescript(evidence_store.SCHEMA)
+        self._migrate_evidence()
         self._executor: ThreadPoolExecutor | None = None
 
     def _migrate(self) -> None:
@@ -643,6 +650,7 @@ def _session(row: sqlite3.Row) -> Session:
         connections=row["connections"],
         battery_percent=row["battery_percent"],
         invalid_telemetry=row["invalid_telemetry"],
+        destroyed_at=_dt(row["destroyed_at"]),
     )
 
 

@@ -9,6 +9,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bodycam import sealed
+from bodycam.config import Config
+from bodycam.keyring import Keyring, segment_label
+from bodycam.models import Segment
+from bodycam.store import Store
 from simulators.testsignal import beep_onsets, is_flash, read_frame_counter
 
 
@@ -77,3 +82,20 @@ def analyse(path: Path) -> Analysis:
                 samples = np.concatenate([c if c.shape[0] <= 2 else c.T for c in chunks], axis=1)
                 result.beep_times = [start + t for t in beep_onsets(samples, 48000)]
     return result
+
+
+def keyring_of(config: Config, store: Store) -> Keyring:
+    """The gateway's keys, as the command line loads them (never creates one)."""
+    return Keyring.load(config, store, create=False)
+
+
+def reveal(config: Config, store: Store, segment: Segment, out_dir: Path) -> Path:
+    """Decrypt a sealed segment into `out_dir` (tests reopen recordings with PyAV)."""
+    key = keyring_of(config, store).session_key(segment.session_id)
+    out = out_dir / f"{segment.session_id}-{segment.seq:05d}.mkv"
+    with open(out, "wb") as f:
+        for chunk in sealed.read_plaintext(
+            config.recordings_dir / segment.path, key, segment_label(segment)
+        ):
+            f.write(chunk)
+    return out

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import aiohttp
 
-from bodycam import devices
+from bodycam import devices, sealed
 from bodycam.clock import SystemClock
-from bodycam.gateway.recorder import sha256_file
+from bodycam.config import Config
 from bodycam.gateway.recovery import media_seconds
+from bodycam.keyring import segment_label
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH, Store
 from simulators.axis_bodycam import AxisBodycam
 
 from .conftest import small_media
+from .media_check import keyring_of
 
 LIVE_BEFORE_KILL = 7.0
 
@@ -92,6 +94,7 @@ async def test_kill_9_mid_recording(tmp_path: Path) -> None:
         await asyncio.wait_for(gateway.wait(), 20)
 
     store = Store(data / "bodycam.sqlite3")
+    keyring = keyring_of(Config(data_dir=data), store)
     [session] = store.list_sessions()
     # the restart interrupted the session (the camera may come back within the grace window)
     assert session.state in (SessionState.INTERRUPTED, SessionState.ENDED)
@@ -104,10 +107,11 @@ async def test_kill_9_mid_recording(tmp_path: Path) -> None:
     recorded = 0.0
     for segment in segments:
         path = data / "recordings" / segment.path
-        assert sha256_file(path) == segment.sha256, f"segment {segment.seq} altered"
+        key, label = keyring.session_key(session.id), segment_label(segment)
+        assert sealed.digest(path, key, label)[1] == segment.sha256, f"segment {segment.seq}"
         assert segment.prev_sha256 == previous
         previous = segment.sha256
-        seconds = media_seconds(path)
+        seconds = media_seconds(path, key, label)
         assert seconds is not None or segment.state == "empty", f"segment {segment.seq}"
         recorded += seconds or 0.0
     store.close()

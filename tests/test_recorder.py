@@ -8,18 +8,20 @@ from pathlib import Path
 import av
 import pytest
 
+from bodycam import sealed
 from bodycam.clock import utc_from_timestamp
 from bodycam.config import RecordingConfig
-from bodycam.errors import BadRequest, Unprocessable
+from bodycam.errors import BodycamError, Unprocessable
 from bodycam.gateway.bitstream import (
     START_CODE,
     h264_is_keyframe,
     h264_keyframe_info,
     split_annexb,
 )
-from bodycam.gateway.export import export_session
+from bodycam.gateway.export import opener, remux
 from bodycam.gateway.recorder import SessionRecorder
 from bodycam.gateway.tap import EncodedFrame
+from bodycam.keyring import segment_label
 from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
 from bodycam.store import Store
@@ -27,6 +29,7 @@ from bodycam.store import Store
 from .test_bitstream import encode
 
 T0 = 1_800_000_000.0
+KEY = sealed.new_key()
 
 
 def video_frames(packets: list[bytes], start: int) -> list[EncodedFrame]:
@@ -72,6 +75,7 @@ async def record(
         RecordingConfig(segment_seconds=segment_seconds),
         metrics or Metrics(),
         monotonic=lambda: len(asked) * 10.0,
+        key=KEY,
     )
     timeline = recorder.start_connection(
         {"video"}, "H264", lambda: asked.append("pli"), parameter_sets
@@ -87,7 +91,8 @@ async def record(
 def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
     out = []
     for segment in store.segments_of("s1"):
-        with av.open(str(tmp_path / "rec" / segment.path)) as container:
+        path = tmp_path / "rec" / segment.path
+        with av.open(sealed.SealedReader(path, KEY, segment_label(segment))) as container:
             stream = container.streams.video[0]
             frames = sum(1 for _ in container.decode(stream))
             out.append((stream.codec_context.width, stream.codec_context.height, frames))
@@ -170,8 +175,15 @@ async def test_export_errors_are_named(store: Store, tmp_path: Path) -> None:
             encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency"), 0
         ),
     )
-    with pytest.raises(BadRequest, match="is not a directory"):
-        export_session(store, tmp_path / "rec", "s1", tmp_path / "nowhere" / "out.mkv")
-    (tmp_path / "rec" / store.segments_of("s1")[0].path).unlink()
-    with pytest.raises(Unprocessable, match="segment files missing"):
-        export_session(store, tmp_path / "rec", "s1", tmp_path / "out.mkv")
+    [segment] = store.segments_of("s1")
+    session = store.get_session("s1")
+    with pytest.raises(BodycamError, match="nowhere"):
+        remux(
+            session.started_at,
+            [segment],
+            opener(tmp_path / "rec", KEY),
+            tmp_path / "nowhere" / "out.mkv",
+        )
+    (tmp_path / "rec" / segment.path).unlink()
+    with pytest.raises(Unprocessable, match=r"segment file .* is missing"):
+        remux(session.started_at, [segment], opener(tmp_path / "rec", KEY), tmp_path / "out.mkv")

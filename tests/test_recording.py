@@ -12,14 +12,15 @@ from aiortc.codecs.h264 import H264Decoder
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder
 
+from bodycam import sealed
 from bodycam.gateway.export import export_session
-from bodycam.gateway.recorder import sha256_file
+from bodycam.keyring import segment_label
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH
 from simulators.axis_bodycam import AxisBodycam
 
 from .conftest import Gateway, small_media, wait_for
-from .media_check import analyse
+from .media_check import analyse, keyring_of
 
 LIVE_SECONDS = 7.0
 
@@ -59,19 +60,21 @@ async def test_recording_is_playable_aligned_and_complete(
     assert len(gateway.store.positions_of(session.id)) >= LIVE_SECONDS - 2
 
     segments = gateway.store.segments_of(session.id)
+    keyring = keyring_of(gateway.config, gateway.store)
     assert len(segments) >= 2  # 4-second segments
     previous = GENESIS_HASH
     for segment in segments:
         assert segment.state == "closed"
         path = gateway.config.recordings_dir / segment.path
-        assert sha256_file(path) == segment.sha256
-        assert path.stat().st_size == segment.bytes
+        key = keyring.session_key(session.id)
+        assert sealed.digest(path, key, segment_label(segment)) == (segment.bytes, segment.sha256)
+        assert path.stat().st_size > segment.bytes  # sealed: header, chunk heads and tags
         assert segment.prev_sha256 == previous
         previous = segment.sha256
         assert segment.ended_at is not None and segment.ended_at > segment.started_at
 
     out = tmp_path / "export.mkv"
-    export_session(gateway.store, gateway.config.recordings_dir, session.id, out)
+    export_session(gateway.store, keyring, gateway.config.recordings_dir, session.id, out)
     media = analyse(out)
     assert media.video_codec == {"h264": "h264", "vp8": "vp8"}[codec]
     assert media.audio_codec == "opus"

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
 from .. import users
+from ..clock import iso
 from ..errors import (
     BadRequest,
+    BodycamError,
     Forbidden,
     PayloadTooLarge,
     TooManyRequests,
@@ -26,6 +31,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..models import Role, User
+from ..register import Action, Actor, Entry
 from .keys import clock_key, config_key, store_key
 
 logger = logging.getLogger(__name__)
@@ -35,10 +41,19 @@ PROTECTED = ("/api/", "/whep/", "/ui/ws", "/ui/cameras/", "/ui/city.json")
 OPEN = frozenset({"/api/v1/login", "/api/v1/logout"})
 MAX_LOGIN_BYTES = 4096
 
-# DESIGN, access matrix: what each role may do on the live side
+# The access matrix of DESIGN.md (CSI L241-2, R241-10 to R241-14). Handlers name one of
+# these sets; a role missing from a set is refused with 403, and the refusal registered.
 LIVE_VIEW = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.POLICE_NATIONALE})
+CAMERA_VIEW = LIVE_VIEW
 ALERT_ACTION = frozenset({Role.OPERATOR, Role.SUPERVISOR})
-CAMERA_CONTROL = frozenset({Role.OPERATOR, Role.SUPERVISOR})  # the CIC: after notice (issue 5)
+# The CIC (police_nationale) may steer a PTZ camera after giving notice, for a limited time.
+CAMERA_CONTROL = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.POLICE_NATIONALE})
+RECORDING_VIEW = frozenset({Role.OPERATOR, Role.SUPERVISOR})  # with a stated reason
+EXPORT = frozenset({Role.SUPERVISOR})  # on requisition, with its reference
+LEGAL_HOLD = frozenset({Role.SUPERVISOR})
+REGISTER_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR})
+STATS_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
+ADMINISTRATION = frozenset({Role.SUPERVISOR, Role.ADMIN})  # people and devices
 
 _user_key = web.RequestKey("user", User)  # the logged-in person, for this request
 PASSWORD_CHECKS = 2  # scrypt runs at once
@@ -66,6 +81,42 @@ class PasswordChecks:
 
 
 _password_checks_key = web.AppKey("password_checks", PasswordChecks)
+
+FAILURE_WINDOW_SECONDS = 900.0
+MAX_FAILURE_DELAY_SECONDS = 30.0
+MAX_TRACKED = 10_000
+
+
+class FailedLogins:
+    """Recent failures per name and per address: each one in a row doubles the wait before
+    the answer (from `auth.failure_delay_seconds`, at most 30 s), so guessing gets slower
+    and slower while a person who mistypes once barely notices."""
+
+    def __init__(self, base_delay: float) -> None:
+        self._base = base_delay
+        self._recent: dict[str, deque[float]] = {}
+
+    def failed(self, *keys: str) -> tuple[int, float]:
+        """Count a failure under each key; returns (failures in a row, the wait to apply)."""
+        now = time.monotonic()
+        worst = 0
+        for key in keys:
+            times = self._recent.setdefault(key, deque())
+            while times and now - times[0] > FAILURE_WINDOW_SECONDS:
+                times.popleft()
+            times.append(now)
+            worst = max(worst, len(times))
+        if len(self._recent) > MAX_TRACKED:  # a spray of names: forget the oldest
+            for key in list(self._recent)[: MAX_TRACKED // 2]:
+                del self._recent[key]
+        return worst, min(MAX_FAILURE_DELAY_SECONDS, self._base * 2 ** (worst - 1))
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._recent.pop(key, None)
+
+
+_failures_key = web.AppKey("failed_logins", FailedLogins)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -113,12 +164,47 @@ def user(request: web.Request) -> User:
 
 
 def require(request: web.Request, roles: frozenset[Role], what: str) -> User:
-    """The logged-in person, if their role may do `what`; otherwise 403 saying why."""
+    """The logged-in person, if their role may do `what`; otherwise 403 saying why.
+
+    The refusal is logged and registered by `record_refusal`, from the errors middleware.
+    """
     person = user(request)
     if person.role not in roles:
-        logger.warning("refused: %s (%s) may not %s", person.name, person.role, what)
         raise Forbidden(f"role {person.role} may not {what}")
     return person
+
+
+def actor(person: User) -> Actor:
+    return Actor(person.name, person.role.value, person.service)
+
+
+async def record(
+    request: web.Request, action: Action, person: User | None = None, **what: Any
+) -> None:
+    """Append a register entry about this request (by default, by its logged-in person)."""
+    store, now = request.app[store_key], request.app[clock_key].now()
+    who = actor(person or user(request))
+    await store.run(store.record, Entry(action, who, now, **what))
+
+
+async def record_refusal(request: web.Request, err: BodycamError) -> None:
+    """Every 403 is a register entry: who was refused what, and why."""
+    person: User | None = request.get(_user_key)
+    who = actor(person) if person else Actor("(unknown)", "none")
+    logger.warning(
+        "refused: %s (%s): %s %s: %s", who.user, who.role, request.method, request.path, err
+    )
+    store, now = request.app[store_key], request.app[clock_key].now()
+    entry = Entry(
+        Action.ACCESS_REFUSED,
+        who,
+        now,
+        outcome=f"refused: {err}",
+        session_id=request.match_info.get("session_id", ""),
+        camera_id=request.match_info.get("camera_id", ""),
+        detail=f"{request.method} {request.path[:200]} from {request.remote or '?'}",
+    )
+    await store.run(store.record, entry)
 
 
 # handlers
@@ -145,15 +231,39 @@ async def login(request: web.Request) -> web.Response:
     app = request.app
     store, config, now = app[store_key], app[config_key], app[clock_key].now()
     found = await store.run(store.get_user, name)
+    keys = (f"name:{name[:64]}", f"addr:{request.remote}")
     try:
         person = await app[_password_checks_key].check(found, password)
-    except Unauthorized:
-        logger.warning("login failed for %r from %s", name[:64], request.remote)
-        await asyncio.sleep(config.auth.failure_delay_seconds)  # slows down guessing
+    except Unauthorized as err:
+        count, wait = app[_failures_key].failed(*keys)
+        logger.warning(
+            "login failed for %r from %s (%d in a row, answered in %.1f s)",
+            name[:64],
+            request.remote,
+            count,
+            wait,
+        )
+        who = actor(found[0]) if found else Actor(name[:64], "none")
+        entry = Entry(
+            Action.LOGIN_FAILED,
+            who,
+            now,
+            outcome=f"refused: {err}",
+            detail=f"from {request.remote or '?'}; {count} failures in a row",
+        )
+        await store.run(store.record, entry)
+        await asyncio.sleep(wait)  # slows down guessing
         raise
+    app[_failures_key].succeeded(*keys)
     lasts = timedelta(hours=config.auth.login_hours)
     token = await store.run(users.open_login, store, person, now, lasts)
     logger.info("login: %s (%s) from %s", person.name, person.role, request.remote)
+    await record(
+        request,
+        Action.LOGIN,
+        person,
+        detail=f"from {request.remote or '?'}; until {iso(now + lasts)}",
+    )
     response = web.json_response({"user": person.to_json(), "token": token})
     response.set_cookie(
         COOKIE,
@@ -171,7 +281,13 @@ async def logout(request: web.Request) -> web.Response:
     token = login_token(request)
     if token is not None:
         store, now = request.app[store_key], request.app[clock_key].now()
+        try:
+            person = await store.run(users.user_of_login, store, token, now)
+        except Unauthorized:
+            person = None
         await store.run(users.close_login, store, token, now)
+        if person is not None:
+            await record(request, Action.LOGOUT, person)
     response = web.Response(status=204)
     response.del_cookie(COOKIE, path="/")
     return response
@@ -183,6 +299,7 @@ async def me(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[_password_checks_key] = PasswordChecks()
+    app[_failures_key] = FailedLogins(app[config_key].auth.failure_delay_seconds)
     app.router.add_post("/api/v1/login", login)
     app.router.add_post("/api/v1/logout", logout)
     app.router.add_get("/api/v1/me", me)

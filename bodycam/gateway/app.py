@@ -16,14 +16,16 @@ from ..config import Config
 from ..errors import BodycamError, ConfigError
 from ..events import open_live
 from ..ice import restrict_host_candidates
+from ..keyring import Keyring
 from ..metrics import Metrics
 from ..store import Store
-from . import access, api, whep, whip
+from . import access, api, records, whep, whip
 from .health import HealthMonitor
 from .keys import (
     clock_key,
     config_key,
     health_key,
+    keyring_key,
     live_key,
     metrics_key,
     sessions_key,
@@ -31,6 +33,7 @@ from .keys import (
     tracker_key,
     vapix_key,
 )
+from .retention import purge_ctx
 from .sessions import SessionManager
 from .tracking import City, Tracker
 from .vapix import Vapix, load_credentials
@@ -47,6 +50,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except BodycamError as err:
         logger.warning("%s %s refused (%d): %s", request.method, request.path, err.status, err)
+        if err.status == 403:
+            try:
+                await access.record_refusal(request, err)
+            except Exception:  # the person still gets their answer
+                logger.exception("refusal of %s %s not registered", request.method, request.path)
         if request.path.startswith(whip.WHIP_PATH):
             request.app[metrics_key].whip_requests.labels(request.method, str(err.status)).inc()
         return web.json_response({"error": str(err)}, status=err.status, headers=whip.CORS)
@@ -60,7 +68,13 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The database, and the keys that seal its recordings (checked against it)."""
     app[store_key] = store = Store(app[config_key].database_path)
+    try:
+        app[keyring_key] = await store.run(Keyring.load, app[config_key], store)
+    except BaseException:
+        store.close()
+        raise
     yield
     store.close()
 
@@ -149,6 +163,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[tracker_key],
         app[live_key].sessions,
         app[live_key].events,
+        app[keyring_key],
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(
@@ -193,10 +208,12 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
+    app.cleanup_ctx.append(purge_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
     access.add_routes(app)
     api.add_routes(app)
+    records.add_routes(app)
     ui.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

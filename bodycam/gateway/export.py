@@ -1,7 +1,8 @@
-"""Export: a session's segments remuxed into one playable Matroska file.
+"""A session's sealed segments remuxed into one playable Matroska file, decrypted on the fly.
 
 Segments keep their place on the session's timeline (a link loss stays a gap, as it
-happened). Nothing is decoded: packets are copied with their times shifted.
+happened). Nothing is decoded: packets are copied with their times shifted. The output is
+a path or a non-seekable writer (a recording streamed to a viewer).
 """
 
 from __future__ import annotations
@@ -15,73 +16,101 @@ from typing import Any
 
 import av
 
-from ..errors import BadRequest, BodycamError, NotFound, Unprocessable
-from ..models import Segment
+from .. import sealed
+from ..errors import BodycamError, NotFound, Unprocessable
+from ..keyring import Keyring, segment_label
+from ..models import Segment, Session
 from ..store import Store
 
 logger = logging.getLogger(__name__)
 
 MS = Fraction(1, 1000)
+READABLE = ("closed", "recovered")
+
+Progress = Callable[[int, int], None]
+
+
+def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
+    """A session and its readable segments; the store's thread (or the command line)."""
+    session = store.get_session(session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} does not exist")
+    if session.destroyed_at is not None:
+        raise sealed.SealedError(
+            f"session {session_id} was destroyed at the end of its retention: nothing to read"
+        )
+    segments = [s for s in store.segments_of(session_id) if s.state in READABLE]
+    if not segments:
+        raise Unprocessable(f"session {session_id} has no recorded segment")
+    return session, segments
+
+
+def opener(recordings_dir: Path, key: bytes) -> Callable[[Segment], Any]:
+    """Opens a segment's decrypted bytes for `av.open`; names a missing file."""
+
+    def open_segment(segment: Segment) -> Any:
+        path = recordings_dir / segment.path
+        if not path.is_file():
+            raise Unprocessable(f"session {segment.session_id}: segment file {path} is missing")
+        return sealed.SealedReader(path, key, segment_label(segment))
+
+    return open_segment
 
 
 def export_session(
     store: Store,
+    keyring: Keyring,
     recordings_dir: Path,
     session_id: str,
     out: Path,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
-    """Write one file for the whole session; returns the number of packets written."""
-    session = store.get_session(session_id)
-    if session is None:
-        raise NotFound(f"session {session_id} does not exist")
-    segments = [s for s in store.segments_of(session_id) if s.state in ("closed", "recovered")]
-    if not segments:
-        raise Unprocessable(f"session {session_id} has no recorded segment to export")
-    missing = [s.path for s in segments if not (recordings_dir / s.path).is_file()]
-    if missing:
-        raise Unprocessable(f"session {session_id}: segment files missing: {', '.join(missing)}")
+    """Write one file for the whole session (command line); returns packets written."""
+    session, segments = recorded(store, session_id)
+    key = keyring.session_key(session_id)
     if not out.parent.is_dir():
-        raise BadRequest(f"cannot write {out}: {out.parent} is not a directory")
-    try:
-        return _remux(session.started_at, segments, recordings_dir, out, progress)
-    except (av.FFmpegError, OSError) as err:
-        raise BodycamError(f"export to {out} failed: {err}") from None
+        raise Unprocessable(f"cannot write {out}: {out.parent} is not a directory")
+    return remux(session.started_at, segments, opener(recordings_dir, key), out, progress)
 
 
-def _remux(
+def remux(
     started_at: datetime,
     segments: list[Segment],
-    recordings_dir: Path,
-    out: Path,
-    progress: Callable[[int, int], None] | None,
+    open_segment: Callable[[Segment], Any],
+    out: Any,
+    progress: Progress | None = None,
 ) -> int:
+    """Copy every packet of `segments` into one Matroska output; returns packets written."""
     written = 0
-    with av.open(str(out), "w", format="matroska") as output:
-        streams: dict[str, av.stream.Stream] = {}
-        last: dict[str, int] = {}
-        for index, segment in enumerate(segments):
-            shift = round((segment.started_at - started_at).total_seconds() * 1000)
-            with av.open(str(recordings_dir / segment.path)) as source:
-                if not streams:
-                    for stream in source.streams:
-                        if stream.type in ("video", "audio"):
-                            streams[stream.type] = output.add_stream_from_template(stream)
-                            streams[stream.type].time_base = MS
-                for packet in _packets(source, segment.path):
-                    target = streams.get(packet.stream.type)
-                    if target is None or packet.pts is None:
-                        continue
-                    pts = shift + round(packet.pts * packet.time_base / MS)
-                    pts = max(pts, last.get(packet.stream.type, -1))
-                    last[packet.stream.type] = pts
-                    packet.stream = target
-                    packet.pts = packet.dts = pts
-                    packet.time_base = MS
-                    output.mux(packet)
-                    written += 1
-            if progress is not None:
-                progress(index + 1, len(segments))
+    target = str(out) if isinstance(out, Path) else out
+    try:
+        with av.open(target, "w", format="matroska") as output:
+            streams: dict[str, Any] = {}
+            last: dict[str, int] = {}
+            for index, segment in enumerate(segments):
+                shift = round((segment.started_at - started_at).total_seconds() * 1000)
+                with av.open(open_segment(segment), format="matroska") as source:
+                    if not streams:
+                        for stream in source.streams:
+                            if stream.type in ("video", "audio"):
+                                streams[stream.type] = output.add_stream_from_template(stream)
+                                streams[stream.type].time_base = MS
+                    for packet in _packets(source, segment.path):
+                        stream = streams.get(packet.stream.type)
+                        if stream is None or packet.pts is None:
+                            continue
+                        pts = shift + round(packet.pts * packet.time_base / MS)
+                        pts = max(pts, last.get(packet.stream.type, -1))
+                        last[packet.stream.type] = pts
+                        packet.stream = stream
+                        packet.pts = packet.dts = pts
+                        packet.time_base = MS
+                        output.mux(packet)
+                        written += 1
+                if progress is not None:
+                    progress(index + 1, len(segments))
+    except (av.FFmpegError, OSError) as err:
+        raise BodycamError(f"remuxing to {out} failed: {err}") from None
     return written
 
 

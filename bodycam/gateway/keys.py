@@ -7,6 +7,7 @@ from aiohttp import web
 from ..clock import Clock
 from ..config import Config
 from ..events import LiveState
+from ..keyring import Keyring
 from ..metrics import Metrics
 from ..store import Store
 from .health import HealthMonitor
@@ -23,3 +24,4 @@ live_key = web.AppKey("live", LiveState)  # events, live positions, session hold
 vapix_key = web.AppKey("vapix", Vapix)
 tracker_key = web.AppKey("tracker", Tracker)
 health_key = web.AppKey("health", HealthMonitor)
+keyring_key = web.AppKey("keyring", Keyring)  # session keys (wrapped), the signing key

@@ -7,6 +7,13 @@ are flushed every half second (`cluster_time_limit`, `flush_packets`), so after 
 all but the last second or so of the open segment is on disk and playable. A closed segment
 is fsynced, hashed (SHA-256) and chained to the previous one in the catalogue.
 
+Segments are encrypted as they are written (`bodycam.sealed`): libav writes each cluster
+through a non-seekable file object that seals it as one AES-256-GCM chunk under the
+session's key. Non-seekable, the Matroska muxer never goes back to patch sizes or write
+cues, which is what lets every chunk be final the moment it is written. The hash is over
+the plaintext, the Matroska bytes themselves, so it still identifies the recording after
+export; the chunks' own tags protect the ciphertext at rest.
+
 Work is split between the event loop (stamping, ordering, deciding where segments start:
 a few dict and heap operations per frame) and one writer thread per session (muxing, file
 I/O, fsync, hashing, catalogue writes), fed by a bounded queue: a slow disk drops frames
@@ -16,12 +23,10 @@ I/O, fsync, hashing, catalogue writes), fed by a bounded queue: a slow disk drop
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import io
 import itertools
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -31,6 +36,7 @@ from typing import Any
 
 import av
 
+from .. import sealed
 from ..clock import utc_from_timestamp
 from ..config import RecordingConfig
 from ..metrics import Metrics
@@ -51,7 +57,6 @@ CONTAINER_OPTIONS = {
     "flush_packets": "1",  # hand each packet to the OS at once
     "max_interleave_delta": "500000",  # us: never hold one stream for a silent other
 }
-HASH_CHUNK = 1 << 20
 BEHIND_LOG_SECONDS = 10.0
 
 
@@ -66,14 +71,6 @@ def keyframe_info(codec: str, data: bytes) -> KeyframeInfo | None:
         return None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _template(encoder: str) -> Any:
     """A stream to copy codec parameters from, in a container that is never written."""
     with av.open(io.BytesIO(), "w", format="matroska") as scratch:
@@ -81,12 +78,21 @@ def _template(encoder: str) -> Any:
 
 
 class SegmentWriter:
-    """One Matroska file being written; used only on the recorder's writer thread."""
+    """One encrypted Matroska file being written; used only on the recorder's writer thread."""
 
-    def __init__(self, path: Path, video_codec: str, info: KeyframeInfo, audio: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        video_codec: str,
+        info: KeyframeInfo,
+        audio: bool,
+        key: bytes,
+        label: str,
+    ) -> None:
         self.path = path
+        self.sink = sealed.SealedWriter(path, key, label)
         self.container = av.open(
-            str(path), "w", format="matroska", container_options=CONTAINER_OPTIONS
+            self.sink, "w", format="matroska", container_options=CONTAINER_OPTIONS
         )
         self.streams: dict[str, Any] = {}
         video: Any
@@ -122,14 +128,9 @@ class SegmentWriter:
         self.container.mux_one(packet)
 
     def close(self) -> tuple[int, str]:
-        """Finish the file, fsync it, and return (bytes, sha256)."""
+        """Finish the file, fsync it, and return (plaintext bytes, their sha256)."""
         self.container.close()
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return self.path.stat().st_size, sha256_file(self.path)
+        return self.sink.close()
 
 
 class SessionRecorder:
@@ -143,8 +144,10 @@ class SessionRecorder:
         config: RecordingConfig,
         metrics: Metrics,
         monotonic: Callable[[], float],
+        key: bytes,
     ) -> None:
         self.session_id = session_id
+        self._key = key
         self.directory = recordings_dir / session_id
         self._recordings_dir = recordings_dir
         self._store = store
@@ -360,7 +363,8 @@ class SessionRecorder:
             info.width,
             info.height,
         )
-        return SegmentWriter(path, codec, info, audio), segment_id
+        label = f"{self.session_id}/{seq}"  # as keyring.segment_label
+        return SegmentWriter(path, codec, info, audio, self._key, label), segment_id
 
     def _seal(self, writer: SegmentWriter, segment_id: int, wall: float | None) -> None:
         size, digest = writer.close()

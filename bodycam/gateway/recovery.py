@@ -1,11 +1,11 @@
 """After a crash: seal the segments that were being written, as they are on disk.
 
-A segment left open by a `kill -9` or a power cut holds everything up to its last flushed
-cluster (about a second). Recovery reads its packets (demuxing only, nothing is decoded) to
-find how much media it holds, hashes the file as found, and seals it in the catalogue as
-"recovered", chained like any other. A file cut before its first complete cluster (it may
-not even open: libav keeps the header in its buffer until the first cluster goes out) is
-sealed as "empty" and kept all the same: the gateway never deletes what it recorded.
+A segment left open by a `kill -9` or a power cut holds every encrypted chunk written up to
+its last cluster (about a second). Recovery drops a chunk torn by the crash, closes the file
+with its final chunk (`sealed.finish_truncated`), reads its packets (demuxing only, nothing
+is decoded) to find how much media it holds, and seals it in the catalogue as "recovered",
+chained like any other. A file that holds no media (cut before its first cluster) is sealed
+as "empty" and kept all the same: the gateway never deletes what it recorded.
 """
 
 from __future__ import annotations
@@ -16,19 +16,20 @@ from pathlib import Path
 
 import av
 
+from .. import sealed
+from ..keyring import Keyring, segment_label
 from ..store import Store
-from .recorder import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
-def media_seconds(path: Path) -> float | None:
-    """Seconds of media in a (possibly truncated) Matroska file; None if it holds none.
+def media_seconds(path: Path, key: bytes, label: str) -> float | None:
+    """Seconds of media in a (possibly truncated) sealed Matroska file; None if it holds none.
 
-    Raises av.FFmpegError or OSError when the file cannot be opened at all.
+    Raises av.FFmpegError, OSError or SealedError when the file cannot be opened at all.
     """
     last: float | None = None
-    with av.open(str(path)) as container:
+    with av.open(sealed.SealedReader(path, key, label), "r", format="matroska") as container:
         try:
             for packet in container.demux():
                 if packet.pts is not None and packet.time_base is not None:
@@ -40,8 +41,11 @@ def media_seconds(path: Path) -> float | None:
     return last
 
 
-def recover_segments(store: Store, recordings_dir: Path) -> int:
-    """Seal every segment the catalogue still has open; returns how many were found."""
+def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> int:
+    """Seal every segment the catalogue still has open; returns how many were found.
+
+    Runs at startup, before any session, so it calls the store directly.
+    """
     found = store.open_segments()
     for segment in found:
         path = recordings_dir / segment.path
@@ -55,14 +59,22 @@ def recover_segments(store: Store, recordings_dir: Path) -> int:
                 path.unlink()
             store.drop_segment(segment.id)
             continue
+        label = segment_label(segment)
+        seconds: float | None = None
         try:
-            seconds = media_seconds(path)
-            state = "recovered" if seconds is not None else "empty"
-        except (av.FFmpegError, OSError) as err:
-            logger.warning("recovery: %s does not open: %s", path, err)
-            seconds, state = None, "empty"
+            key = keyring.session_key(segment.session_id)
+            size, digest, _ = sealed.finish_truncated(path, key, label)
+        except sealed.SealedError as err:
+            # Never destroyed: kept open in the catalogue, for a person to look at.
+            logger.error("recovery: %s cannot be sealed, left as found: %s", path, err)
+            continue
+        try:
+            seconds = media_seconds(path, key, label)
+        except (av.FFmpegError, OSError, sealed.SealedError) as err:
+            logger.warning("recovery: %s holds no readable media: %s", path, err)
+        state = "recovered" if seconds is not None else "empty"
         ended = segment.started_at + timedelta(seconds=seconds or 0.0)
-        store.close_segment(segment.id, ended, path.stat().st_size, sha256_file(path), state)
+        store.close_segment(segment.id, ended, size, digest, state)
         logger.warning(
             "recovery: session %s segment %d sealed as %s (%.1f s of media)",
             segment.session_id,

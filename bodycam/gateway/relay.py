@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 
 import av
@@ -70,6 +70,8 @@ class Viewer:
         self._offset = {"video": 0, "audio": 0}
         self._last = {"video": -1, "audio": -1}
         self._rebase = {"video": False, "audio": False}
+        # Called once when the view ends, however it ends (the register's "live view end").
+        self.on_end: Callable[[], Awaitable[None]] | None = None
 
     def rebase(self) -> None:
         """The camera's timestamps restart (a reconnect): keep ours running forward."""
@@ -91,6 +93,12 @@ class Viewer:
             track.queue.put_nowait(None)
         if self.pc is not None:
             await self.pc.close()
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            try:
+                await on_end()
+            except Exception:  # the view is over whatever the register said
+                logger.exception("viewer %s: end of view not recorded", self.label)
 
 
 class Relay:

@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
 from ..events import EventStream, SessionRegistry
+from ..keyring import Keyring
 from ..metrics import Metrics
 from ..models import Device, EndReason, Position, Session, SessionState
 from ..store import Store
@@ -80,8 +81,10 @@ class SessionManager:
         tracker: Tracker,
         registry: SessionRegistry,
         events: EventStream,
+        keyring: Keyring,
     ) -> None:
         self.config = config
+        self.keyring = keyring
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -107,7 +110,7 @@ class SessionManager:
 
     async def start(self) -> None:
         """Seal what a crash left open; give interrupted sessions their grace window again."""
-        await asyncio.to_thread(recover_segments, self.store, self.recordings_dir)
+        await asyncio.to_thread(recover_segments, self.store, self.keyring, self.recordings_dir)
         now = self.clock.now()
         grace = timedelta(seconds=self.config.sessions.grace_seconds)
         for session in await self.store.run(self.store.list_sessions):
@@ -213,6 +216,7 @@ class SessionManager:
                     media.video_codec,
                 )
             if live.recorder is None:
+                key = await self.store.run(self.keyring.session_key, live.id, True)
                 live.recorder = SessionRecorder(
                     live.id,
                     self.recordings_dir,
@@ -220,6 +224,7 @@ class SessionManager:
                     self.config.recording,
                     self.metrics,
                     self.clock.monotonic,
+                    key,
                 )
             conn = Connection(resource_id, pc, live, media, self)
             try:

@@ -22,8 +22,9 @@ from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, NotFound, Unprocessable
 from ..models import SessionState
+from ..register import Action, Entry
 from . import access
-from .keys import config_key, live_key, sessions_key
+from .keys import clock_key, config_key, live_key, sessions_key, store_key
 from .relay import Viewer
 from .sessions import LiveSession
 from .whip import CORS, preflight, read_sdp
@@ -115,6 +116,29 @@ async def post_offer(request: web.Request) -> web.Response:
             await relay.remove(viewer.id)
             logger.info("session %s: viewer %s left (%s)", session_id, label, pc.connectionState)
 
+    await access.record(
+        request,
+        Action.LIVE_VIEW_START,
+        person,
+        session_id=session_id,
+        detail=f"view {viewer.id[:8]} from {request.remote or '?'}",
+    )
+    store, clock = app[store_key], app[clock_key]
+    started = clock.now()
+
+    async def view_ended() -> None:
+        entry = Entry(
+            Action.LIVE_VIEW_END,
+            access.actor(person),
+            clock.now(),
+            session_id=session_id,
+            time_from=started,
+            time_to=clock.now(),
+            detail=f"view {viewer.id[:8]}",
+        )
+        await store.run(store.record, entry)
+
+    viewer.on_end = view_ended
     relay.add(viewer)
     logger.info("session %s: viewer %s joined (%d watching)", session_id, label, len(relay))
     location = VIEW_PATH.format(session_id=session_id, viewer_id=viewer.id)

@@ -24,6 +24,7 @@ from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.gateway.keys import store_key
+from tests.media_check import reveal
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -88,7 +89,7 @@ async def main(data_dir: Path) -> dict[str, object]:
             "positions": len(store.positions_of(s.id)),
             "segments": [
                 {
-                    "path": str(config.recordings_dir / g.path),
+                    "path": str(reveal(config, store, g, data_dir)),
                     "state": g.state,
                     "width": g.width,
                     "height": g.height,

@@ -1,0 +1,501 @@
+"""Evidence at rest: retention and purge (injected clock), legal hold, crypto-shredding,
+crash in the middle of a purge, the register's chain, signed bundles and their checker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bodycam import sealed
+from bodycam.cli import main
+from bodycam.config import Config
+from bodycam.gateway import evidence
+from bodycam.gateway.records import export_bundle
+from bodycam.gateway.retention import purge
+from bodycam.keyring import KeyDestroyed, Keyring, segment_label
+from bodycam.models import Hold
+from bodycam.register import SYSTEM, Action, Actor, Entry
+from bodycam.retention import add_months, expires_at, parse_retention
+from bodycam.store import Store
+
+from .conftest import PASSWORD, make_config
+from .evidence_data import record_session
+
+JAN31 = datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
+SUPERVISOR = Actor("durand", "supervisor", "CSU Metz")
+
+
+@pytest.mark.parametrize(
+    ("period", "recorded", "expires"),
+    [
+        ("30 days", "2027-01-31T10:00:02", "2027-03-02T10:00:02"),
+        ("1 month", "2027-01-31T10:00:02", "2027-02-28T10:00:02"),  # February is short
+        ("1 month", "2028-01-31T10:00:02", "2028-02-29T10:00:02"),  # leap year
+        ("1 month", "2027-03-15T23:59:59", "2027-04-15T23:59:59"),
+        ("1 month", "2027-12-31T08:00:00", "2028-01-31T08:00:00"),
+        ("2 months", "2027-12-31T08:00:00", "2028-02-29T08:00:00"),
+        ("7 days", "2027-02-25T00:00:00", "2027-03-04T00:00:00"),
+    ],
+)
+def test_expiry_dates(period: str, recorded: str, expires: str) -> None:
+    until = datetime.fromisoformat(recorded).replace(tzinfo=UTC)
+    assert expires_at(until, parse_retention(period)) == datetime.fromisoformat(expires).replace(
+        tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("text", ["", "30", "month", "0 days", "1 week", "-1 month"])
+def test_bad_retention_is_named(text: str) -> None:
+    with pytest.raises(ValueError, match=r"30 days|at least 1 day"):
+        parse_retention(text)
+    with pytest.raises(Exception, match="evidence.retention"):
+        Config.load(None, environ={"BODYCAM_EVIDENCE_RETENTION": text})
+
+
+def test_add_months_goes_back_too() -> None:
+    assert add_months(datetime(2028, 2, 29, tzinfo=UTC), -12) == datetime(2027, 2, 28, tzinfo=UTC)
+
+
+def open_data(tmp_path: Path, **overrides: object) -> tuple[Config, Store, Keyring]:
+    config = make_config(tmp_path / "data", **overrides)
+    store = Store(config.database_path)
+    return config, store, Keyring.load(config, store)
+
+
+async def test_purge_under_the_calendar_month(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path, evidence_retention="1 month")
+    await record_session(config, store, keyring, "jan31", JAN31)
+    await record_session(config, store, keyring, "feb01", JAN31 + timedelta(days=1))
+    folder = config.recordings_dir / "jan31"
+    assert len(list(folder.iterdir())) == 2
+    ended = JAN31 + timedelta(seconds=2)
+
+    before = purge(
+        store, config.recordings_dir, config.retention, datetime(2027, 2, 28, 10, 0, 1, tzinfo=UTC)
+    )
+    assert before.destroyed == [] and folder.is_dir()
+    dry = purge(
+        store,
+        config.recordings_dir,
+        config.retention,
+        datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC),
+        dry_run=True,
+    )
+    assert dry.due == ["jan31"] and folder.is_dir() and store.wrapped_key("jan31")
+
+    report = purge(
+        store, config.recordings_dir, config.retention, datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC)
+    )
+    assert report.destroyed == ["jan31"]
+    assert not folder.exists()
+    assert (config.recordings_dir / "feb01").is_dir()  # expires on 1 March
+    assert store.segments_of("jan31") == [] and store.positions_of("jan31") == []
+    assert store.get_session("jan31").destroyed_at is not None
+    with pytest.raises(KeyDestroyed, match="destroyed"):
+        keyring.session_key("jan31")
+    [entry] = [
+        e for e in store.register_entries(session_id="jan31") if e["action"] == "destruction"
+    ]
+    assert entry["user"] == "bodycam" and entry["from"] == "2027-01-31T10:00:00.000Z"
+    assert entry["to"] == "2027-01-31T10:00:02.000Z" and "automatic" in entry["detail"]
+    assert "cam-1" in entry["detail"] and "retention 1 month" in entry["detail"]
+    assert ended < datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC)
+    assert store.verify_register().ok
+    # a second purge has nothing left to do and registers nothing more
+    count = len(store.register_entries())
+    assert (
+        purge(
+            store, config.recordings_dir, config.retention, datetime(2027, 3, 1, 9, tzinfo=UTC)
+        ).destroyed
+        == []
+    )
+    assert len(store.register_entries()) == count
+    store.close()
+
+
+async def test_thirty_days_by_default(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path)
+    assert str(config.retention) == "30 days"
+    await record_session(config, store, keyring, "jan31", JAN31)
+    kept = purge(
+        store, config.recordings_dir, config.retention, datetime(2027, 3, 2, 10, 0, 1, tzinfo=UTC)
+    )
+    assert kept.destroyed == []
+    gone = purge(
+        store, config.recordings_dir, config.retention, datetime(2027, 3, 2, 10, 0, 2, tzinfo=UTC)
+    )
+    assert gone.destroyed == ["jan31"]
+    store.close()
+
+
+async def test_a_held_session_survives_the_purge_until_lifted(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "held", JAN31)
+    now = JAN31 + timedelta(days=1)
+    entry = Entry(
+        Action.HOLD_PLACED,
+        SUPERVISOR,
+        now,
+        session_id="held",
+        reference="PV 2027/118",
+        reason="enquête",
+    )
+    hold_id = store.place_hold(Hold(0, "held", "PV 2027/118", "enquête", "durand", now), entry)
+    late = JAN31 + timedelta(days=400)
+    report = purge(store, config.recordings_dir, config.retention, late)
+    assert report.held == ["held"] and report.destroyed == []
+    assert sealed.digest(
+        config.recordings_dir / store.segments_of("held")[0].path,
+        keyring.session_key("held"),
+        "held/1",
+    )
+    lift = Entry(
+        Action.HOLD_LIFTED,
+        SUPERVISOR,
+        late,
+        session_id="held",
+        reference="classement 2028/4",
+        reason="classée",
+    )
+    assert store.lift_hold(hold_id, "durand", "classement 2028/4", lift)
+    assert not store.lift_hold(hold_id, "durand", "again", lift)  # not twice
+    assert purge(store, config.recordings_dir, config.retention, late).destroyed == ["held"]
+    actions = [e["action"] for e in store.register_entries(session_id="held")]
+    assert actions == ["hold_placed", "hold_lifted", "destruction"]
+    store.close()
+
+
+async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path)
+    session = await record_session(config, store, keyring, "s1", JAN31)
+    [first, _] = store.segments_of("s1")
+    wrapped = store.wrapped_key("s1")
+    copy = tmp_path / "copy"
+    shutil.copytree(config.recordings_dir / "s1", copy)
+    key = keyring.session_key("s1")
+    assert sealed.digest(copy / Path(first.path).name, key, segment_label(first))[1] == first.sha256
+    del key  # what an attacker could not have kept: the gateway never writes it anywhere
+
+    purge(store, config.recordings_dir, config.retention, session.ended_at + timedelta(days=31))
+    # the copy is intact, the master key is still there, but the session's key is gone:
+    assert (copy / Path(first.path).name).stat().st_size > 0
+    with pytest.raises(KeyDestroyed):
+        keyring.session_key("s1")
+    # and no copy of the wrapped key is left in the database file or its WAL
+    store.close()
+    for name in ("bodycam.sqlite3", "bodycam.sqlite3-wal"):
+        path = config.data_dir / name
+        if path.exists():
+            assert wrapped not in path.read_bytes(), name
+    # with a key that is not the session's, the copy does not open
+    with pytest.raises(sealed.SealedError, match="chunk 0"):
+        next(
+            sealed.read_plaintext(
+                copy / Path(first.path).name, sealed.new_key(), segment_label(first)
+            )
+        )
+
+
+async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", JAN31)
+    await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
+    now = JAN31 + timedelta(days=40)
+    # s1: the purge stopped right after destroying the key; s2: after removing the files too
+    assert store.shred_key("s1", now) and store.shred_key("s2", now)
+    shutil.rmtree(config.recordings_dir / "s2")
+    store.close()
+
+    store = Store(config.database_path)  # the restart
+    keyring = Keyring.load(config, store)
+    for sid in ("s1", "s2"):
+        with pytest.raises(KeyDestroyed):
+            keyring.session_key(sid)  # consistent: nothing readable, whatever is on disk
+        assert store.get_session(sid).destroyed_at == now
+    assert (config.recordings_dir / "s1").is_dir()
+    report = purge(store, config.recordings_dir, config.retention, now + timedelta(hours=1))
+    assert sorted(report.destroyed) == ["s1", "s2"]
+    assert not (config.recordings_dir / "s1").exists()
+    destructions = [e for e in store.register_entries() if e["action"] == "destruction"]
+    assert sorted(e["session"] for e in destructions) == ["s1", "s2"]
+    assert store.verify_register().ok
+    store.close()
+
+
+def tamper(db_path: Path, sql: str, *args: object) -> None:
+    """What someone with the database file could do: the triggers do not stop them."""
+    db = sqlite3.connect(db_path)
+    db.execute("DROP TRIGGER IF EXISTS register_append_only")
+    db.execute("DROP TRIGGER IF EXISTS register_prune_only")
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+def fill_register(store: Store, count: int, start: datetime) -> None:
+    for i in range(count):
+        store.record(
+            Entry(Action.LOGIN, Actor(f"agent{i}", "operator", "CSU"), start + timedelta(days=i))
+        )
+
+
+def test_the_register_refuses_changes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    fill_register(store, 3, JAN31)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store._db.execute("UPDATE register SET user_name = 'x' WHERE seq = 2")
+    with pytest.raises(sqlite3.IntegrityError, match="checkpoint"):
+        store._db.execute("DELETE FROM register WHERE seq = 2")
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "seq", "problem"),
+    [
+        (
+            "UPDATE register SET user_name = 'someone else' WHERE seq = 3",
+            3,
+            "content does not match",
+        ),
+        (
+            "UPDATE register SET at = '2027-02-02T10:00:00.001Z' WHERE seq = 3",
+            3,
+            "content does not match",
+        ),
+        ("DELETE FROM register WHERE seq = 3", 3, "missing"),
+        ("UPDATE register SET prev_hash = hash WHERE seq = 4", 4, "link to entry 3"),
+    ],
+)
+def test_register_verify_names_the_first_broken_entry(
+    tmp_path: Path, sql: str, seq: int, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    store = Store(data / "bodycam.sqlite3")
+    fill_register(store, 5, JAN31)
+    store.close()
+    assert main(["register", "verify", "--data-dir", str(data)]) == 0
+    assert "register OK: 5 entries" in capsys.readouterr().out
+    tamper(data / "bodycam.sqlite3", sql)
+    assert main(["register", "verify", "--data-dir", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert f"BROKEN at entry {seq}" in out and problem in out
+
+
+def test_pruning_keeps_the_chain_verifiable(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    fill_register(store, 6, JAN31)  # 31 Jan .. 5 Feb 2027
+    now = datetime(2030, 2, 3, 12, tzinfo=UTC)
+    # 31 Jan .. 3 Feb 10:00 are older than 3 years, the entries of 4 and 5 Feb are kept
+    assert store.prune_register(add_months(now, -36), now) == 4
+    entries = store.register_entries()
+    assert [e["seq"] for e in entries] == ["5", "6", "7"]
+    assert entries[-1]["action"] == "register_pruned"
+    verdict = store.verify_register()
+    assert verdict.ok and "checkpoint after entry 4" in verdict.text(), verdict.text()
+    store.close()
+    tamper(tmp_path / "db.sqlite3", "UPDATE register SET user_name = 'x' WHERE seq = 5")
+    store = Store(tmp_path / "db.sqlite3")
+    assert store.verify_register().broken_seq == 5
+    store.close()
+
+
+def test_register_export_csv_acts_as_a_person(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    store = Store(data / "bodycam.sqlite3")
+    from bodycam import users
+
+    users.add(store, "audit", "auditor", PASSWORD, "CNIL", JAN31)
+    users.add(store, "martin", "operator", PASSWORD, "CSU", JAN31)
+    fill_register(store, 4, JAN31)
+    store.close()
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    out = tmp_path / "register.csv"
+    args = [
+        "register",
+        "export",
+        "--data-dir",
+        str(data),
+        "--user",
+        "audit",
+        "--password-stdin",
+        "--from",
+        "2027-02-01T00:00:00Z",
+        "--to",
+        "2027-02-02T23:00:00Z",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("seq,at,action,outcome,user,role,service")
+    assert [line.split(",")[4] for line in lines[1:]] == ["agent1", "agent2"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    args[5] = "martin"
+    args[-1] = str(tmp_path / "other.csv")
+    assert main(args) == 2
+    assert "role operator may not read the register" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong password\n"))
+    assert main(args) == 2
+    store = Store(data / "bodycam.sqlite3")
+    last = store.register_entries()[-2:]
+    assert [e["action"] for e in last] == ["access_refused", "login_failed"]
+    assert "command line" in last[1]["detail"]
+    store.close()
+
+
+async def make_bundle(tmp_path: Path) -> tuple[Path, Keyring, Store, Config]:
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", JAN31)
+    store.record(
+        Entry(
+            Action.RECORDING_VIEW,
+            Actor("martin", "operator", "CSU"),
+            JAN31 + timedelta(hours=1),
+            session_id="s1",
+            reason="rapport",
+        )
+    )
+    requisition = evidence.Requisition("PV 2027/118", "réquisition du parquet", SUPERVISOR)
+    name, _ = await export_bundle(
+        store,
+        keyring,
+        tmp_path / "out",
+        config.recordings_dir,
+        ["s1"],
+        requisition,
+        JAN31 + timedelta(days=2),
+    )
+    return tmp_path / "out" / name, keyring, store, config
+
+
+async def test_a_bundle_verifies_and_plays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle, keyring, store, _ = await make_bundle(tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    [session] = manifest["sessions"]
+    assert session["officer"] == "Agent Martin" and session["device"] == "cam-1"
+    assert len(session["segments"]) == 2 and len(session["track"]) == 3
+    assert [e["action"] for e in session["register"]] == ["recording_view"]
+    assert manifest["requisition"]["reference"] == "PV 2027/118"
+    assert manifest["gateway"]["fingerprint"] == keyring.fingerprint
+    import av
+
+    with av.open(str(bundle / session["media"]["file"])) as container:
+        frames = sum(1 for _ in container.demux(video=0) if _.size)
+    assert frames == 60
+    assert main(["verify", str(bundle), "--key", str(bundle / "gateway.pub")]) == 0
+    assert "OK:" in capsys.readouterr().out
+    export = [e for e in store.register_entries(session_id="s1") if e["action"] == "export"]
+    assert export and export[0]["reference"] == "PV 2027/118" and export[0]["user"] == "durand"
+    store.close()
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        ("media", "media/s1.mkv: SHA-256 differs"),
+        ("segment", "segments/s1/00002.mkv: SHA-256 differs"),
+        ("manifest", "manifest.json: the signature does not match"),
+        ("register", "register entry"),
+        ("extra", "not in the manifest"),
+        ("key", "signed by another key"),
+    ],
+)
+async def test_verify_names_what_was_altered(
+    tmp_path: Path, target: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle, _, store, _ = await make_bundle(tmp_path)
+    store.close()
+    trusted = bundle / "gateway.pub"
+    shutil.copy(trusted, tmp_path / "trusted.pub")
+    if target == "media":
+        flip(bundle / "media" / "s1.mkv", 500)
+    elif target == "segment":
+        flip(bundle / "segments" / "s1" / "00002.mkv", 300)
+    elif target == "manifest":
+        body = (bundle / "manifest.json").read_bytes()
+        (bundle / "manifest.json").write_bytes(body.replace(b"Agent Martin", b"Agent Mertin"))
+    elif target == "register":
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest["sessions"][0]["register"][0]["reason"] = "autre"
+        (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    elif target == "extra":
+        (bundle / "media" / "note.txt").write_text("added")
+    elif target == "key":
+        other = Keyring(
+            sealed.new_key(),
+            __import__(
+                "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]
+            ).Ed25519PrivateKey.generate(),
+            None,
+        )  # type: ignore[arg-type]
+        manifest_body = (bundle / "manifest.json").read_bytes()
+        manifest = json.loads(manifest_body)
+        manifest["gateway"]["public_key"] = base64.b64encode(other.public_key).decode()
+        body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+        (bundle / "manifest.json").write_bytes(body)
+        (bundle / "manifest.sig").write_text(base64.b64encode(other.sign(body)).decode())
+    assert main(["verify", str(bundle), "--key", str(tmp_path / "trusted.pub")]) == 1
+    out = capsys.readouterr().out
+    assert "ALTERED" in out and named in out, out
+
+
+async def test_an_altered_segment_at_rest_stops_the_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", JAN31)
+    second = store.segments_of("s1")[1]
+    store.close()
+    assert main(["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]) == 0
+    flip(config.recordings_dir / second.path, 200)
+    assert main(["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "segment 2:" in out and "chunk 0" in out and "does not authenticate" in out, out
+    store = Store(config.database_path)
+    keyring = Keyring.load(config, store)
+    requisition = evidence.Requisition("PV 1", "test", SUPERVISOR)
+    with pytest.raises(sealed.SealedError, match="chunk 0"):
+        await export_bundle(
+            store, keyring, tmp_path / "out", config.recordings_dir, ["s1"], requisition, JAN31
+        )
+    assert list((tmp_path / "out").iterdir()) == []  # no half bundle left behind
+    store.close()
+
+
+def test_a_missing_master_key_stops_the_gateway_rather_than_losing_recordings(
+    tmp_path: Path,
+) -> None:
+    config, store, _ = open_data(tmp_path)
+    store.close()
+    config.master_key_path.rename(tmp_path / "elsewhere.key")
+    store = Store(config.database_path)
+    with pytest.raises(Exception, match=r"master key file .* is missing"):
+        Keyring.load(config, store)
+    (tmp_path / "elsewhere.key").write_text(base64.b64encode(sealed.new_key()).decode())
+    shutil.copy(tmp_path / "elsewhere.key", config.master_key_path)
+    with pytest.raises(Exception, match="not the one this database"):
+        Keyring.load(config, store)
+    store.close()
+    assert oct(config.signing_key_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_system_actor_is_not_a_person() -> None:
+    assert SYSTEM.role == "system"
