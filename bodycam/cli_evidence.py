@@ -271,6 +271,8 @@ def export_command(store: Store, config: Config, keyring: Keyring, args: argpars
 def verify_command(args: argparse.Namespace) -> int:
     from .gateway.evidence import public_key_from_pem, verify_bundle
 
+    if not Path(args.bundle).is_dir():
+        raise BodycamError(f"bundle {args.bundle} is not a folder (unpack it first)")
     trusted = None
     if args.key:
         try:

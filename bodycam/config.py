@@ -182,6 +182,8 @@ class CamerasConfig:
     health_concurrency: int = 32
     aim_min_change_deg: float = 2.0
     manual_control_max_seconds: float = 1800.0
+    # The national police (CIC) steers a camera only after notice, and for this long at most.
+    cic_control_max_seconds: float = 300.0
 
     def validate(self) -> None:
         _check(
@@ -213,6 +215,12 @@ class CamerasConfig:
             "cameras.manual_control_max_seconds",
             "must be between 10 and 86400",
             self.manual_control_max_seconds,
+        )
+        _check(
+            10 <= self.cic_control_max_seconds <= self.manual_control_max_seconds,
+            "cameras.cic_control_max_seconds",
+            "must be between 10 and cameras.manual_control_max_seconds",
+            self.cic_control_max_seconds,
         )
 
 

@@ -50,7 +50,7 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
         (("devices", "add", "bad id!"), "device id 'bad id!' is invalid"),
         (("devices", "revoke", "ghost"), "device ghost is not enrolled"),
         (("sessions", "show", "nope"), "session nope does not exist"),
-        (("sessions", "export", "nope", "--out", "x.mkv"), "session nope does not exist"),
+        (("sessions", "verify", "nope"), "session nope does not exist"),
     ],
 )
 def test_errors_are_named(
@@ -76,3 +76,8 @@ def test_bad_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["sessions", "list", "--config", str(config), "--data-dir", str(tmp_path)])
     assert code == 2
     assert "server.port" in capsys.readouterr().err
+
+
+def test_verify_names_a_missing_bundle(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "/nonexistent/bundle"]) == 2
+    assert "bundle /nonexistent/bundle is not a folder" in capsys.readouterr().err

@@ -16,9 +16,10 @@ from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
 from ..models import AlertAction, Position, Role
+from ..register import Action
 from . import access
 from .alerts import transition
-from .keys import clock_key, health_key, sessions_key, store_key, tracker_key
+from .keys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
 from .tracking import Officer
 from .whep import redirect_to_holder
 
@@ -76,14 +77,38 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def take_control(request: web.Request) -> web.Response:
-    """Manual control of a PTZ camera by the logged-in person: {"seconds": 300}."""
+    """Manual control of a PTZ camera by the logged-in person: {"seconds": 300}.
+
+    The national police (CIC) gives notice first ({"notice": "…"}, shown to the CSU and
+    registered) and holds a camera `cameras.cic_control_max_seconds` at most.
+    """
     person = access.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await _json(request)
     seconds = _number(body, "seconds", 1, math.inf)
-    control = request.app[tracker_key].take_control(
-        request.match_info["camera_id"], person.name, seconds
+    notice = body.get("notice", "")
+    if not isinstance(notice, str) or len(notice) > 500:
+        raise BadRequest("notice: a text of at most 500 characters")
+    if person.role == Role.POLICE_NATIONALE:
+        limit = request.app[config_key].cameras.cic_control_max_seconds
+        if len(notice.strip()) < 3:
+            raise BadRequest(
+                "notice: the national police takes control of a CSU camera only after"
+                " giving notice (say who asks and why)"
+            )
+        if seconds > limit:
+            raise BadRequest(f"seconds: the national police holds a camera {limit:.0f} s at most")
+    camera_id = request.match_info["camera_id"]
+    control = request.app[tracker_key].take_control(camera_id, person.name, seconds)
+    await access.record(
+        request,
+        Action.PTZ_CONTROL,
+        person,
+        camera_id=camera_id,
+        time_to=control.until,
+        reason=notice.strip(),
+        detail=f"{seconds:.0f} s",
     )
-    return web.json_response(control.to_json())
+    return web.json_response({**control.to_json(), "notice": notice.strip()})
 
 
 async def release_control(request: web.Request) -> web.Response:

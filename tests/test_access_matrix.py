@@ -1,0 +1,332 @@
+"""The access matrix of DESIGN.md, enforced server-side on every endpoint, as a table.
+
+Each role is logged in and tries every endpoint; an endpoint the table does not list fails
+the test, so a new route cannot be added without saying who may use it. Allowed means the
+role got past the access check (any answer but 401/403: a 404 for a camera that does not
+exist is fine); refused means 403 with the reason, and a register entry.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bodycam.config import Config
+from bodycam.gateway.app import create_app
+from bodycam.keyring import Keyring
+from bodycam.store import Store
+
+from .conftest import PASSWORD, Gateway, add_login, make_config
+from .evidence_data import record_session
+
+LIVE = {"operator", "supervisor", "police_nationale"}
+ALERTS = {"operator", "supervisor"}
+RECORDINGS = {"operator", "supervisor"}
+SUPERVISOR = {"supervisor"}
+REGISTER = {"supervisor", "auditor"}
+STATS = {"supervisor", "auditor", "admin"}
+ADMINISTRATION = {"supervisor", "admin"}
+ROLES = ("operator", "supervisor", "police_nationale", "auditor", "admin")
+EVERYONE = set(ROLES)
+OFFER = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
+REQUISITION = {"reference": "PV 2027/118", "reason": "réquisition du parquet"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # a route's path with real values filled in
+    route: str  # the route as registered
+    allowed: set[str]
+    body: Any = None
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/me", "/api/v1/me", EVERYONE),
+    Endpoint("GET", "/api/v1/cameras", "/api/v1/cameras", LIVE),
+    Endpoint(
+        "GET", "/api/v1/cameras/selection?lat=49.12&lon=6.18", "/api/v1/cameras/selection", LIVE
+    ),
+    Endpoint("GET", "/api/v1/cameras/health", "/api/v1/cameras/health", LIVE | {"admin"}),
+    Endpoint(
+        "PUT",
+        "/api/v1/cameras/nocam/control",
+        "/api/v1/cameras/{camera_id}/control",
+        LIVE,
+        {"seconds": 60, "notice": "CIC: suivi d'un véhicule"},
+    ),
+    Endpoint(
+        "DELETE", "/api/v1/cameras/nocam/control", "/api/v1/cameras/{camera_id}/control", LIVE
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/cameras/nocam/ptz",
+        "/api/v1/cameras/{camera_id}/ptz",
+        LIVE,
+        {"pan": 0, "tilt": 0, "zoom": 1},
+    ),
+    Endpoint("GET", "/api/v1/sessions/s1/position", "/api/v1/sessions/{session_id}/position", LIVE),
+    Endpoint("GET", "/api/v1/sessions/s1/track", "/api/v1/sessions/{session_id}/track", LIVE),
+    Endpoint("GET", "/api/v1/alerts", "/api/v1/alerts", LIVE),
+    Endpoint("POST", "/api/v1/alerts/s1/ack", "/api/v1/alerts/{session_id}/{action}", ALERTS),
+    Endpoint("GET", "/api/v1/recordings", "/api/v1/recordings", RECORDINGS),
+    Endpoint("GET", "/api/v1/recordings/s1", "/api/v1/recordings/{session_id}", RECORDINGS),
+    Endpoint(
+        "GET",
+        "/api/v1/recordings/s1/media?reason=contr%C3%B4le%20interne",
+        "/api/v1/recordings/{session_id}/media",
+        RECORDINGS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/recordings/s1/holds",
+        "/api/v1/recordings/{session_id}/holds",
+        SUPERVISOR,
+        REQUISITION,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/recordings/s1/holds/999/lift",
+        "/api/v1/recordings/{session_id}/holds/{hold_id}/lift",
+        SUPERVISOR,
+        REQUISITION,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/exports",
+        "/api/v1/exports",
+        SUPERVISOR,
+        {"sessions": ["s1"], **REQUISITION},
+    ),
+    Endpoint("GET", "/api/v1/exports/none", "/api/v1/exports/{name}", SUPERVISOR),
+    Endpoint("GET", "/api/v1/register", "/api/v1/register", REGISTER),
+    Endpoint("GET", "/api/v1/register/verify", "/api/v1/register/verify", REGISTER),
+    Endpoint("GET", "/api/v1/stats", "/api/v1/stats", STATS),
+    Endpoint("GET", "/api/v1/users", "/api/v1/users", ADMINISTRATION),
+    Endpoint(
+        "POST",
+        "/api/v1/users",
+        "/api/v1/users",
+        ADMINISTRATION,
+        {"name": "new", "role": "operator", "service": "CSU", "password": PASSWORD},
+    ),
+    Endpoint("GET", "/api/v1/devices", "/api/v1/devices", ADMINISTRATION),
+    Endpoint(
+        "POST", "/api/v1/devices", "/api/v1/devices", ADMINISTRATION, {"id": "cam-9", "officer": ""}
+    ),
+    Endpoint(
+        "POST", "/api/v1/devices/cam-9/revoke", "/api/v1/devices/{device_id}/revoke", ADMINISTRATION
+    ),
+    Endpoint("POST", "/whep/s1", "/whep/{session_id}", LIVE, OFFER),
+    Endpoint("DELETE", "/whep/s1/v1", "/whep/{session_id}/{viewer_id}", LIVE),
+    Endpoint("GET", "/ui/ws", "/ui/ws", LIVE),
+    Endpoint("GET", "/ui/city.json", "/ui/city.json", LIVE),
+    Endpoint("GET", "/ui/cameras/nocam/mjpeg", "/ui/cameras/{camera_id}/mjpeg", LIVE),
+]
+
+# Routes anyone reaches: the page itself, logging in, devices' own WHIP, ops endpoints.
+OPEN_ROUTES = {
+    "/",
+    "/ui",
+    "/ui/",
+    "/api/v1/login",
+    "/api/v1/logout",
+    "/metrics",
+    "/healthz",
+    "/whip",
+    "/whip/sessions/{resource_id}",
+}
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Gateway]:
+    config: Config = make_config(tmp_path / "data")
+    store = Store(config.database_path)
+    keyring = Keyring.load(config, store)
+    await record_session(config, store, keyring, "s1", datetime(2026, 11, 2, 9, tzinfo=UTC))
+    store.close()
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Gateway(config, server, app)
+    finally:
+        await server.close()
+
+
+def test_the_table_covers_every_route() -> None:
+    app = create_app(make_config(Path("/nonexistent-never-started")))
+    routes = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.method not in ("OPTIONS", "HEAD") and r.resource is not None
+    }
+    listed = {(e.method, e.route) for e in ENDPOINTS}
+    unlisted = {
+        (m, p)
+        for m, p in routes
+        if p not in OPEN_ROUTES and not p.startswith("/ui/static") and (m, p) not in listed
+    }
+    assert not unlisted, f"routes missing from the access table: {sorted(unlisted)}"
+    assert not listed - routes, f"table rows without a route: {sorted(listed - routes)}"
+
+
+async def call(
+    http: aiohttp.ClientSession, url: str, endpoint: Endpoint, headers: dict[str, str]
+) -> tuple[int, str]:
+    if endpoint.path == "/ui/ws":  # a refusal comes before the upgrade, with its reason
+        async with http.get(url + endpoint.path, headers=headers) as response:
+            if response.status in (401, 403):
+                return response.status, await response.text()
+        async with http.ws_connect(url + endpoint.path, headers=headers) as ws:
+            await ws.close()
+            return 101, ""
+    kwargs: dict[str, Any] = {"headers": dict(headers)}
+    if isinstance(endpoint.body, str):
+        kwargs["data"] = endpoint.body
+        kwargs["headers"]["Content-Type"] = "application/sdp"
+    elif endpoint.body is not None:
+        kwargs["json"] = endpoint.body
+    async with http.request(endpoint.method, url + endpoint.path, **kwargs) as response:
+        return response.status, (await response.read()).decode(errors="replace")
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_each_role_reaches_what_the_matrix_gives_it(served: Gateway, role: str) -> None:
+    token = add_login(served.store, f"agent-{role}", role)
+    headers = {"Authorization": f"Bearer {token}"}
+    wrong: list[str] = []
+    refused = 0
+    async with aiohttp.ClientSession() as http:
+        for endpoint in ENDPOINTS:
+            status, text = await call(http, served.url, endpoint, headers)
+            if role in endpoint.allowed and status in (401, 403):
+                wrong.append(f"{endpoint.method} {endpoint.path}: refused {status} {text[:120]}")
+            elif role not in endpoint.allowed:
+                if status != 403 or f"role {role} may not" not in text:
+                    wrong.append(f"{endpoint.method} {endpoint.path}: {status} {text[:120]}")
+                refused += 1
+    assert not wrong, f"{role}:\n" + "\n".join(wrong)
+    entries = served.store.register_entries()
+    refusals = [
+        e for e in entries if e["action"] == "access_refused" and e["user"] == f"agent-{role}"
+    ]
+    assert len(refusals) == refused
+    assert all(e["role"] == role and e["outcome"].startswith("refused: role") for e in refusals)
+
+
+async def test_nobody_unknown_gets_anything(served: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        for endpoint in ENDPOINTS:
+            for headers in ({}, {"Authorization": "Bearer bcu_forged"}):
+                status, _ = await call(http, served.url, endpoint, headers)
+                assert status == 401, (endpoint.path, headers, status)
+
+
+async def test_the_national_police_never_reaches_a_recording(served: Gateway) -> None:
+    """Whatever URL it tries: the API's, another spelling, the files themselves."""
+    token = add_login(served.store, "cic", "police_nationale")
+    headers = {"Authorization": f"Bearer {token}"}
+    [segment] = served.store.segments_of("s1")[:1]
+    attempts = [
+        "/api/v1/recordings/s1/media?reason=urgence%20absolue",
+        "/api/v1/recordings/s1/media",
+        "/api/v1/recordings//s1/media?reason=xyz",
+        "/api/v1/recordings/s1/../s1/media?reason=xyz",
+        "/api/v1/recordings?session=s1",
+        "/api/v1/exports/none",
+        f"/recordings/{segment.path}",
+        f"/ui/static/../../recordings/{segment.path}",
+        "/api/v1/sessions/s1/track",  # an ended session's track is part of its recording
+    ]
+    async with aiohttp.ClientSession() as http:
+        for path in attempts:
+            async with http.get(served.url + path, headers=headers) as response:
+                body = await response.read()
+                assert response.status in (403, 404), (path, response.status)
+                assert b"\x1a\x45\xdf\xa3" not in body, path  # no Matroska, ever
+
+
+async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gateway) -> None:
+    token = add_login(served.store, "martin", "operator")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{served.url}/api/v1/recordings/s1/media"
+    async with aiohttp.ClientSession() as http:
+        for query in ("", "?reason=", "?reason=ok"):
+            async with http.get(url + query, headers=headers) as response:
+                assert response.status == 400
+                assert "reason" in (await response.json())["error"]
+        async with http.get(url + "?reason=rapport%20d%27intervention", headers=headers) as r:
+            assert r.status == 200 and r.content_type == "video/x-matroska"
+            body = await r.read()
+    with av.open(io.BytesIO(body)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        frames = sum(1 for p in container.demux(video=0) if p.size)
+    assert frames == 60  # both segments, decrypted on the fly
+    [view] = [e for e in served.store.register_entries() if e["action"] == "recording_view"]
+    assert view["user"] == "martin" and view["session"] == "s1"
+    assert view["reason"] == "rapport d'intervention"
+    assert view["from"] == "2026-11-02T09:00:00.000Z" and view["to"] == "2026-11-02T09:00:02.000Z"
+
+
+async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: Path) -> None:
+    token = add_login(served.store, "durand", "supervisor")
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{served.url}/api/v1"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/recordings/s1/holds", json={"reason": "x" * 10}, headers=headers
+        ) as r:
+            assert r.status == 400 and "reference" in (await r.json())["error"]
+        async with http.post(f"{base}/recordings/s1/holds", json=REQUISITION, headers=headers) as r:
+            assert r.status == 201
+            hold = await r.json()
+        async with http.get(f"{base}/recordings", headers=headers) as r:
+            [listed] = await r.json()
+            assert listed["held"] is True and listed["expires_at"] == "2026-12-02T09:00:02.000Z"
+        async with http.post(
+            f"{base}/exports", json={"sessions": ["s1"], "reason": "enquête"}, headers=headers
+        ) as r:
+            assert r.status == 400 and "reference" in (await r.json())["error"]
+        async with http.post(
+            f"{base}/exports", json={"sessions": ["s1"], **REQUISITION}, headers=headers
+        ) as r:
+            assert r.status == 201
+            made = await r.json()
+        async with http.get(served.url + made["download"], headers=headers) as r:
+            assert r.status == 200
+            tar = await r.read()
+        lift = {"reference": "classement 12", "reason": "affaire classée"}
+        async with http.post(
+            f"{base}/recordings/s1/holds/{hold['id']}/lift", json=lift, headers=headers
+        ) as r:
+            assert r.status == 200 and (await r.json())["lifted_by"] == "durand"
+        async with http.post(
+            f"{base}/recordings/s1/holds/{hold['id']}/lift", json=lift, headers=headers
+        ) as r:
+            assert r.status == 409
+        async with http.get(f"{base}/stats?year=2026", headers=headers) as r:
+            stats = await r.json()
+        async with http.get(f"{base}/register/verify", headers=headers) as r:
+            assert (await r.json())["ok"] is True
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(tmp_path / "got", filter="data")
+    from bodycam.gateway.evidence import verify_bundle
+
+    report = verify_bundle(tmp_path / "got" / made["name"])
+    assert report.ok, report.problems
+    november = stats["months"]["2026-11"]
+    assert november["sessions"] == 1 and november["exports"] == 1
+    assert november["requisitions"] == 1  # the hold and the export share their reference
+    assert stats["total"]["exports"] == 1
