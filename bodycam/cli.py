@@ -20,6 +20,7 @@ from .config import Config
 from .errors import BadRequest, BodycamError, ConfigError
 from .logs import setup_logging
 from .models import Role
+from .register import Action, Entry
 from .store import Store
 
 
@@ -209,18 +210,25 @@ def _check_port(host: str, port: int) -> None:
 def users_command(store: Store, args: argparse.Namespace) -> int:
     from . import users
 
+    now = SystemClock().now()
     if args.action == "add":
-        user = users.add(
-            store, args.name, args.role, _read_password(args), args.service, SystemClock().now()
-        )
+        user = users.add(store, args.name, args.role, _read_password(args), args.service, now)
+        _registered(store, Action.USER_ADDED, f"{user.name} ({user.role}, {user.service or '-'})")
         print(f"user {user.name} added ({user.role})")
     elif args.action == "list":
         for u in store.list_users():
             print(f"{u.name:24} {u.role:18} {u.service or '-':32} since {iso(u.created_at)}")
     elif args.action == "passwd":
         users.set_password(store, args.name, _read_password(args))
+        _registered(store, Action.PASSWORD_CHANGED, args.name)
         print(f"password of {args.name} changed; their logins have ended")
     return 0
+
+
+def _registered(store: Store, action: Action, detail: str) -> None:
+    """Administration from the command line is registered under the system account."""
+    entry = Entry(action, cli_evidence.system_actor(), SystemClock().now(), detail=detail)
+    store.record(entry)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -240,6 +248,7 @@ def devices_command(store: Store, args: argparse.Namespace) -> int:
     now = SystemClock().now()
     if args.action == "add":
         token = devices.enroll(store, args.id, args.officer, now)
+        _registered(store, Action.DEVICE_ADDED, f"{args.id} ({args.officer or '-'})")
         print(f"device {args.id} enrolled. Its token is shown only this once:")
         print(token)
     elif args.action == "list":
@@ -252,10 +261,12 @@ def devices_command(store: Store, args: argparse.Namespace) -> int:
                 print(f"{d.id:20} {d.officer or '-':24} {state:32} {d.model} {d.serial}")
     elif args.action == "rotate":
         token = devices.rotate(store, args.id)
+        _registered(store, Action.DEVICE_TOKEN_ROTATED, args.id)
         print(f"device {args.id} has a new token (the old one no longer works):")
         print(token)
     elif args.action == "revoke":
         devices.revoke(store, args.id, now)
+        _registered(store, Action.DEVICE_REVOKED, args.id)
         print(f"device {args.id} revoked: its token no longer opens a session")
     return 0
 

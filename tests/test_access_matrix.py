@@ -330,3 +330,23 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
     assert november["sessions"] == 1 and november["exports"] == 1
     assert november["requisitions"] == 1  # the hold and the export share their reference
     assert stats["total"]["exports"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"seconds": 60}, "only after giving notice"),
+        ({"seconds": 60, "notice": "  "}, "only after giving notice"),
+        ({"seconds": 301, "notice": "CIC Metz, suivi d'un véhicule"}, "300 s at most"),
+    ],
+)
+async def test_the_cic_steers_a_camera_only_after_notice_and_for_a_while(
+    served: Gateway, body: dict[str, Any], message: str
+) -> None:
+    token = add_login(served.store, "cic", "police_nationale")
+    url = f"{served.url}/api/v1/cameras/nocam/control"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r,
+    ):
+        assert r.status == 400 and message in (await r.json())["error"]

@@ -42,6 +42,12 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "revoked" in out
     code, out, _ = run(capsys, tmp_path, "devices", "list")
     assert "revoked" in out
+    store = Store(tmp_path / "bodycam.sqlite3")
+    entries = store.register_entries()
+    store.close()
+    assert [e["action"] for e in entries] == ["device_added", "device_revoked"]
+    assert entries[0]["detail"] == "cam-17 (Brigadier Martin)"
+    assert entries[0]["role"] == "system" and entries[0]["service"] == "command line"
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,19 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
         headers = {"Authorization": f"Bearer {body['token']}"}
         async with http.get(f"{gateway.url}/api/v1/me", headers=headers) as r:
             assert r.status == 401
+    # the register has each attempt; failures in a row (here from one address) double the wait
+    entries = [e for e in gateway.store.register_entries() if e["action"] != "access_refused"]
+    assert [(e["action"], e["user"]) for e in entries] == [
+        ("login_failed", "dupont"),
+        ("login_failed", "nobody"),
+        ("login", "dupont"),
+        ("logout", "dupont"),
+    ]
+    assert entries[0]["role"] == "operator" and entries[1]["role"] == "none"
+    assert "1 failures in a row" in entries[0]["detail"]
+    assert "2 failures in a row" in entries[1]["detail"]
+    assert "answered in 2.0 s" in failed[1]
+    assert entries[0]["outcome"] == "refused: wrong user name or password"
 
 
 @pytest.mark.parametrize(

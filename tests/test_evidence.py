@@ -15,6 +15,7 @@ import pytest
 from bodycam import sealed
 from bodycam.cli import main
 from bodycam.config import Config
+from bodycam.errors import ConfigError
 from bodycam.gateway import evidence
 from bodycam.gateway.records import export_bundle
 from bodycam.gateway.retention import purge
@@ -54,7 +55,7 @@ def test_expiry_dates(period: str, recorded: str, expires: str) -> None:
 def test_bad_retention_is_named(text: str) -> None:
     with pytest.raises(ValueError, match=r"30 days|at least 1 day"):
         parse_retention(text)
-    with pytest.raises(Exception, match="evidence.retention"):
+    with pytest.raises(ConfigError, match=r"evidence\.retention"):
         Config.load(None, environ={"BODYCAM_EVIDENCE_RETENTION": text})
 
 

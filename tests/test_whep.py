@@ -57,6 +57,12 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
         assert await stop(view, gateway.auth) == 200
         assert len(gateway.sessions.session(session.id).relay) == 0
+        views = [e for e in gateway.store.register_entries() if "live_view" in e["action"]]
+        assert [(e["action"], e["user"], e["session"]) for e in views] == [
+            ("live_view_start", "dupont", session.id),
+            ("live_view_end", "dupont", session.id),
+        ]
+        assert views[1]["from"] < views[1]["to"]  # how long the view lasted
         await camera.press()
     await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
 
@@ -96,6 +102,9 @@ async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
         await camera.press()
         await wait_for(lambda: view.ended.is_set(), within=10)
         await view.close()
+    # a view ended by its session is registered as ended too
+    actions = [e["action"] for e in gateway.store.register_entries() if "live" in e["action"]]
+    assert actions == ["live_view_start", "live_view_end"]
     async with (
         aiohttp.ClientSession() as http,
         http.delete(view.location, headers=gateway.auth) as response,
