@@ -194,9 +194,8 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
 
 
 def hold_command(store: Store, args: argparse.Namespace) -> int:
+    from . import holds
     from .gateway.access import LEGAL_HOLD
-    from .gateway.export import recorded
-    from .models import Hold
 
     if args.action == "list":
         for h in store.holds_of(args.session):
@@ -204,36 +203,13 @@ def hold_command(store: Store, args: argparse.Namespace) -> int:
             print(f"#{h.id} {h.reference:24} by {h.placed_by} {iso(h.placed_at)}  {state}")
         return 0
     person = act_as(store, args, LEGAL_HOLD, f"{args.action} legal holds")
-    now = SystemClock().now()
-    session, _ = recorded(store, args.session)
+    now, who = SystemClock().now(), _actor(person)
     if args.action == "place":
-        entry = Entry(
-            Action.HOLD_PLACED,
-            _actor(person),
-            now,
-            session_id=session.id,
-            time_from=session.started_at,
-            time_to=session.ended_at,
-            reason=args.reason,
-            reference=args.reference,
-        )
-        hold_id = store.place_hold(
-            Hold(0, session.id, args.reference, args.reason, person.name, now), entry
-        )
-        print(f"hold #{hold_id} placed on {session.id} ({args.reference})")
-        return 0
-    entry = Entry(
-        Action.HOLD_LIFTED,
-        _actor(person),
-        now,
-        session_id=session.id,
-        reason=args.reason,
-        reference=args.reference,
-        detail=f"hold {args.hold_id}",
-    )
-    if not store.lift_hold(args.hold_id, person.name, args.reference, entry):
-        raise BodycamError(f"hold #{args.hold_id} is not in force on {session.id}")
-    print(f"hold #{args.hold_id} lifted")
+        hold = holds.place(store, args.session, who, args.reference, args.reason, now)
+        print(f"hold #{hold.id} placed on {args.session} ({hold.reference})")
+    else:
+        holds.lift(store, args.session, args.hold_id, who, args.reference, args.reason, now)
+        print(f"hold #{args.hold_id} lifted")
     return 0
 
 

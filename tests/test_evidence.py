@@ -500,3 +500,42 @@ def test_a_missing_master_key_stops_the_gateway_rather_than_losing_recordings(
 
 def test_system_actor_is_not_a_person() -> None:
     assert SYSTEM.role == "system"
+
+
+async def test_holds_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from bodycam import users
+
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", JAN31)
+    users.add(store, "durand", "supervisor", PASSWORD, "CSU", JAN31)
+    users.add(store, "martin", "operator", PASSWORD, "CSU", JAN31)
+    store.close()
+    data = ["--data-dir", str(config.data_dir), "--password-stdin"]
+
+    def hold(*args: str, user: str = "durand") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        return main(["hold", *args, *data, "--user", user])
+
+    assert hold("place", "s1", "--reference", "PV 9", "--reason", "enquête", user="martin") == 2
+    assert "role operator may not place legal holds" in capsys.readouterr().err
+    assert hold("place", "s1", "--reference", "PV", "--reason", "enquête") == 2
+    assert "reference: required" in capsys.readouterr().err
+    assert hold("place", "s1", "--reference", "PV 9", "--reason", "enquête") == 0
+    assert "hold #1 placed on s1 (PV 9)" in capsys.readouterr().out
+    assert main(["hold", "list", "s1", "--data-dir", str(config.data_dir)]) == 0
+    assert "in force" in capsys.readouterr().out
+    assert hold("lift", "s1", "1", "--reference", "CL 3", "--reason", "classée") == 0
+    assert hold("lift", "s1", "1", "--reference", "CL 3", "--reason", "classée") == 2
+    assert "already lifted" in capsys.readouterr().err
+    store = Store(config.database_path)
+    actions = [(e["action"], e["user"]) for e in store.register_entries()]
+    store.close()
+    assert actions == [
+        ("access_refused", "martin"),
+        ("hold_placed", "durand"),
+        ("hold_lifted", "durand"),
+    ]

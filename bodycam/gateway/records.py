@@ -21,9 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import devices, users
+from .. import devices, holds, users
 from ..clock import iso, parse_iso
-from ..errors import BadRequest, BodycamError, Conflict, NotFound
+from ..errors import BadRequest, BodycamError, NotFound
 from ..models import Hold, Role
 from ..register import Action, Entry
 from ..retention import expires_at
@@ -125,7 +125,7 @@ async def show_recording(request: web.Request) -> web.Response:
 async def play_recording(request: web.Request) -> web.StreamResponse:
     """GET …/media?reason=…: the whole session as one Matroska stream, decrypted on the fly."""
     person = access.require(request, access.RECORDING_VIEW, "view recordings")
-    reason = _text(request.query.get("reason"), "reason", "say why you view this recording")
+    reason = holds.text(request.query.get("reason"), "reason", "say why you view this recording")
     app, session_id = request.app, request.match_info["session_id"]
     store = app[store_key]
     session, segments = await store.run(recorded, store, session_id)
@@ -156,57 +156,39 @@ async def place_hold(request: web.Request) -> web.Response:
     """POST {"reference", "reason"}: the session survives the purge until lifted."""
     person = access.require(request, access.LEGAL_HOLD, "place legal holds")
     body = await _json(request)
-    reference = _text(body.get("reference"), "reference", "the requisition's reference", 100)
-    reason = _text(body.get("reason"), "reason", "say what the hold is for")
     store, now = request.app[store_key], request.app[clock_key].now()
-    session_id = request.match_info["session_id"]
-    session, _ = await store.run(recorded, store, session_id)
-    hold = Hold(0, session_id, reference, reason, person.name, now)
-    entry = Entry(
-        Action.HOLD_PLACED,
+    hold = await store.run(
+        holds.place,
+        store,
+        request.match_info["session_id"],
         access.actor(person),
+        body.get("reference"),
+        body.get("reason"),
         now,
-        session_id=session_id,
-        time_from=session.started_at,
-        time_to=session.ended_at,
-        reason=reason,
-        reference=reference,
     )
-    hold_id = await store.run(store.place_hold, hold, entry)
-    logger.info(
-        "session %s: legal hold %d placed by %s (%s)", session_id, hold_id, person.name, reference
-    )
-    return web.json_response(dict(_hold_json(hold), id=hold_id), status=201)
+    return web.json_response(_hold_json(hold), status=201)
 
 
 async def lift_hold(request: web.Request) -> web.Response:
     """POST {"reference", "reason"}: lift one hold (the purge may then take the session)."""
     person = access.require(request, access.LEGAL_HOLD, "lift legal holds")
     body = await _json(request)
-    reference = _text(body.get("reference"), "reference", "the decision's reference", 100)
-    reason = _text(body.get("reason"), "reason", "say why the hold is lifted")
-    store, now = request.app[store_key], request.app[clock_key].now()
-    session_id = request.match_info["session_id"]
     try:
         hold_id = int(request.match_info["hold_id"])
     except ValueError:
         raise BadRequest("hold id must be a number") from None
-    holds = {h.id: h for h in await store.run(store.holds_of, session_id)}
-    if hold_id not in holds:
-        raise NotFound(f"session {session_id} has no hold {hold_id}")
-    entry = Entry(
-        Action.HOLD_LIFTED,
+    store, now = request.app[store_key], request.app[clock_key].now()
+    hold = await store.run(
+        holds.lift,
+        store,
+        request.match_info["session_id"],
+        hold_id,
         access.actor(person),
+        body.get("reference"),
+        body.get("reason"),
         now,
-        session_id=session_id,
-        reason=reason,
-        reference=reference,
-        detail=f"hold {hold_id} ({holds[hold_id].reference})",
     )
-    if not await store.run(store.lift_hold, hold_id, person.name, reference, entry):
-        raise Conflict(f"hold {hold_id} was already lifted")
-    lifted = {h.id: h for h in await store.run(store.holds_of, session_id)}[hold_id]
-    return web.json_response(_hold_json(lifted))
+    return web.json_response(_hold_json(hold))
 
 
 def _hold_json(hold: Hold) -> dict[str, Any]:
@@ -463,14 +445,6 @@ async def revoke_device(request: web.Request) -> web.Response:
 
 
 # helpers
-
-
-def _text(value: Any, name: str, what: str, limit: int = MAX_REASON) -> str:
-    if not isinstance(value, str) or len(value.strip()) < 3:
-        raise BadRequest(f"{name}: required: {what} (at least 3 characters)")
-    if len(value) > limit:
-        raise BadRequest(f"{name}: at most {limit} characters")
-    return value.strip()
 
 
 def _time(request: web.Request, name: str) -> datetime | None:
