@@ -11,12 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bodycam import sealed
 from bodycam.cli import main
+from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.errors import ConfigError
 from bodycam.gateway import evidence
+from bodycam.gateway.app import create_app
 from bodycam.gateway.records import export_bundle
 from bodycam.gateway.retention import purge
 from bodycam.keyring import KeyDestroyed, Keyring, segment_label
@@ -25,7 +28,7 @@ from bodycam.register import SYSTEM, Action, Actor, Entry
 from bodycam.retention import add_months, expires_at, parse_retention
 from bodycam.store import Store
 
-from .conftest import PASSWORD, make_config
+from .conftest import PASSWORD, Gateway, make_config, wait_for
 from .evidence_data import record_session
 
 JAN31 = datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
@@ -539,3 +542,32 @@ async def test_holds_from_the_command_line(
         ("hold_placed", "durand"),
         ("hold_lifted", "durand"),
     ]
+
+
+class LateClock(SystemClock):
+    """The real clock, moved forward: the gateway believes a month has passed."""
+
+    def __init__(self, ahead: timedelta) -> None:
+        self.ahead = ahead
+
+    def now(self) -> datetime:
+        return super().now() + self.ahead
+
+
+async def test_the_gateway_purges_by_itself(tmp_path: Path) -> None:
+    config, store, keyring = open_data(tmp_path, evidence_retention="1 month")
+    start = SystemClock().now() - timedelta(days=1)
+    await record_session(config, store, keyring, "old", start)
+    store.close()
+    app = create_app(config, LateClock(timedelta(days=40)))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()  # the first purge runs at startup, then every hour
+    try:
+        gateway = Gateway(config, server, app)
+        await wait_for(lambda: gateway.store.get_session("old").destroyed_at is not None)
+        await wait_for(
+            lambda: any(e["action"] == "destruction" for e in gateway.store.register_entries())
+        )
+    finally:
+        await server.close()
+    assert not (config.recordings_dir / "old").exists()
