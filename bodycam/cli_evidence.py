@@ -174,7 +174,13 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
     from .gateway.retention import purge
     from .retention import years_before
 
-    now = _moment(args.now, "--now") or SystemClock().now()
+    real = SystemClock().now()
+    now = _moment(args.now, "--now") or real
+    if now > real and not args.dry_run:
+        raise BadRequest(
+            f"--now {iso(now)} is in the future: it would destroy recordings before the end"
+            " of their retention (use it with --dry-run to see what will go)"
+        )
     report = purge(
         store, config.recordings_dir, config.retention, now, system_actor(), args.dry_run
     )
@@ -187,7 +193,7 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
         print(f"  {session_id} kept: legal hold")
     if not args.dry_run:
         years = config.evidence.register_years
-        pruned = store.prune_register(years_before(now, years), now)
+        pruned = store.prune_register(years_before(real, years), real)  # never an earlier one
         if pruned:
             print(f"register: {pruned} entries older than {years} years pruned")
     return 0

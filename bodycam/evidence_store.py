@@ -15,6 +15,7 @@ from datetime import datetime
 
 from . import register
 from .clock import iso, parse_iso
+from .errors import Conflict
 from .models import Hold
 
 SCHEMA = (
@@ -96,8 +97,15 @@ class EvidenceStore:
     # legal holds
 
     def place_hold(self, hold: Hold, entry: register.Entry) -> int:
-        """Put a session on hold and register it, together."""
+        """Put a session on hold and register it, together; never a destroyed session."""
         with self._transaction() as db:
+            gone = db.execute(
+                "SELECT 1 FROM sessions WHERE id = ? AND destroy_state != ''", (hold.session_id,)
+            ).fetchone()
+            if gone is not None:
+                raise Conflict(
+                    f"session {hold.session_id} was destroyed at the end of its retention"
+                )
             cur = db.execute(
                 "INSERT INTO holds (session_id, reference, reason, placed_by, placed_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -158,25 +166,43 @@ class EvidenceStore:
             ).fetchone()
             if held is not None:
                 return False
-            db.execute("DELETE FROM session_keys WHERE session_id = ?", (session_id,))
-            db.execute(
-                "UPDATE sessions SET destroyed_at = COALESCE(destroyed_at, ?),"
-                " destroy_state = 'shredded' WHERE id = ?",
+            # only from the first state: a purge running beside this one already has it
+            cur = db.execute(
+                "UPDATE sessions SET destroyed_at = ?, destroy_state = 'shredded'"
+                " WHERE id = ? AND destroy_state = ''",
                 (iso(now), session_id),
             )
+            if cur.rowcount != 1:
+                return False
+            db.execute("DELETE FROM session_keys WHERE session_id = ?", (session_id,))
             return True
 
-    def forget_deleted(self) -> None:
-        """Write the WAL back and truncate it, so deleted keys leave no copy in it."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def forget_deleted(self) -> bool:
+        """Write the WAL back and truncate it, so deleted keys leave no copy in it.
 
-    def finish_destruction(self, session_id: str, entry: register.Entry) -> None:
-        """The files are gone: drop the session's positions and segments, and register it."""
+        False when a reader kept it from completing (another process reading the
+        database): every purge tries again, and the WAL holds the old page until then.
+        """
+        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return not busy
+
+    def finish_destruction(self, session_id: str, entry: register.Entry) -> bool:
+        """The files are gone: drop the session's positions and segments, and register it.
+
+        False (and nothing written) when another purge finished it first.
+        """
         with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE sessions SET destroy_state = 'done'"
+                " WHERE id = ? AND destroy_state = 'shredded'",
+                (session_id,),
+            )
+            if cur.rowcount != 1:
+                return False
             db.execute("DELETE FROM positions WHERE session_id = ?", (session_id,))
             db.execute("DELETE FROM segments WHERE session_id = ?", (session_id,))
-            db.execute("UPDATE sessions SET destroy_state = 'done' WHERE id = ?", (session_id,))
             register.append(db, entry)
+            return True
 
     # the register
 
@@ -185,9 +211,18 @@ class EvidenceStore:
         with self._transaction() as db:
             return register.append(db, entry)[0]
 
+    def record_all(self, entries: list[register.Entry]) -> None:
+        """Append several entries at once: all of them, or none."""
+        with self._transaction() as db:
+            for entry in entries:
+                register.append(db, entry)
+
     def verify_register(self) -> register.Verdict:
-        with self._transaction():  # one state of the chain, and no entry added meanwhile
+        with self.snapshot():  # one state of the chain, without holding writers back
             return register.verify(self._db)
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
 
     def register_head(self) -> tuple[int, str]:
         return register.head(self._db)
@@ -237,6 +272,15 @@ class EvidenceStore:
         ):
             months[month]["requisitions"] = references
         return months
+
+    def yearly_requisitions(self, year: int) -> int:
+        """Distinct references over the year (one used in two months counts once)."""
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT reference) FROM register WHERE substr(at, 1, 4) = ?"
+            " AND outcome = 'ok' AND reference != '' AND action IN ('export', 'hold_placed')",
+            (f"{year:04d}",),
+        ).fetchone()
+        return int(row[0])
 
 
 _STAT_OF = {

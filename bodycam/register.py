@@ -99,6 +99,7 @@ class Action(enum.StrEnum):
     PTZ_CONTROL = "ptz_control"
     RECORDING_VIEW = "recording_view"
     EXPORT = "export"
+    EXPORT_DOWNLOAD = "export_download"
     HOLD_PLACED = "hold_placed"
     HOLD_LIFTED = "hold_lifted"
     DESTRUCTION = "destruction"

@@ -10,7 +10,8 @@ File format (integers big-endian):
     header  MAGIC (8 bytes) + random nonce prefix (8)
     chunk   ciphertext length (4) + flag (1: 1 = final, else 0) + ciphertext (with 16-byte tag)
 
-Chunk i is sealed with nonce = prefix + i (4 bytes) and associated data MAGIC + prefix +
+Chunk i is sealed with nonce = prefix + i (4 bytes, top bit set for the final chunk) and
+associated data MAGIC + prefix +
 label (UTF-8) + i (4) + flag, so chunks cannot be reordered, moved to another file (the
 label names the segment, e.g. "session-id/seq") or have the final flag forged. The last
 chunk is the only one with the final flag, and has an empty plaintext: a file that lacks it
@@ -40,7 +41,7 @@ HEADER_BYTES = len(MAGIC) + PREFIX_BYTES
 TAG_BYTES = 16
 CHUNK_HEAD = struct.Struct(">IB")  # ciphertext length, flag
 FINAL = 1
-MAX_CHUNKS = 1 << 32  # the counter is 4 bytes; the final chunk takes one of them
+MAX_CHUNKS = 1 << 31  # the counter is 31 bits: the top bit marks the final chunk
 WRAP_NONCE_BYTES = 12
 
 
@@ -64,8 +65,10 @@ def _aead(key: bytes, what: str) -> AESGCM:
     return AESGCM(bytes(key))
 
 
-def _nonce(prefix: bytes, index: int) -> bytes:
-    return prefix + index.to_bytes(4, "big")
+def _nonce(prefix: bytes, index: int, flag: int) -> bytes:
+    # The final chunk has a nonce of its own (top bit set): recovery seals a final chunk at
+    # the index of a torn data chunk, and a nonce must never serve twice under one key.
+    return prefix + (index | (0x8000_0000 if flag & FINAL else 0)).to_bytes(4, "big")
 
 
 def _aad(prefix: bytes, label: bytes, index: int, flag: int) -> bytes:
@@ -75,7 +78,8 @@ def _aad(prefix: bytes, label: bytes, index: int, flag: int) -> bytes:
 def _seal(
     aead: AESGCM, prefix: bytes, label: bytes, index: int, flag: int, data: bytes | memoryview
 ) -> bytes:
-    ciphertext = aead.encrypt(_nonce(prefix, index), data, _aad(prefix, label, index, flag))
+    nonce = _nonce(prefix, index, flag)
+    ciphertext = aead.encrypt(nonce, data, _aad(prefix, label, index, flag))
     return CHUNK_HEAD.pack(len(ciphertext), flag) + ciphertext
 
 
@@ -223,7 +227,7 @@ def _chunks(
             )
         try:
             plaintext = aead.decrypt(
-                _nonce(prefix, index), ciphertext, _aad(prefix, label_bytes, index, flag)
+                _nonce(prefix, index, flag), ciphertext, _aad(prefix, label_bytes, index, flag)
             )
         except InvalidTag:
             raise SealedError(

@@ -186,17 +186,17 @@ async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_pa
     assert sealed.digest(copy / Path(first.path).name, key, segment_label(first))[1] == first.sha256
     del key  # what an attacker could not have kept: the gateway never writes it anywhere
 
+    database, wal = config.database_path, config.data_dir / "bodycam.sqlite3-wal"
+    assert wrapped in database.read_bytes() + wal.read_bytes()  # where it was
     purge(store, config.recordings_dir, config.retention, session.ended_at + timedelta(days=31))
     # the copy is intact, the master key is still there, but the session's key is gone:
     assert (copy / Path(first.path).name).stat().st_size > 0
     with pytest.raises(KeyDestroyed):
         keyring.session_key("s1")
-    # and no copy of the wrapped key is left in the database file or its WAL
+    # and no copy of the wrapped key is left in the database file or its WAL (still open)
+    assert wal.exists()
+    assert wrapped not in database.read_bytes() + wal.read_bytes()
     store.close()
-    for name in ("bodycam.sqlite3", "bodycam.sqlite3-wal"):
-        path = config.data_dir / name
-        if path.exists():
-            assert wrapped not in path.read_bytes(), name
     # with a key that is not the session's, the copy does not open
     with pytest.raises(sealed.SealedError, match="chunk 0"):
         next(
@@ -228,8 +228,29 @@ async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path
     assert not (config.recordings_dir / "s1").exists()
     destructions = [e for e in store.register_entries() if e["action"] == "destruction"]
     assert sorted(e["session"] for e in destructions) == ["s1", "s2"]
+    # a second purge running beside this one finds nothing left, and registers nothing
+    late = Entry(Action.DESTRUCTION, SYSTEM, now, session_id="s1")
+    assert not store.shred_key("s1", now) and not store.finish_destruction("s1", late)
+    assert len([e for e in store.register_entries() if e["action"] == "destruction"]) == 2
     assert store.verify_register().ok
     store.close()
+
+
+async def test_the_command_line_never_destroys_early(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, store, keyring = open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", SystemClock().now() - timedelta(days=2))
+    store.close()
+    later = (SystemClock().now() + timedelta(days=40)).isoformat()
+    data = ["--data-dir", str(config.data_dir)]
+    assert main(["purge", "--now", later, *data]) == 2
+    assert "in the future" in capsys.readouterr().err
+    assert main(["purge", "--now", later, "--dry-run", *data]) == 0
+    assert "would destroy 1 sessions" in capsys.readouterr().out
+    assert main(["purge", *data]) == 0
+    assert "destroyed 0 sessions" in capsys.readouterr().out
+    assert (config.recordings_dir / "s1").is_dir()
 
 
 def tamper(db_path: Path, sql: str, *args: object) -> None:

@@ -53,7 +53,8 @@ EXPORT = frozenset({Role.SUPERVISOR})  # on requisition, with its reference
 LEGAL_HOLD = frozenset({Role.SUPERVISOR})
 REGISTER_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR})
 STATS_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
-ADMINISTRATION = frozenset({Role.SUPERVISOR, Role.ADMIN})  # people and devices
+ADMINISTRATION = frozenset({Role.SUPERVISOR, Role.ADMIN})  # devices; the list of people
+USER_ADMINISTRATION = frozenset({Role.SUPERVISOR})  # creating accounts: no rights gained
 
 _user_key = web.RequestKey("user", User)  # the logged-in person, for this request
 PASSWORD_CHECKS = 2  # scrypt runs at once

@@ -112,7 +112,7 @@ def build_bundle(
     evidence is reported, never handed over.
     """
     try:
-        out.mkdir(parents=True, exist_ok=False)
+        out.mkdir(mode=0o700, parents=True, exist_ok=False)  # decrypted media: owner only
     except FileExistsError:
         raise Conflict(f"{out} already exists: an export never overwrites anything") from None
     except OSError as err:

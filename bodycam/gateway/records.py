@@ -12,9 +12,11 @@ import io
 import logging
 import re
 import secrets
+import shutil
 import tarfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,8 @@ from aiohttp import web
 
 from .. import devices, holds, users
 from ..clock import iso, parse_iso
-from ..errors import BadRequest, BodycamError, NotFound
-from ..models import Hold, Role
+from ..errors import BadRequest, BodycamError, Conflict, NotFound, TooManyRequests
+from ..models import Hold
 from ..register import Action, Entry
 from ..retention import expires_at
 from . import access, evidence
@@ -36,10 +38,13 @@ logger = logging.getLogger(__name__)
 
 MAX_REASON = 500
 PIPE_DEPTH = 8  # chunks between the remuxing thread and the client: back-pressure
+MAX_STREAMS = 8  # recordings and bundles streamed at once
 EXPORT_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,150}$")
 
 
 def add_routes(app: web.Application) -> None:
+    app[_streams_key] = _Streams()
+    app.on_cleanup.append(_close_streams)
     r = app.router
     r.add_get(f"{PREFIX}/recordings", list_recordings)
     r.add_get(f"{PREFIX}/recordings/{{session_id}}", show_recording)
@@ -254,9 +259,15 @@ async def export_bundle(
     facts = await store.run(evidence.collect, store, keyring, sessions)
     head = await store.run(store.register_head)
     name = name or bundle_name(requisition.reference, now)
+    final = exports_dir / name
+    if final.exists():
+        raise Conflict(f"{final} already exists: an export never overwrites anything")
+    # Built under a hidden name; it appears under its own only once its register entries
+    # are written: no bundle can exist that the register does not know about.
+    partial = exports_dir / f".partial-{name}"
     manifest = await asyncio.to_thread(
         evidence.build_bundle,
-        exports_dir / name,
+        partial,
         facts,
         requisition,
         keyring,
@@ -265,8 +276,8 @@ async def export_bundle(
         now,
         progress,
     )
-    for f in facts:
-        entry = Entry(
+    entries = [
+        Entry(
             Action.EXPORT,
             requisition.actor,
             now,
@@ -277,7 +288,14 @@ async def export_bundle(
             reference=requisition.reference,
             detail=f"bundle {name}",
         )
-        await store.run(store.record, entry)
+        for f in facts
+    ]
+    try:
+        await store.run(store.record_all, entries)
+        partial.rename(final)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, partial, True)
+        raise
     logger.info("export %s by %s: %d sessions", name, requisition.actor.user, len(facts))
     return name, manifest
 
@@ -290,11 +308,14 @@ def bundle_name(reference: str, now: datetime) -> str:
 
 async def download_export(request: web.Request) -> web.StreamResponse:
     """A bundle as an uncompressed tar stream (the media are compressed already)."""
-    access.require(request, access.EXPORT, "download exports")
+    person = access.require(request, access.EXPORT, "download exports")
     name = request.match_info["name"]
     folder = request.app[config_key].exports_dir / name
     if not EXPORT_NAME.match(name) or not (folder / "manifest.json").is_file():
         raise NotFound(f"no export {name[:160]}")
+    await access.record(
+        request, Action.EXPORT_DOWNLOAD, person, detail=f"bundle {name} to {request.remote}"
+    )
 
     def write_tar(out: Any) -> None:
         with tarfile.open(fileobj=out, mode="w|") as tar:
@@ -347,6 +368,7 @@ async def stats(request: web.Request) -> web.Response:
     store = request.app[store_key]
     months = await store.run(store.monthly_stats, int(raw))
     totals = {k: sum(m[k] for m in months.values()) for k in next(iter(months.values()))}
+    totals["requisitions"] = await store.run(store.yearly_requisitions, int(raw))
     return web.json_response({"year": int(raw), "months": months, "total": totals})
 
 
@@ -360,14 +382,13 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def add_user(request: web.Request) -> web.Response:
-    """POST {"name", "role", "service", "password"}."""
-    person = access.require(request, access.ADMINISTRATION, "administer accounts")
+    """POST {"name", "role", "service", "password"}: a supervisor's act only (an account
+    made by an admin could give its maker rights the admin role does not have)."""
+    person = access.require(request, access.USER_ADMINISTRATION, "create accounts")
     body = await _json(request)
     fields = {k: body.get(k, "") for k in ("name", "role", "service", "password")}
     if not all(isinstance(v, str) for v in fields.values()):
         raise BadRequest("name, role, service and password must be strings")
-    if fields["role"] == Role.ADMIN and person.role != Role.ADMIN:
-        raise BadRequest("role: only an admin may create an admin account")
     store, now = request.app[store_key], request.app[clock_key].now()
     made = await asyncio.to_thread(
         _on_store,
@@ -501,23 +522,32 @@ async def _stream(
             if not pipe.gone.is_set():
                 asyncio.run_coroutine_threadsafe(pipe.queue.put(None), pipe._loop)
 
-    task = asyncio.create_task(asyncio.to_thread(work))
-    first = await _next(pipe, task)  # errors before the first byte get a proper answer
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": content_type,
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        }
-    )
-    await response.prepare(request)
+    streams = request.app[_streams_key]
+    if streams.running >= MAX_STREAMS:
+        raise TooManyRequests(f"{MAX_STREAMS} recordings are being read already: try again soon")
+    streams.running += 1
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(loop.run_in_executor(streams.executor, work))
+    task.add_done_callback(lambda _: streams.finished())
+    response: web.StreamResponse | None = None
     try:
+        first = await _next(pipe, task)  # errors before the first byte get a proper answer
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
         chunk = first
         while chunk is not None:
             await response.write(chunk)
             chunk = await _next(pipe, task)
         await response.write_eof()
     except (ConnectionError, BodycamError) as err:
+        if response is None or not response.prepared:
+            raise  # nothing sent yet: the client gets the error itself
         logger.warning("%s: stream stopped: %s", request.path, err)
     finally:
         pipe.gone.set()
@@ -527,7 +557,26 @@ async def _stream(
     return response
 
 
-async def _next(pipe: _Pipe, task: asyncio.Task[Any]) -> bytes | None:
+class _Streams:
+    """Threads of their own for recordings and bundles being streamed: a long view holds
+    one for its whole length, and must not take those logins and the purge run on."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="stream")
+        self.running = 0
+
+    def finished(self) -> None:
+        self.running -= 1
+
+
+_streams_key = web.AppKey("streams", _Streams)
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[_streams_key].executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _next(pipe: _Pipe, task: asyncio.Future[Any]) -> bytes | None:
     """The next chunk, None at the end; the producer's error if it failed."""
     getter = asyncio.ensure_future(pipe.queue.get())
     done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)

@@ -59,6 +59,8 @@ def purge(
     """
     run: Call = call or (lambda fn, *args: fn(*args))
     report = PurgeReport()
+    if not dry_run:
+        run(store.forget_deleted)  # in case a reader kept the last round's from completing
     held = run(store.held_sessions)
     shredded: list[tuple[str, datetime]] = []
     for session_id, until, state in run(store.recorded_until):
@@ -76,38 +78,59 @@ def purge(
             report.due.append(session_id)
         elif run(store.shred_key, session_id, now):
             shredded.append((session_id, until))
-        else:
+        elif session_id in run(store.held_sessions):
             report.held.append(session_id)  # a hold placed while we were looking
+        # else another purge (the gateway's, the command line's) is destroying it
     if not shredded:
         return report
-    run(store.forget_deleted)
+    if not run(store.forget_deleted):
+        logger.warning("purge: the database is being read: destroyed keys leave the WAL later")
     for session_id, until in shredded:
-        _destroy_files(recordings_dir, session_id)
-        session = run(store.get_session, session_id)
-        segments, size = run(store.recording_totals, session_id)
-        how = "automatic" if actor == SYSTEM else f"by {actor.user}"
-        entry = Entry(
-            Action.DESTRUCTION,
-            actor,
-            now,
-            session_id=session_id,
-            time_from=session.started_at if session else None,
-            time_to=until,
-            detail=(
-                f"{how}; retention {retention}; device {session.device_id if session else '?'};"
-                f" key destroyed; {segments} segments, {size} bytes removed"
-            ),
-        )
-        run(store.finish_destruction, session_id, entry)
-        report.destroyed.append(session_id)
-        logger.info(
-            "session %s: destroyed (recorded until %s, retention %s, %s)",
-            session_id,
-            iso(until),
-            retention,
-            how,
-        )
+        try:
+            if _finish(store, run, recordings_dir, retention, session_id, until, actor, now):
+                report.destroyed.append(session_id)
+        except (OSError, ValueError) as err:  # the others go on; this one is retried
+            logger.error("session %s: key destroyed, files not removed: %s", session_id, err)
     return report
+
+
+def _finish(
+    store: Store,
+    run: Call,
+    recordings_dir: Path,
+    retention: Retention,
+    session_id: str,
+    until: datetime,
+    actor: Actor,
+    now: datetime,
+) -> bool:
+    """Remove a shredded session's files, then register its destruction."""
+    _destroy_files(recordings_dir, session_id)
+    session = run(store.get_session, session_id)
+    segments, size = run(store.recording_totals, session_id)
+    how = "automatic" if actor == SYSTEM else f"by {actor.user}"
+    entry = Entry(
+        Action.DESTRUCTION,
+        actor,
+        now,
+        session_id=session_id,
+        time_from=session.started_at if session else None,
+        time_to=until,
+        detail=(
+            f"{how}; retention {retention}; device {session.device_id if session else '?'};"
+            f" key destroyed; {segments} segments, {size} bytes removed"
+        ),
+    )
+    if not run(store.finish_destruction, session_id, entry):
+        return False  # another purge registered it
+    logger.info(
+        "session %s: destroyed (recorded until %s, retention %s, %s)",
+        session_id,
+        iso(until),
+        retention,
+        how,
+    )
+    return True
 
 
 def _destroy_files(recordings_dir: Path, session_id: str) -> None:
@@ -115,7 +138,8 @@ def _destroy_files(recordings_dir: Path, session_id: str) -> None:
     folder = recordings_dir / session_id
     if recordings_dir.resolve() not in folder.resolve().parents:
         raise ValueError(f"session id {session_id!r} is not a folder name")
-    shutil.rmtree(folder, ignore_errors=False) if folder.exists() else None
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 async def purge_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from ..gateway.keys import store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
 from ..models import Camera, CameraKind
+from ..register import Action
 from . import ws
 from .feeds import Feeds
 
@@ -123,11 +124,12 @@ def _camera(camera: Camera) -> dict[str, Any]:
 async def mjpeg(request: web.Request) -> web.StreamResponse:
     """A fixed camera's pictures, relayed: the browser never sees the camera's address or
     credentials."""
-    access.require(request, access.LIVE_VIEW, "view the cameras")
+    person = access.require(request, access.CAMERA_VIEW, "view the cameras")
     camera_id = request.match_info["camera_id"]
     camera = request.app[tracker_key].city.cameras.get(camera_id)
     if camera is None:
         raise NotFound(f"no camera {camera_id} in the registry")
+    await access.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
     feed = request.app[feeds_key].watch(camera)
     feed.viewers += 1
     try:
