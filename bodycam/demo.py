@@ -7,7 +7,8 @@ simulator, one of them switched off) is imported first. Officers walk their rout
 press their buttons at staggered times; the gateway follows them, picks the cameras that can
 see them, turns the PTZ cameras; one officer loses their 4G link for a few seconds and comes
 back into the same session. An operator account is made for the console (`/ui/`; its
-password is printed). At the end the demo prints how to list and export what was recorded.
+password is printed). At the end the demo prints how to list, verify and export (as its
+supervisor) what was recorded.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ DROP_SECONDS = 0.1  # of the demo's length, within the 60 s grace window
 CITY = Path(__file__).resolve().parent.parent / "simulators" / "data" / "metz"
 OFFLINE_CAMERA = "metz-cam-17"  # switched off, for the health report
 DEMO_OPERATOR = "operateur"
+DEMO_SUPERVISOR = "superviseur"
 
 
 def _out(text: str) -> None:
@@ -96,7 +98,8 @@ async def run_demo(config: Config, duration: float) -> int:
     base = f"http://{config.server.host}:{config.server.port}"
     store = app[store_key]
     _out(f"bodycam gateway on {base} (WHIP endpoint {base}/whip), data in {config.data_dir}")
-    password = _demo_operator(store)
+    password = _demo_account(store, DEMO_OPERATOR, "operator")
+    supervisor_password = _demo_account(store, DEMO_SUPERVISOR, "supervisor")
     _out(
         f"operator console: {base}/ui/  (user {DEMO_OPERATOR}, password {password};"
         " --duration 600 leaves time to watch)"
@@ -157,22 +160,26 @@ async def run_demo(config: Config, duration: float) -> int:
     if sessions:
         last = sessions[-1].id
         _out(f"  .venv/bin/bodycam sessions show {last} --data-dir {config.data_dir}")
+        _out(f"  .venv/bin/bodycam sessions verify {last} --data-dir {config.data_dir}")
         _out(
-            f"  .venv/bin/bodycam sessions export {last} --out {last}.mkv"
-            f" --data-dir {config.data_dir}"
+            f"Export it as a supervisor on requisition (user {DEMO_SUPERVISOR},"
+            f" password {supervisor_password}), then check the bundle:"
         )
+        _out(
+            f"  .venv/bin/bodycam export {last} --reference DEMO-1 --reason démonstration"
+            f" --user {DEMO_SUPERVISOR} --out demo-export --data-dir {config.data_dir}"
+        )
+        _out("  .venv/bin/bodycam verify demo-export")
     return code
 
 
-def _demo_operator(store: Store) -> str:
-    """The demo's operator account, with a new random password each run."""
+def _demo_account(store: Store, name: str, role: str) -> str:
+    """One of the demo's accounts, with a new random password each run."""
     password = secrets.token_urlsafe(9)
-    if store.get_user(DEMO_OPERATOR) is None:
-        users.add(
-            store, DEMO_OPERATOR, "operator", password, "CSU de démonstration", SystemClock().now()
-        )
+    if store.get_user(name) is None:
+        users.add(store, name, role, password, "CSU de démonstration", SystemClock().now())
     else:
-        users.set_password(store, DEMO_OPERATOR, password)
+        users.set_password(store, name, password)
     return password
 
 

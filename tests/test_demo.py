@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,27 @@ def test_the_demo_runs_the_city_and_three_officers(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     # the real credentials file is untouched: the demo writes its own
     assert not (tmp_path / "demo-data" / "camera-credentials.toml").exists()
+    # the commands it prints at the end work as printed
+    printed = [
+        line.split("bin/bodycam ", 1)[1] for line in out.splitlines() if "bin/bodycam " in line
+    ]
+    password = re.search(r"user superviseur, password (\S+)\)", out)
+    assert password is not None and len(printed) == 5, out[-2000:]
+    for command in printed:
+        args = command.split()
+        if args[0] == "export":  # it asks for the password: give it on standard input
+            args.append("--password-stdin")
+        done = subprocess.run(
+            [sys.executable, "-m", "bodycam", *args],
+            input=password[1] + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+    assert "OK:" in done.stdout  # the bundle verifies
 
 
 def test_the_demo_does_not_replace_a_real_registry(tmp_path: Path) -> None:
