@@ -13,12 +13,11 @@ import getpass
 import socket
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import register, users
-from .clock import SystemClock, iso, parse_iso
+from .clock import SystemClock, iso, parse_moment
 from .config import Config
 from .errors import BadRequest, BodycamError, Forbidden, Unauthorized
 from .keyring import Keyring, segment_label
@@ -92,11 +91,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
             return register_command(store, args)
         if args.command == "purge":
             return purge_command(store, config, args)
+        if args.command == "hold":
+            return hold_command(store, args)
         keyring = Keyring.load(config, store, create=False)
         if args.command == "keys":
             return keys_command(keyring)
-        if args.command == "hold":
-            return hold_command(store, args)
         return export_command(store, config, keyring, args)
     finally:
         store.close()
@@ -149,8 +148,8 @@ def register_command(store: Store, args: argparse.Namespace) -> int:
         print(verdict.text())
         return 0 if verdict.ok else 1
     act_as(store, args, REGISTER_READ, "read the register")
-    since = _moment(args.since, "--from")
-    until = _moment(args.until, "--to")
+    since = parse_moment(args.since, "--from")
+    until = parse_moment(args.until, "--to")
     rows = store.iter_register(since, until)
     if args.out:
         with open(args.out, "x", encoding="utf-8", newline="") as f:
@@ -161,21 +160,12 @@ def register_command(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _moment(text: str | None, flag: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_iso(text)
-    except ValueError as err:
-        raise BadRequest(f"{flag}: an ISO 8601 time with its zone is required: {err}") from None
-
-
 def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int:
     from .gateway.retention import purge
     from .retention import years_before
 
     real = SystemClock().now()
-    now = _moment(args.now, "--now") or real
+    now = parse_moment(args.now, "--now") or real
     if now > real and not args.dry_run:
         raise BadRequest(
             f"--now {iso(now)} is in the future: it would destroy recordings before the end"

@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+from .errors import BadRequest
+
 
 class Clock(Protocol):
     """Wall-clock time as aware UTC datetimes, and a monotonic counter for intervals."""
@@ -33,6 +35,16 @@ def utc_from_timestamp(seconds: float) -> datetime:
 def iso(dt: datetime) -> str:
     """ISO 8601 with milliseconds and a Z, the one format bodycam writes."""
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_moment(text: str | None, name: str) -> datetime | None:
+    """An optional ISO 8601 time given by a person (`--from`, `?to=`), or an error naming it."""
+    if text is None:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError as err:
+        raise BadRequest(f"{name}: an ISO 8601 time with its zone is required: {err}") from None
 
 
 def parse_iso(text: str) -> datetime:

@@ -32,9 +32,13 @@ logger = logging.getLogger(__name__)
 CHECK_LABEL = "master key check"
 
 
-def segment_label(segment: Segment) -> str:
+def chunk_label(session_id: str, seq: int) -> str:
     """What a segment's chunks are bound to: a renamed file still opens, a swapped one not."""
-    return f"{segment.session_id}/{segment.seq}"
+    return f"{session_id}/{seq}"
+
+
+def segment_label(segment: Segment) -> str:
+    return chunk_label(segment.session_id, segment.seq)
 
 
 class Keyring:

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from .clock import iso
 
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = "0" * 64  # what every chain starts from: the register's, each session's segments
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS register (

@@ -32,10 +32,9 @@ from .models import (
     SessionState,
     User,
 )
+from .register import GENESIS_HASH
 
 T = TypeVar("T")
-
-GENESIS_HASH = "0" * 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

@@ -72,6 +72,15 @@ def check_new_password(password: str) -> None:
 
 def add(store: Store, name: str, role: str, password: str, service: str, now: datetime) -> User:
     """Create an account (the password is checked, then only its hash is kept)."""
+    user, password_hash = new_account(name, role, password, service, now)
+    keep_account(store, user, password_hash)
+    return user
+
+
+def new_account(
+    name: str, role: str, password: str, service: str, now: datetime
+) -> tuple[User, str]:
+    """Check an account's fields and hash its password (scrypt: a worker thread's job)."""
     if not USER_NAME.match(name):
         raise BadRequest(
             f"user name {name!r} is invalid: 1-64 lower-case letters, digits, '.', '_' or '-'"
@@ -85,11 +94,15 @@ def add(store: Store, name: str, role: str, password: str, service: str, now: da
     if len(service) > 200:
         raise BadRequest("service is longer than 200 characters")
     check_new_password(password)
+    return user, hash_password(password)
+
+
+def keep_account(store: Store, user: User, password_hash: str) -> None:
+    """Store a checked account; the store's thread (or the command line)."""
     try:
-        store.add_user(user, hash_password(password))
+        store.add_user(user, password_hash)
     except sqlite3.IntegrityError:
-        raise Conflict(f"user {name} already exists") from None
-    return user
+        raise Conflict(f"user {user.name} already exists") from None
 
 
 def set_password(store: Store, name: str, password: str) -> None:

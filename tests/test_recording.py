@@ -13,7 +13,7 @@ from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder
 
 from bodycam import sealed
-from bodycam.gateway.export import export_session
+from bodycam.gateway.export import opener, recorded, remux
 from bodycam.keyring import segment_label
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH
@@ -74,7 +74,9 @@ async def test_recording_is_playable_aligned_and_complete(
         assert segment.ended_at is not None and segment.ended_at > segment.started_at
 
     out = tmp_path / "export.mkv"
-    export_session(gateway.store, keyring, gateway.config.recordings_dir, session.id, out)
+    _, readable = recorded(gateway.store, session.id)
+    key = keyring.session_key(session.id)
+    remux(session.started_at, readable, opener(gateway.config.recordings_dir, key), out)
     media = analyse(out)
     assert media.video_codec == {"h264": "h264", "vp8": "vp8"}[codec]
     assert media.audio_codec == "opus"

@@ -18,7 +18,7 @@ import av
 
 from .. import sealed
 from ..errors import BodycamError, NotFound, Unprocessable
-from ..keyring import Keyring, segment_label
+from ..keyring import KeyDestroyed, segment_label
 from ..models import Segment, Session
 from ..store import Store
 
@@ -36,7 +36,7 @@ def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
     if session is None:
         raise NotFound(f"session {session_id} does not exist")
     if session.destroyed_at is not None:
-        raise sealed.SealedError(
+        raise KeyDestroyed(
             f"session {session_id} was destroyed at the end of its retention: nothing to read"
         )
     segments = [s for s in store.segments_of(session_id) if s.state in READABLE]
@@ -55,22 +55,6 @@ def opener(recordings_dir: Path, key: bytes) -> Callable[[Segment], Any]:
         return sealed.SealedReader(path, key, segment_label(segment))
 
     return open_segment
-
-
-def export_session(
-    store: Store,
-    keyring: Keyring,
-    recordings_dir: Path,
-    session_id: str,
-    out: Path,
-    progress: Progress | None = None,
-) -> int:
-    """Write one file for the whole session (command line); returns packets written."""
-    session, segments = recorded(store, session_id)
-    key = keyring.session_key(session_id)
-    if not out.parent.is_dir():
-        raise Unprocessable(f"cannot write {out}: {out.parent} is not a directory")
-    return remux(session.started_at, segments, opener(recordings_dir, key), out, progress)
 
 
 def remux(

@@ -39,6 +39,7 @@ import av
 from .. import sealed
 from ..clock import utc_from_timestamp
 from ..config import RecordingConfig
+from ..keyring import chunk_label
 from ..metrics import Metrics
 from ..store import Store
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
@@ -363,7 +364,7 @@ class SessionRecorder:
             info.width,
             info.height,
         )
-        label = f"{self.session_id}/{seq}"  # as keyring.segment_label
+        label = chunk_label(self.session_id, seq)
         return SegmentWriter(path, codec, info, audio, self._key, label), segment_id
 
     def _seal(self, writer: SegmentWriter, segment_id: int, wall: float | None) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import devices, holds, users
-from ..clock import iso, parse_iso
+from ..clock import iso, parse_moment
 from ..errors import BadRequest, BodycamError, Conflict, NotFound, TooManyRequests
 from ..models import Hold
 from ..register import Action, Entry
@@ -84,17 +84,20 @@ async def list_recordings(request: web.Request) -> web.Response:
                 "bytes": size,
                 "held": held,
                 "destroyed_at": iso(s.destroyed_at) if s.destroyed_at else None,
-                "expires_at": iso(expires_at(s.ended_at, retention)) if s.ended_at else None,
+                # from the last recorded moment, as the purge counts it
+                "expires_at": iso(expires_at(until, retention)) if until else None,
             }
-            for s, count, size, held in rows
+            for s, count, size, held, until in rows
         ]
     )
 
 
-def _recordings(store: Any) -> list[tuple[Any, int, int, bool]]:
+def _recordings(store: Any) -> list[tuple[Any, int, int, bool, datetime | None]]:
     held = store.held_sessions()
+    until = {session_id: moment for session_id, moment, _ in store.recorded_until()}
     return [
-        (s, *store.recording_totals(s.id), s.id in held) for s in reversed(store.list_sessions())
+        (s, *store.recording_totals(s.id), s.id in held, until.get(s.id))
+        for s in reversed(store.list_sessions())
     ]
 
 
@@ -330,7 +333,8 @@ async def download_export(request: web.Request) -> web.StreamResponse:
 async def read_register(request: web.Request) -> web.StreamResponse:
     """GET ?from=&to= (ISO 8601): entries as JSON, or CSV with ?format=csv."""
     access.require(request, access.REGISTER_READ, "read the register")
-    since, until = _time(request, "from"), _time(request, "to")
+    query = request.query
+    since, until = parse_moment(query.get("from"), "from"), parse_moment(query.get("to"), "to")
     store = request.app[store_key]
     rows = await store.run(store.register_entries, since, until)
     if request.query.get("format") == "csv":
@@ -390,16 +394,15 @@ async def add_user(request: web.Request) -> web.Response:
     if not all(isinstance(v, str) for v in fields.values()):
         raise BadRequest("name, role, service and password must be strings")
     store, now = request.app[store_key], request.app[clock_key].now()
-    made = await asyncio.to_thread(
-        _on_store,
-        store,
-        users.add,
+    made, password_hash = await asyncio.to_thread(
+        users.new_account,
         fields["name"],
         fields["role"],
         fields["password"],
         fields["service"],
         now,
     )
+    await store.run(users.keep_account, store, made, password_hash)
     await access.record(
         request,
         Action.USER_ADDED,
@@ -407,22 +410,6 @@ async def add_user(request: web.Request) -> web.Response:
         detail=f"{made.name} ({made.role}, {made.service or 'no service'})",
     )
     return web.json_response(made.to_json(), status=201)
-
-
-def _on_store(store: Any, fn: Callable[..., Any], *args: Any) -> Any:
-    """scrypt runs here, on a worker thread; the store's calls go to the store's thread."""
-    return fn(_Through(store), *args)
-
-
-class _Through:
-    """A store whose methods run on the store's thread, for code written for the CLI."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._store, name)
-        return lambda *args: self._store.call(method, *args)
 
 
 async def list_devices(request: web.Request) -> web.Response:
@@ -466,16 +453,6 @@ async def revoke_device(request: web.Request) -> web.Response:
 
 
 # helpers
-
-
-def _time(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return parse_iso(raw)
-    except ValueError as err:
-        raise BadRequest(f"{name}: an ISO 8601 time with its zone is required: {err}") from None
 
 
 class _Pipe:
