@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from bodycam.store import Store
 
 from .conftest import PASSWORD, Gateway, add_login, make_config
 from .evidence_data import record_session
+from .helpers import ShiftedClock
 
 LIVE = {"operator", "supervisor", "police_nationale"}
 ALERTS = {"operator", "supervisor"}
@@ -40,6 +41,9 @@ ROLES = ("operator", "supervisor", "police_nationale", "auditor", "admin")
 EVERYONE = set(ROLES)
 OFFER = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
 REQUISITION = {"reference": "PV 2027/118", "reason": "réquisition du parquet"}
+# s1 is recorded at 09:00 that day and the gateway starts an hour later, on that date: its
+# retention (30 days) is then far from over whatever day the suite runs.
+RECORDED = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -153,9 +157,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Gateway]:
     config: Config = make_config(tmp_path / "data")
     store = Store(config.database_path)
     keyring = Keyring.load(config, store)
-    await record_session(config, store, keyring, "s1", datetime(2026, 11, 2, 9, tzinfo=UTC))
+    await record_session(config, store, keyring, "s1", RECORDED)
     store.close()
-    app = create_app(config)
+    app = create_app(config, ShiftedClock(RECORDED + timedelta(hours=1)))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -319,6 +323,8 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
             assert r.status == 409
         async with http.get(f"{base}/stats?year=2026", headers=headers) as r:
             stats = await r.json()
+        async with http.get(f"{base}/stats", headers=headers) as r:
+            assert (await r.json())["year"] == 2026  # "this year" on the gateway's clock
         async with http.get(f"{base}/register/verify", headers=headers) as r:
             assert (await r.json())["ok"] is True
     import tarfile
