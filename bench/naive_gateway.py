@@ -35,8 +35,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bodycam.gateway.connection import AUDIO_CODECS, VIDEO_CODECS, _preferences
-from bodycam.gateway.tap import tap_receivers
-from bodycam.ice import restrict_host_candidates
+from bodycam.media.ice import restrict_host_candidates
+from bodycam.media.tap import tap_receivers
 from bodycam.metrics import DELAY_BUCKETS
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bodycam import sealed
+from bodycam.evidence import sealed
 
 AV_BUFFER = 32 * 1024  # PyAV's write buffer: a larger cluster arrives as several writes
 

@@ -18,9 +18,9 @@ from . import cli_evidence
 from .clock import SystemClock, iso
 from .config import Config
 from .errors import BadRequest, BodycamError, ConfigError
+from .evidence.register import Action, Entry
 from .logs import setup_logging
 from .models import Role
-from .register import Action, Entry
 from .store import Store
 
 

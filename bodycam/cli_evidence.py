@@ -16,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import register, users
+from . import access, users
 from .clock import SystemClock, iso, parse_moment
 from .config import Config
 from .errors import BadRequest, BodycamError, Forbidden, Unauthorized
-from .keyring import Keyring, segment_label
+from .evidence import register
+from .evidence.keyring import Keyring, segment_label
+from .evidence.register import Action, Actor, Entry
 from .models import Role, User
-from .register import Action, Actor, Entry
 from .store import Store
 
 COMMANDS = ("register", "purge", "hold", "export", "verify", "keys")
@@ -141,13 +142,12 @@ def _actor(person: User) -> Actor:
 
 
 def register_command(store: Store, args: argparse.Namespace) -> int:
-    from .gateway.access import REGISTER_READ
 
     if args.action == "verify":
         verdict = store.verify_register()
         print(verdict.text())
         return 0 if verdict.ok else 1
-    act_as(store, args, REGISTER_READ, "read the register")
+    act_as(store, args, access.REGISTER_READ, "read the register")
     since = parse_moment(args.since, "--from")
     until = parse_moment(args.until, "--to")
     rows = store.iter_register(since, until)
@@ -161,8 +161,8 @@ def register_command(store: Store, args: argparse.Namespace) -> int:
 
 
 def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int:
-    from .gateway.retention import purge
-    from .retention import years_before
+    from .evidence.purge import purge
+    from .evidence.retention import years_before
 
     real = SystemClock().now()
     now = parse_moment(args.now, "--now") or real
@@ -190,15 +190,14 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
 
 
 def hold_command(store: Store, args: argparse.Namespace) -> int:
-    from . import holds
-    from .gateway.access import LEGAL_HOLD
+    from .evidence import holds
 
     if args.action == "list":
         for h in store.holds_of(args.session):
             state = f"lifted {iso(h.lifted_at)} by {h.lifted_by}" if h.lifted_at else "in force"
             print(f"#{h.id} {h.reference:24} by {h.placed_by} {iso(h.placed_at)}  {state}")
         return 0
-    person = act_as(store, args, LEGAL_HOLD, f"{args.action} legal holds")
+    person = act_as(store, args, access.LEGAL_HOLD, f"{args.action} legal holds")
     now, who = SystemClock().now(), _actor(person)
     if args.action == "place":
         hold = holds.place(store, args.session, who, args.reference, args.reason, now)
@@ -210,12 +209,11 @@ def hold_command(store: Store, args: argparse.Namespace) -> int:
 
 
 def export_command(store: Store, config: Config, keyring: Keyring, args: argparse.Namespace) -> int:
-    from .gateway import evidence
-    from .gateway.access import EXPORT
-    from .gateway.records import export_bundle
+    from .evidence import bundle as evidence
+    from .gateway.api_evidence import export_bundle
 
     reference, reason = evidence.check_requisition(args.reference, args.reason)
-    person = act_as(store, args, EXPORT, "export recordings")
+    person = act_as(store, args, access.EXPORT, "export recordings")
     out = Path(args.out)
     requisition = evidence.Requisition(reference, reason, _actor(person))
 
@@ -241,7 +239,7 @@ def export_command(store: Store, config: Config, keyring: Keyring, args: argpars
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from .gateway.evidence import public_key_from_pem, verify_bundle
+    from .evidence.bundle import public_key_from_pem, verify_bundle
 
     if not Path(args.bundle).is_dir():
         raise BodycamError(f"bundle {args.bundle} is not a folder (unpack it first)")
@@ -278,8 +276,8 @@ def keys_command(keyring: Keyring) -> int:
 
 def verify_session(store: Store, config: Config, session_id: str) -> int:
     """Decrypt every segment of a session and check its hash and chain: OK, or where not."""
-    from . import sealed
-    from .gateway.export import recorded
+    from .evidence import sealed
+    from .evidence.recordings import recorded
 
     keyring = Keyring.load(config, store, create=False)
     session, segments = recorded(store, session_id)

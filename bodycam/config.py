@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .errors import ConfigError
-from .ice import parse_allow_entry
-from .retention import Retention, parse_retention
+from .evidence.retention import Retention, parse_retention
+from .media.ice import parse_allow_entry
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from . import devices, users
 from .clock import SystemClock
 from .config import Config
 from .errors import BodycamError
-from .events import EventStream
 from .gateway.app import create_app
-from .gateway.keys import health_key, live_key, metrics_key, store_key, tracker_key
+from .gateway.appkeys import health_key, live_key, metrics_key, store_key, tracker_key
 from .geo.registry import import_cameras, import_places, load_cameras
+from .live.base import EventStream
 from .models import SessionState
 from .store import Store
 

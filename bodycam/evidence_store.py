@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 
-from . import register
 from .clock import iso, parse_iso
 from .errors import Conflict
+from .evidence import register
 from .models import Hold
 
 SCHEMA = (

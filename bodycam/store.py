@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import evidence_store
 from .clock import iso, parse_iso
+from .evidence.register import GENESIS_HASH
 from .evidence_store import EvidenceStore
 from .models import (
     Alert,
@@ -32,7 +33,6 @@ from .models import (
     SessionState,
     User,
 )
-from .register import GENESIS_HASH
 
 T = TypeVar("T")
 

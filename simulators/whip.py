@@ -26,7 +26,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from bodycam.ice import restrict_host_candidates
+from bodycam.media.ice import restrict_host_candidates
 
 logger = logging.getLogger(__name__)
 

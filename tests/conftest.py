@@ -17,7 +17,7 @@ from bodycam import devices, users
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
-from bodycam.gateway.keys import metrics_key, sessions_key, store_key
+from bodycam.gateway.appkeys import metrics_key, sessions_key, store_key
 from bodycam.store import Store
 from simulators.media import MediaSettings
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bodycam.config import Config, RecordingConfig
-from bodycam.gateway.bitstream import h264_is_keyframe
-from bodycam.gateway.recorder import SessionRecorder
-from bodycam.gateway.tap import EncodedFrame
-from bodycam.keyring import Keyring
+from bodycam.evidence.keyring import Keyring
+from bodycam.media.bitstream import h264_is_keyframe
+from bodycam.media.recorder import SessionRecorder
+from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
 from bodycam.models import Position, Session, SessionState
 from bodycam.store import Store

@@ -9,9 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bodycam import sealed
 from bodycam.config import Config
-from bodycam.keyring import Keyring, segment_label
+from bodycam.evidence import sealed
+from bodycam.evidence.keyring import Keyring, segment_label
 from bodycam.models import Segment
 from bodycam.store import Store
 from simulators.testsignal import beep_onsets, is_flash, read_frame_counter

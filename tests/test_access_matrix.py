@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from bodycam.config import Config
+from bodycam.evidence.keyring import Keyring
 from bodycam.gateway.app import create_app
-from bodycam.keyring import Keyring
 from bodycam.store import Store
 
 from .conftest import PASSWORD, Gateway, add_login, make_config
@@ -331,7 +331,7 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
 
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(tmp_path / "got", filter="data")
-    from bodycam.gateway.evidence import verify_bundle
+    from bodycam.evidence.bundle import verify_bundle
 
     report = verify_bundle(tmp_path / "got" / made["name"])
     assert report.ok, report.problems

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from bodycam.gateway.bitstream import (
+from bodycam.media.bitstream import (
     h264_is_keyframe,
     h264_keyframe_info,
     split_annexb,

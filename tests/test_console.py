@@ -67,7 +67,7 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.get(f"{gateway.url}/api/v1/me") as r:
             assert r.status == 401
-        with caplog.at_level(logging.WARNING, logger="bodycam.gateway.access"):
+        with caplog.at_level(logging.WARNING, logger="bodycam.gateway.auth"):
             assert await login(http, gateway.url, "dupont", "wrong password!") == 401
             assert await login(http, gateway.url, "nobody", PASSWORD) == 401
         failed = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]

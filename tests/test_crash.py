@@ -15,11 +15,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bodycam import devices, sealed
+from bodycam import devices
 from bodycam.clock import SystemClock
 from bodycam.config import Config
-from bodycam.gateway.recovery import media_seconds
-from bodycam.keyring import segment_label
+from bodycam.evidence import sealed
+from bodycam.evidence.keyring import segment_label
+from bodycam.media.recovery import media_seconds
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH, Store
 from simulators.axis_bodycam import AxisBodycam

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bodycam import sealed
 from bodycam.cli import main
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.errors import ConfigError
-from bodycam.gateway import evidence
+from bodycam.evidence import bundle as evidence
+from bodycam.evidence import sealed
+from bodycam.evidence.keyring import KeyDestroyed, Keyring, segment_label
+from bodycam.evidence.purge import purge
+from bodycam.evidence.register import SYSTEM, Action, Actor, Entry
+from bodycam.evidence.retention import add_months, expires_at, parse_retention
+from bodycam.gateway.api_evidence import export_bundle
 from bodycam.gateway.app import create_app
-from bodycam.gateway.records import export_bundle
-from bodycam.gateway.retention import purge
-from bodycam.keyring import KeyDestroyed, Keyring, segment_label
 from bodycam.models import Hold
-from bodycam.register import SYSTEM, Action, Actor, Entry
-from bodycam.retention import add_months, expires_at, parse_retention
 from bodycam.store import Store
 
 from .conftest import PASSWORD, Gateway, make_config, wait_for

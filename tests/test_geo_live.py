@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from bodycam.config import Config
-from bodycam.events import Event
-from bodycam.gateway.keys import live_key, tracker_key
+from bodycam.gateway.appkeys import live_key, tracker_key
 from bodycam.geo.registry import import_cameras, import_places
+from bodycam.live.base import Event
 from bodycam.models import SessionState
 from bodycam.store import Store
 from simulators.axis_bodycam import AxisBodycam

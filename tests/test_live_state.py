@@ -29,7 +29,9 @@ from bodycam.cli import build_parser, load_config
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.errors import BadRequest, ConfigError
-from bodycam.events import (
+from bodycam.gateway.app import create_app
+from bodycam.gateway.appkeys import live_key, tracker_key
+from bodycam.live.base import (
     BEGINNING,
     Event,
     LivePosition,
@@ -41,10 +43,8 @@ from bodycam.events import (
     event_key,
     this_node,
 )
-from bodycam.gateway.app import create_app
-from bodycam.gateway.keys import live_key, tracker_key
-from bodycam.live_memory import MemoryHub, MemoryLive
-from bodycam.live_redis import RedisLive
+from bodycam.live.memory import MemoryHub, MemoryLive
+from bodycam.live.redis import RedisLive
 from bodycam.models import Device, Position
 
 from .conftest import make_config

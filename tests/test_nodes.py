@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bodycam.gateway.app import create_app
-from bodycam.gateway.keys import live_key
+from bodycam.gateway.appkeys import live_key
 from simulators.axis_bodycam import AxisBodycam
 
 from .conftest import Gateway, add_login, make_config, small_media, wait_for

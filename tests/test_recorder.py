@@ -8,20 +8,15 @@ from pathlib import Path
 import av
 import pytest
 
-from bodycam import sealed
 from bodycam.clock import utc_from_timestamp
 from bodycam.config import RecordingConfig
 from bodycam.errors import BodycamError, Unprocessable
-from bodycam.gateway.bitstream import (
-    START_CODE,
-    h264_is_keyframe,
-    h264_keyframe_info,
-    split_annexb,
-)
-from bodycam.gateway.export import opener, remux
-from bodycam.gateway.recorder import SessionRecorder
-from bodycam.gateway.tap import EncodedFrame
-from bodycam.keyring import segment_label
+from bodycam.evidence import sealed
+from bodycam.evidence.keyring import segment_label
+from bodycam.evidence.recordings import opener, remux
+from bodycam.media.bitstream import START_CODE, h264_is_keyframe, h264_keyframe_info, split_annexb
+from bodycam.media.recorder import SessionRecorder
+from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
 from bodycam.store import Store

@@ -12,9 +12,9 @@ from aiortc.codecs.h264 import H264Decoder
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder
 
-from bodycam import sealed
-from bodycam.gateway.export import opener, recorded, remux
-from bodycam.keyring import segment_label
+from bodycam.evidence import sealed
+from bodycam.evidence.keyring import segment_label
+from bodycam.evidence.recordings import opener, recorded, remux
 from bodycam.models import SessionState
 from bodycam.store import GENESIS_HASH
 from simulators.axis_bodycam import AxisBodycam

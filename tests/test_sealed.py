@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bodycam.errors import BodycamError
-from bodycam.sealed import (
+from bodycam.evidence.sealed import (
     CHUNK_MAX,
     MAGIC,
     SealedError,
@@ -300,7 +300,7 @@ def test_kill_9_leaves_every_written_chunk(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from bodycam.sealed import SealedWriter\n"
+        "from bodycam.evidence.sealed import SealedWriter\n"
         "w = SealedWriter(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3])\n"
         "for i in range(5):\n"
         "    w.write(bytes([65 + i]) * 700)\n"

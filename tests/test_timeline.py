@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bodycam.gateway.tap import EncodedFrame, RtpUnwrapper
-from bodycam.gateway.timeline import Timeline
+from bodycam.media.tap import EncodedFrame, RtpUnwrapper
+from bodycam.media.timeline import Timeline
 
 T0 = 1_800_000_000.0  # sender capture time of the first frames
 V0, A0 = 3_000_000_000, 123_456  # random RTP origins

@@ -14,14 +14,14 @@ from .. import __version__, ui
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
-from ..events import open_live
-from ..ice import restrict_host_candidates
-from ..keyring import Keyring
+from ..evidence.keyring import Keyring
+from ..evidence.purge import purge_ctx
+from ..live.base import open_live
+from ..media.ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store
-from . import access, api, records, whep, whip
-from .health import HealthMonitor
-from .keys import (
+from . import api_evidence, api_live, auth, whep, whip
+from .appkeys import (
     clock_key,
     config_key,
     health_key,
@@ -33,7 +33,7 @@ from .keys import (
     tracker_key,
     vapix_key,
 )
-from .retention import purge_ctx
+from .health import HealthMonitor
 from .sessions import SessionManager
 from .tracking import City, Tracker
 from .vapix import Vapix, load_credentials
@@ -52,7 +52,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         logger.warning("%s %s refused (%d): %s", request.method, request.path, err.status, err)
         if err.status == 403:
             try:
-                await access.record_refusal(request, err)
+                await auth.record_refusal(request, err)
             except Exception:  # the person still gets their answer
                 logger.exception("refusal of %s %s not registered", request.method, request.path)
         if request.path.startswith(whip.WHIP_PATH):
@@ -195,7 +195,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         raise ConfigError(f"ice.addresses: {err}") from None
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(
-        middlewares=[errors_middleware, access.auth_middleware],
+        middlewares=[errors_middleware, auth.auth_middleware],
         client_max_size=config.server.max_sdp_bytes,
     )
     app[config_key] = config
@@ -211,9 +211,9 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(purge_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
-    access.add_routes(app)
-    api.add_routes(app)
-    records.add_routes(app)
+    auth.add_routes(app)
+    api_live.add_routes(app)
+    api_evidence.add_routes(app)
     ui.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

@@ -25,9 +25,9 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, Unprocessable
+from ..media.tap import EncodedFrame, request_keyframe, tap_receivers
 from ..models import EndReason, Position, SessionState
 from . import telemetry
-from .tap import EncodedFrame, request_keyframe, tap_receivers
 
 if TYPE_CHECKING:
     from .sessions import LiveSession, SessionManager

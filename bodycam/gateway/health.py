@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import Clock, iso
-from ..events import EventStream
+from ..live.base import EventStream
 from ..metrics import Metrics
 from ..models import Camera
 from .vapix import CameraAuthFailed, CameraError, CameraNotConfigured, Vapix

@@ -22,16 +22,16 @@ from typing import Any
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
-from ..events import EventStream, SessionRegistry
-from ..keyring import Keyring
+from ..evidence.keyring import Keyring
+from ..live.base import EventStream, SessionRegistry
+from ..media.recorder import SessionRecorder
+from ..media.recovery import recover_segments
+from ..media.relay import Relay
 from ..metrics import Metrics
 from ..models import Device, EndReason, Position, Session, SessionState
 from ..store import Store
 from .alerts import alert_json
 from .connection import Connection, accept_offer
-from .recorder import SessionRecorder
-from .recovery import recover_segments
-from .relay import Relay
 from .tracking import Tracker
 
 logger = logging.getLogger(__name__)

@@ -21,13 +21,13 @@ from typing import Any
 from ..clock import Clock, iso
 from ..config import Config
 from ..errors import BadRequest, Conflict, NotFound
-from ..events import LivePosition, LiveState
 from ..geo.geometry import LocalFrame
 from ..geo.places import Address, StreetIndex
 from ..geo.ptz import Aim, aim
 from ..geo.registry import load_cameras
 from ..geo.selection import CameraIndex, Choice, Reason, hold
 from ..geo.track import Limits, Track, Verdict
+from ..live.base import LivePosition, LiveState
 from ..metrics import Metrics
 from ..models import Camera, CameraKind, Device, Position
 from ..store import Store

@@ -20,12 +20,13 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
+from .. import access
 from ..errors import BadRequest, NotFound, Unprocessable
+from ..evidence.register import Action, Entry
+from ..media.relay import Viewer
 from ..models import SessionState
-from ..register import Action, Entry
-from . import access
-from .keys import clock_key, config_key, live_key, sessions_key, store_key
-from .relay import Viewer
+from . import auth
+from .appkeys import clock_key, config_key, live_key, sessions_key, store_key
 from .sessions import LiveSession
 from .whip import CORS, preflight, read_sdp
 
@@ -92,7 +93,7 @@ async def redirect_to_holder(request: web.Request, session_id: str) -> web.Respo
 
 
 async def post_offer(request: web.Request) -> web.Response:
-    person = access.require(request, access.LIVE_VIEW, "view live images")
+    person = auth.require(request, access.LIVE_VIEW, "view live images")
     app = request.app
     session_id = request.match_info["session_id"]
     live = app[sessions_key].session(session_id)
@@ -116,7 +117,7 @@ async def post_offer(request: web.Request) -> web.Response:
             await relay.remove(viewer.id)
             logger.info("session %s: viewer %s left (%s)", session_id, label, pc.connectionState)
 
-    await access.record(
+    await auth.record(
         request,
         Action.LIVE_VIEW_START,
         person,
@@ -129,7 +130,7 @@ async def post_offer(request: web.Request) -> web.Response:
     async def view_ended() -> None:
         entry = Entry(
             Action.LIVE_VIEW_END,
-            access.actor(person),
+            auth.actor(person),
             clock.now(),
             session_id=session_id,
             time_from=started,
@@ -151,7 +152,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
 
 async def delete_view(request: web.Request) -> web.Response:
-    access.require(request, access.LIVE_VIEW, "view live images")
+    auth.require(request, access.LIVE_VIEW, "view live images")
     app = request.app
     session_id, viewer_id = request.match_info["session_id"], request.match_info["viewer_id"]
     live = app[sessions_key].session(session_id)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..devices import authenticate
 from ..errors import PayloadTooLarge, UnsupportedMediaType
-from .keys import config_key, metrics_key, sessions_key, store_key
+from .appkeys import config_key, metrics_key, sessions_key, store_key
 
 logger = logging.getLogger(__name__)
 

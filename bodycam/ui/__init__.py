@@ -14,13 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import access
 from ..errors import NotFound
-from ..gateway import access
-from ..gateway.keys import store_key, tracker_key, vapix_key
+from ..evidence.register import Action
+from ..gateway import auth
+from ..gateway.appkeys import store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
 from ..models import Camera, CameraKind
-from ..register import Action
 from . import ws
 from .feeds import Feeds
 
@@ -46,7 +47,7 @@ async def to_console(request: web.Request) -> web.Response:
 
 async def city(request: web.Request) -> web.Response:
     """Streets, buildings and cameras with their field of view, for the offline map."""
-    access.require(request, access.LIVE_VIEW, "see the map")
+    auth.require(request, access.LIVE_VIEW, "see the map")
     tracker = request.app[tracker_key]
     cache = request.app[_city_cache_key]
     if cache.get("version") != tracker.city.version or "body" not in cache:
@@ -124,12 +125,12 @@ def _camera(camera: Camera) -> dict[str, Any]:
 async def mjpeg(request: web.Request) -> web.StreamResponse:
     """A fixed camera's pictures, relayed: the browser never sees the camera's address or
     credentials."""
-    person = access.require(request, access.CAMERA_VIEW, "view the cameras")
+    person = auth.require(request, access.CAMERA_VIEW, "view the cameras")
     camera_id = request.match_info["camera_id"]
     camera = request.app[tracker_key].city.cameras.get(camera_id)
     if camera is None:
         raise NotFound(f"no camera {camera_id} in the registry")
-    await access.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
+    await auth.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
     feed = request.app[feeds_key].watch(camera)
     feed.viewers += 1
     try:

@@ -14,11 +14,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .. import access
 from ..clock import iso
 from ..errors import BodycamError
-from ..events import event_key
-from ..gateway import access
-from ..gateway.keys import health_key, live_key, sessions_key, tracker_key
+from ..gateway import auth
+from ..gateway.appkeys import health_key, live_key, sessions_key, tracker_key
+from ..live.base import event_key
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ TRACK_POINTS = 500
 
 
 async def console_socket(request: web.Request) -> web.WebSocketResponse:
-    person = access.require(request, access.LIVE_VIEW, "watch the console")
+    person = auth.require(request, access.LIVE_VIEW, "watch the console")
     after = request.query.get("after") or None
     if after is not None:
         event_key(after)  # a malformed id is a 400 before the upgrade

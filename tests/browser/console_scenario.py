@@ -28,7 +28,7 @@ from bodycam import devices
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
-from bodycam.gateway.keys import store_key
+from bodycam.gateway.appkeys import store_key
 from bodycam.geo.registry import import_cameras, import_places
 from bodycam.store import Store
 from simulators.axis_bodycam import AxisBodycam

@@ -23,7 +23,7 @@ from bodycam import devices
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
-from bodycam.gateway.keys import store_key
+from bodycam.gateway.appkeys import store_key
 from tests.media_check import reveal
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,8 +11,8 @@ import json
 from collections import deque
 from typing import Any
 
-from .clock import Clock
-from .events import (
+from ..clock import Clock
+from .base import (
     BEGINNING,
     REPLAY_EVENTS,
     Event,

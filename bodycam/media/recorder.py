@@ -36,10 +36,10 @@ from typing import Any
 
 import av
 
-from .. import sealed
 from ..clock import utc_from_timestamp
 from ..config import RecordingConfig
-from ..keyring import chunk_label
+from ..evidence import sealed
+from ..evidence.keyring import chunk_label
 from ..metrics import Metrics
 from ..store import Store
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info

@@ -30,9 +30,9 @@ from ..errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from ..evidence.register import Action, Actor, Entry
 from ..models import Role, User
-from ..register import Action, Actor, Entry
-from .keys import clock_key, config_key, store_key
+from .appkeys import clock_key, config_key, store_key
 
 logger = logging.getLogger(__name__)
 
@@ -40,21 +40,6 @@ COOKIE = "bodycam_session"
 PROTECTED = ("/api/", "/whep/", "/ui/ws", "/ui/cameras/", "/ui/city.json")
 OPEN = frozenset({"/api/v1/login", "/api/v1/logout"})
 MAX_LOGIN_BYTES = 4096
-
-# The access matrix of DESIGN.md (CSI L241-2, R241-10 to R241-14). Handlers name one of
-# these sets; a role missing from a set is refused with 403, and the refusal registered.
-LIVE_VIEW = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.POLICE_NATIONALE})
-CAMERA_VIEW = LIVE_VIEW
-ALERT_ACTION = frozenset({Role.OPERATOR, Role.SUPERVISOR})
-# The CIC (police_nationale) may steer a PTZ camera after giving notice, for a limited time.
-CAMERA_CONTROL = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.POLICE_NATIONALE})
-RECORDING_VIEW = frozenset({Role.OPERATOR, Role.SUPERVISOR})  # with a stated reason
-EXPORT = frozenset({Role.SUPERVISOR})  # on requisition, with its reference
-LEGAL_HOLD = frozenset({Role.SUPERVISOR})
-REGISTER_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR})
-STATS_READ = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
-ADMINISTRATION = frozenset({Role.SUPERVISOR, Role.ADMIN})  # devices; the list of people
-USER_ADMINISTRATION = frozenset({Role.SUPERVISOR})  # creating accounts: no rights gained
 
 _user_key = web.RequestKey("user", User)  # the logged-in person, for this request
 PASSWORD_CHECKS = 2  # scrypt runs at once

@@ -11,10 +11,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from .errors import BadRequest, Conflict, NotFound
-from .models import Hold
+from ..errors import BadRequest, Conflict, NotFound
+from ..models import Hold
+from ..store import Store
 from .register import Action, Actor, Entry
-from .store import Store
 
 logger = logging.getLogger(__name__)
 

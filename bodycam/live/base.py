@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .clock import Clock, iso
-from .config import Config
-from .errors import BadRequest, BodycamError
+from ..clock import Clock, iso
+from ..config import Config
+from ..errors import BadRequest, BodycamError
 
 logger = logging.getLogger(__name__)
 
@@ -356,10 +356,10 @@ async def open_live(config: Config, clock: Clock) -> LiveState:
     position_ttl = config.geo.position_ttl_seconds
     claim_ttl = config.sessions.claim_ttl_seconds
     if not config.redis.url:
-        from .live_memory import MemoryLive
+        from .memory import MemoryLive
 
         return MemoryLive(node, clock, position_ttl=position_ttl, claim_ttl=claim_ttl)
-    from .live_redis import RedisLive
+    from .redis import RedisLive
 
     return await RedisLive.connect(
         config.redis.url,

@@ -46,9 +46,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
-from .clock import Clock, iso, parse_iso
-from .errors import ConfigError
-from .events import (
+from ..clock import Clock, iso, parse_iso
+from ..errors import ConfigError
+from .base import (
     BEGINNING,
     Event,
     EventStream,

@@ -1,6 +1,6 @@
 """The REST API of cameras, positions and alerts (`/api/v1/…`): thin handlers.
 
-Every endpoint needs a login (`access.auth_middleware`) and says which roles it serves.
+Every endpoint needs a login (`auth.auth_middleware`) and says which roles it serves.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import access
 from ..clock import iso
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
+from ..evidence.register import Action
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
 from ..models import AlertAction, Position, Role
-from ..register import Action
-from . import access
+from . import auth
 from .alerts import transition
-from .keys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
+from .appkeys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
 from .tracking import Officer
 from .whep import redirect_to_holder
 
@@ -44,7 +45,7 @@ def add_routes(app: web.Application) -> None:
 
 async def cameras(request: web.Request) -> web.Response:
     """The registry as GeoJSON, without the cameras' addresses and credential references."""
-    access.require(request, access.LIVE_VIEW, "see the cameras")
+    auth.require(request, access.LIVE_VIEW, "see the cameras")
     document = cameras_to_geojson(list(request.app[tracker_key].city.cameras.values()))
     for feature in document["features"]:
         for key in ("credentials_ref", "vapix_url", "mjpeg_url", "rtsp_url"):
@@ -54,7 +55,7 @@ async def cameras(request: web.Request) -> web.Response:
 
 async def selection(request: web.Request) -> web.Response:
     """The cameras for a point: ?lat=..&lon=..[&limit=..]."""
-    access.require(request, access.LIVE_VIEW, "see the cameras")
+    auth.require(request, access.LIVE_VIEW, "see the cameras")
     lat = _number(request.query, "lat", -90, 90)
     lon = _number(request.query, "lon", -180, 180)
     limit = int(_number(request.query, "limit", 1, MAX_SELECTION, default=4, integer=True))
@@ -72,7 +73,7 @@ async def selection(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    access.require(request, access.LIVE_VIEW | {Role.ADMIN}, "see the cameras' health")
+    auth.require(request, access.CAMERA_HEALTH, "see the cameras' health")
     return web.json_response(request.app[health_key].report())
 
 
@@ -82,7 +83,7 @@ async def take_control(request: web.Request) -> web.Response:
     The national police (CIC) gives notice first ({"notice": "…"}, shown to the CSU and
     registered) and holds a camera `cameras.cic_control_max_seconds` at most.
     """
-    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
+    person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await _json(request)
     seconds = _number(body, "seconds", 1, math.inf)
     notice = body.get("notice", "")
@@ -99,7 +100,7 @@ async def take_control(request: web.Request) -> web.Response:
             raise BadRequest(f"seconds: the national police holds a camera {limit:.0f} s at most")
     camera_id = request.match_info["camera_id"]
     control = request.app[tracker_key].take_control(camera_id, person.name, seconds)
-    await access.record(
+    await auth.record(
         request,
         Action.PTZ_CONTROL,
         person,
@@ -113,7 +114,7 @@ async def take_control(request: web.Request) -> web.Response:
 
 async def release_control(request: web.Request) -> web.Response:
     """Give a camera back to automatic aiming (the holder only)."""
-    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
+    person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
     tracker = request.app[tracker_key]
     tracker.release_control(request.match_info["camera_id"], person.name)
     return web.Response(status=204)
@@ -121,7 +122,7 @@ async def release_control(request: web.Request) -> web.Response:
 
 async def move(request: web.Request) -> web.Response:
     """A manual absolute move: {"pan", "tilt", "zoom"}, for the control's holder."""
-    person = access.require(request, access.CAMERA_CONTROL, "control cameras")
+    person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await _json(request)
     target = Aim(
         _number(body, "pan", -180, 180),
@@ -134,7 +135,7 @@ async def move(request: web.Request) -> web.Response:
 
 async def position(request: web.Request) -> web.Response:
     """Where the officer of a live session is, the nearest street, the chosen cameras."""
-    access.require(request, access.LIVE_VIEW, "see where officers are")
+    auth.require(request, access.LIVE_VIEW, "see where officers are")
     officer = await _officer(request)
     tracker = request.app[tracker_key]
     fix = officer.track.current
@@ -164,7 +165,7 @@ async def position(request: web.Request) -> web.Response:
 
 async def track(request: web.Request) -> web.Response:
     """The officer's kept fixes as a GeoJSON LineString (times in the properties)."""
-    access.require(request, access.LIVE_VIEW, "see where officers are")
+    auth.require(request, access.LIVE_VIEW, "see where officers are")
     officer = await _officer(request)
     points = list(officer.track.points)
     return web.json_response(
@@ -182,13 +183,13 @@ async def track(request: web.Request) -> web.Response:
 
 async def list_alerts(request: web.Request) -> web.Response:
     """Open alerts, and those raised within the last shift; newest first."""
-    access.require(request, access.LIVE_VIEW, "see alerts")
+    auth.require(request, access.LIVE_VIEW, "see alerts")
     return web.json_response(await request.app[sessions_key].alerts_in_view())
 
 
 async def act_on_alert(request: web.Request) -> web.StreamResponse:
     """POST …/alerts/{session_id}/{ack|dispatch|close}: who and when are recorded."""
-    person = access.require(request, access.ALERT_ACTION, "act on alerts")
+    person = auth.require(request, access.ALERT_ACTION, "act on alerts")
     session_id = request.match_info["session_id"]
     store, manager = request.app[store_key], request.app[sessions_key]
     alert = await store.run(store.get_alert, session_id)

@@ -23,16 +23,18 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import devices, holds, users
+from .. import access, devices, users
 from ..clock import iso, parse_moment
 from ..errors import BadRequest, BodycamError, Conflict, NotFound, TooManyRequests
+from ..evidence import bundle as evidence
+from ..evidence import holds
+from ..evidence.recordings import opener, recorded, remux
+from ..evidence.register import Action, Entry
+from ..evidence.retention import expires_at
 from ..models import Hold
-from ..register import Action, Entry
-from ..retention import expires_at
-from . import access, evidence
-from .api import PREFIX, _json
-from .export import opener, recorded, remux
-from .keys import clock_key, config_key, keyring_key, store_key
+from . import auth
+from .api_live import PREFIX, _json
+from .appkeys import clock_key, config_key, keyring_key, store_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def add_routes(app: web.Application) -> None:
 
 async def list_recordings(request: web.Request) -> web.Response:
     """Recorded sessions, newest first, with their retention and holds."""
-    access.require(request, access.RECORDING_VIEW, "see recordings")
+    auth.require(request, access.RECORDING_VIEW, "see recordings")
     store, retention = request.app[store_key], request.app[config_key].retention
     rows = await store.run(_recordings, store)
     return web.json_response(
@@ -102,7 +104,7 @@ def _recordings(store: Any) -> list[tuple[Any, int, int, bool, datetime | None]]
 
 
 async def show_recording(request: web.Request) -> web.Response:
-    access.require(request, access.RECORDING_VIEW, "see recordings")
+    auth.require(request, access.RECORDING_VIEW, "see recordings")
     store, session_id = request.app[store_key], request.match_info["session_id"]
     session, segments = await store.run(recorded, store, session_id)
     holds = await store.run(store.holds_of, session_id)
@@ -132,13 +134,13 @@ async def show_recording(request: web.Request) -> web.Response:
 
 async def play_recording(request: web.Request) -> web.StreamResponse:
     """GET …/media?reason=…: the whole session as one Matroska stream, decrypted on the fly."""
-    person = access.require(request, access.RECORDING_VIEW, "view recordings")
+    person = auth.require(request, access.RECORDING_VIEW, "view recordings")
     reason = holds.text(request.query.get("reason"), "reason", "say why you view this recording")
     app, session_id = request.app, request.match_info["session_id"]
     store = app[store_key]
     session, segments = await store.run(recorded, store, session_id)
     key = await store.run(app[keyring_key].session_key, session_id)
-    await access.record(
+    await auth.record(
         request,
         Action.RECORDING_VIEW,
         person,
@@ -162,14 +164,14 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
 
 async def place_hold(request: web.Request) -> web.Response:
     """POST {"reference", "reason"}: the session survives the purge until lifted."""
-    person = access.require(request, access.LEGAL_HOLD, "place legal holds")
+    person = auth.require(request, access.LEGAL_HOLD, "place legal holds")
     body = await _json(request)
     store, now = request.app[store_key], request.app[clock_key].now()
     hold = await store.run(
         holds.place,
         store,
         request.match_info["session_id"],
-        access.actor(person),
+        auth.actor(person),
         body.get("reference"),
         body.get("reason"),
         now,
@@ -179,7 +181,7 @@ async def place_hold(request: web.Request) -> web.Response:
 
 async def lift_hold(request: web.Request) -> web.Response:
     """POST {"reference", "reason"}: lift one hold (the purge may then take the session)."""
-    person = access.require(request, access.LEGAL_HOLD, "lift legal holds")
+    person = auth.require(request, access.LEGAL_HOLD, "lift legal holds")
     body = await _json(request)
     try:
         hold_id = int(request.match_info["hold_id"])
@@ -191,7 +193,7 @@ async def lift_hold(request: web.Request) -> web.Response:
         store,
         request.match_info["session_id"],
         hold_id,
-        access.actor(person),
+        auth.actor(person),
         body.get("reference"),
         body.get("reason"),
         now,
@@ -218,7 +220,7 @@ def _hold_json(hold: Hold) -> dict[str, Any]:
 
 async def create_export(request: web.Request) -> web.Response:
     """POST {"sessions": [...], "reference", "reason"}: a signed bundle on the gateway."""
-    person = access.require(request, access.EXPORT, "export recordings")
+    person = auth.require(request, access.EXPORT, "export recordings")
     body = await _json(request)
     reference, reason = evidence.check_requisition(body.get("reference"), body.get("reason"))
     sessions = body.get("sessions")
@@ -229,7 +231,7 @@ async def create_export(request: web.Request) -> web.Response:
     app = request.app
     store, keyring, config = app[store_key], app[keyring_key], app[config_key]
     now = app[clock_key].now()
-    requisition = evidence.Requisition(reference, reason, access.actor(person))
+    requisition = evidence.Requisition(reference, reason, auth.actor(person))
     name, manifest = await export_bundle(
         store, keyring, config.exports_dir, config.recordings_dir, sessions, requisition, now
     )
@@ -311,12 +313,12 @@ def bundle_name(reference: str, now: datetime) -> str:
 
 async def download_export(request: web.Request) -> web.StreamResponse:
     """A bundle as an uncompressed tar stream (the media are compressed already)."""
-    person = access.require(request, access.EXPORT, "download exports")
+    person = auth.require(request, access.EXPORT, "download exports")
     name = request.match_info["name"]
     folder = request.app[config_key].exports_dir / name
     if not EXPORT_NAME.match(name) or not (folder / "manifest.json").is_file():
         raise NotFound(f"no export {name[:160]}")
-    await access.record(
+    await auth.record(
         request, Action.EXPORT_DOWNLOAD, person, detail=f"bundle {name} to {request.remote}"
     )
 
@@ -332,14 +334,14 @@ async def download_export(request: web.Request) -> web.StreamResponse:
 
 async def read_register(request: web.Request) -> web.StreamResponse:
     """GET ?from=&to= (ISO 8601): entries as JSON, or CSV with ?format=csv."""
-    access.require(request, access.REGISTER_READ, "read the register")
+    auth.require(request, access.REGISTER_READ, "read the register")
     query = request.query
     since, until = parse_moment(query.get("from"), "from"), parse_moment(query.get("to"), "to")
     store = request.app[store_key]
     rows = await store.run(store.register_entries, since, until)
     if request.query.get("format") == "csv":
         out = io.StringIO()
-        from ..register import write_csv
+        from ..evidence.register import write_csv
 
         write_csv(iter(rows), out)
         return web.Response(text=out.getvalue(), content_type="text/csv")
@@ -347,7 +349,7 @@ async def read_register(request: web.Request) -> web.StreamResponse:
 
 
 async def verify_register(request: web.Request) -> web.Response:
-    access.require(request, access.REGISTER_READ, "verify the register")
+    auth.require(request, access.REGISTER_READ, "verify the register")
     store = request.app[store_key]
     verdict = await store.run(store.verify_register)
     return web.json_response(
@@ -364,7 +366,7 @@ async def verify_register(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """Per month of ?year= (default: this year): what a centre reports each year."""
-    access.require(request, access.STATS_READ, "see statistics")
+    auth.require(request, access.STATS_READ, "see statistics")
     now = request.app[clock_key].now()
     raw = request.query.get("year", str(now.year))
     if not raw.isdigit() or not 2000 <= int(raw) <= 2100:
@@ -380,7 +382,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    access.require(request, access.ADMINISTRATION, "administer accounts")
+    auth.require(request, access.ADMINISTRATION, "administer accounts")
     store = request.app[store_key]
     return web.json_response([u.to_json() for u in await store.run(store.list_users)])
 
@@ -388,7 +390,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def add_user(request: web.Request) -> web.Response:
     """POST {"name", "role", "service", "password"}: a supervisor's act only (an account
     made by an admin could give its maker rights the admin role does not have)."""
-    person = access.require(request, access.USER_ADMINISTRATION, "create accounts")
+    person = auth.require(request, access.USER_ADMINISTRATION, "create accounts")
     body = await _json(request)
     fields = {k: body.get(k, "") for k in ("name", "role", "service", "password")}
     if not all(isinstance(v, str) for v in fields.values()):
@@ -403,7 +405,7 @@ async def add_user(request: web.Request) -> web.Response:
         now,
     )
     await store.run(users.keep_account, store, made, password_hash)
-    await access.record(
+    await auth.record(
         request,
         Action.USER_ADDED,
         person,
@@ -413,7 +415,7 @@ async def add_user(request: web.Request) -> web.Response:
 
 
 async def list_devices(request: web.Request) -> web.Response:
-    access.require(request, access.ADMINISTRATION, "administer devices")
+    auth.require(request, access.ADMINISTRATION, "administer devices")
     store = request.app[store_key]
     return web.json_response(
         [
@@ -432,23 +434,23 @@ async def list_devices(request: web.Request) -> web.Response:
 
 async def add_device(request: web.Request) -> web.Response:
     """POST {"id", "officer"}: enrol a body camera; its token is in this answer only."""
-    person = access.require(request, access.ADMINISTRATION, "administer devices")
+    person = auth.require(request, access.ADMINISTRATION, "administer devices")
     body = await _json(request)
     device_id, officer = body.get("id"), body.get("officer", "")
     if not isinstance(device_id, str) or not isinstance(officer, str):
         raise BadRequest("id and officer must be strings")
     store, now = request.app[store_key], request.app[clock_key].now()
     token = await store.run(devices.enroll, store, device_id, officer, now)
-    await access.record(request, Action.DEVICE_ADDED, person, detail=f"{device_id} ({officer})")
+    await auth.record(request, Action.DEVICE_ADDED, person, detail=f"{device_id} ({officer})")
     return web.json_response({"id": device_id, "officer": officer, "token": token}, status=201)
 
 
 async def revoke_device(request: web.Request) -> web.Response:
-    person = access.require(request, access.ADMINISTRATION, "administer devices")
+    person = auth.require(request, access.ADMINISTRATION, "administer devices")
     device_id = request.match_info["device_id"]
     store, now = request.app[store_key], request.app[clock_key].now()
     await store.run(devices.revoke, store, device_id, now)
-    await access.record(request, Action.DEVICE_REVOKED, person, detail=device_id)
+    await auth.record(request, Action.DEVICE_REVOKED, person, detail=device_id)
     return web.Response(status=204)
 
 

@@ -31,7 +31,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import BodycamError
+from ..errors import BodycamError
 
 MAGIC = b"BCSEAL01"
 CHUNK_MAX = 1 << 20  # plaintext bytes per chunk at most

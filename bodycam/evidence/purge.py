@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..clock import iso
-from ..register import SYSTEM, Action, Actor, Entry
-from ..retention import Retention, expires_at, years_before
+from ..gateway.appkeys import clock_key, config_key, store_key
 from ..store import Store
-from .keys import clock_key, config_key, store_key
+from .register import SYSTEM, Action, Actor, Entry
+from .retention import Retention, expires_at, years_before
 
 logger = logging.getLogger(__name__)
 

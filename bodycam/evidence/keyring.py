@@ -20,12 +20,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..clock import iso
+from ..config import Config
+from ..errors import ConfigError
+from ..models import Segment
+from ..store import Store
 from . import sealed
-from .clock import iso
-from .config import Config
-from .errors import ConfigError
-from .models import Segment
-from .store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import av
 
-from .. import sealed
 from ..errors import BodycamError, NotFound, Unprocessable
-from ..keyring import KeyDestroyed, segment_label
 from ..models import Segment, Session
 from ..store import Store
+from . import sealed
+from .keyring import KeyDestroyed, segment_label
 
 logger = logging.getLogger(__name__)
 

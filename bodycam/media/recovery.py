@@ -16,8 +16,8 @@ from pathlib import Path
 
 import av
 
-from .. import sealed
-from ..keyring import Keyring, segment_label
+from ..evidence import sealed
+from ..evidence.keyring import Keyring, segment_label
 from ..store import Store
 
 logger = logging.getLogger(__name__)

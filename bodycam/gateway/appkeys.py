@@ -6,8 +6,8 @@ from aiohttp import web
 
 from ..clock import Clock
 from ..config import Config
-from ..events import LiveState
-from ..keyring import Keyring
+from ..evidence.keyring import Keyring
+from ..live.base import LiveState
 from ..metrics import Metrics
 from ..store import Store
 from .health import HealthMonitor

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from .clock import iso
+from ..clock import iso
 
 GENESIS_HASH = "0" * 64  # what every chain starts from: the register's, each session's segments
 

@@ -30,14 +30,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .. import __version__, register, sealed
+from .. import __version__
 from ..clock import iso
 from ..errors import BadRequest, BodycamError, Conflict, Unprocessable
-from ..keyring import Keyring, segment_label
 from ..models import Device, Position, Segment, Session
-from ..register import GENESIS_HASH, Actor
 from ..store import Store
-from .export import recorded, remux
+from . import register, sealed
+from .keyring import Keyring, segment_label
+from .recordings import recorded, remux
+from .register import GENESIS_HASH, Actor
 
 FORMAT = "bodycam-evidence/1"
 HASH_CHUNK = 1 << 20
