@@ -1,9 +1,15 @@
-"""The `bodycam` command: serve, demo, devices, sessions."""
+"""The `bodycam` command: serve, demo, devices, users, cameras, places, sessions (the
+evidence commands are in `cli_evidence`).
+
+An entry point: it calls the domains and the store (always through `store.call`), never the
+gateway's internals; `serve` builds the gateway with `create_app`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import socket
 import ssl
@@ -14,14 +20,18 @@ from typing import Any
 
 from aiohttp import web
 
-from . import cli_evidence
+from . import cli_evidence, devices, users
 from .clock import SystemClock, iso
 from .config import Config
+from .demo import run_demo
 from .errors import BadRequest, BodycamError, ConfigError
-from .evidence.register import Action, Entry
+from .evidence.keyring import Keyring
+from .evidence.recordings import verify_session
+from .gateway.app import create_app
+from .geo import registry
 from .logs import setup_logging
-from .models import Role
-from .store import Store
+from .models import Action, Entry, Role
+from .store import Store, open_store
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -148,13 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(config)
             return 0
         if args.command == "demo":
-            from .demo import run_demo
-
             setup_logging(config.log.level, "text")
             return asyncio.run(run_demo(config, args.duration))
         if args.command in cli_evidence.COMMANDS:
             return cli_evidence.run(config, args)
-        store = Store(config.database_path)
+        store = open_store(config)
         try:
             if args.command == "devices":
                 return devices_command(store, args)
@@ -173,8 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config) -> None:
-    from .gateway.app import create_app
-
     context = None
     if config.server.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -208,15 +214,13 @@ def _check_port(host: str, port: int) -> None:
 
 
 def users_command(store: Store, args: argparse.Namespace) -> int:
-    from . import users
-
     now = SystemClock().now()
     if args.action == "add":
         user = users.add(store, args.name, args.role, _read_password(args), args.service, now)
         _registered(store, Action.USER_ADDED, f"{user.name} ({user.role}, {user.service or '-'})")
         print(f"user {user.name} added ({user.role})")
     elif args.action == "list":
-        for u in store.list_users():
+        for u in store.call(store.list_users):
             print(f"{u.name:24} {u.role:18} {u.service or '-':32} since {iso(u.created_at)}")
     elif args.action == "passwd":
         users.set_password(store, args.name, _read_password(args))
@@ -228,14 +232,12 @@ def users_command(store: Store, args: argparse.Namespace) -> int:
 def _registered(store: Store, action: Action, detail: str) -> None:
     """Administration from the command line is registered under the system account."""
     entry = Entry(action, cli_evidence.system_actor(), SystemClock().now(), detail=detail)
-    store.record(entry)
+    store.call(store.record, entry)
 
 
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    import getpass
-
     password = getpass.getpass("password: ")
     if getpass.getpass("again: ") != password:
         raise BadRequest("the two passwords differ")
@@ -243,16 +245,14 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def devices_command(store: Store, args: argparse.Namespace) -> int:
-    from . import devices
-
     now = SystemClock().now()
     if args.action == "add":
-        token = devices.enroll(store, args.id, args.officer, now)
+        token = store.call(devices.enroll, store, args.id, args.officer, now)
         _registered(store, Action.DEVICE_ADDED, f"{args.id} ({args.officer or '-'})")
         print(f"device {args.id} enrolled. Its token is shown only this once:")
         print(token)
     elif args.action == "list":
-        rows = store.list_devices()
+        rows = store.call(store.list_devices)
         if args.json:
             _print_json([_plain(d) for d in rows])
         else:
@@ -260,24 +260,21 @@ def devices_command(store: Store, args: argparse.Namespace) -> int:
                 state = f"revoked {iso(d.revoked_at)}" if d.revoked_at else "active"
                 print(f"{d.id:20} {d.officer or '-':24} {state:32} {d.model} {d.serial}")
     elif args.action == "rotate":
-        token = devices.rotate(store, args.id)
+        token = store.call(devices.rotate, store, args.id)
         _registered(store, Action.DEVICE_TOKEN_ROTATED, args.id)
         print(f"device {args.id} has a new token (the old one no longer works):")
         print(token)
     elif args.action == "revoke":
-        devices.revoke(store, args.id, now)
+        store.call(devices.revoke, store, args.id, now)
         _registered(store, Action.DEVICE_REVOKED, args.id)
         print(f"device {args.id} revoked: its token no longer opens a session")
     return 0
 
 
 def geo_command(store: Store, args: argparse.Namespace) -> int:
-    from .geo import registry
-
     if args.action == "export":
-        text = json.dumps(
-            registry.cameras_to_geojson(registry.load_cameras(store)), indent=1, ensure_ascii=False
-        )
+        cameras = registry.load_cameras(store.call(store.camera_features))
+        text = json.dumps(registry.cameras_to_geojson(cameras), indent=1, ensure_ascii=False)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
             print(f"wrote {args.out}")
@@ -305,28 +302,28 @@ def geo_command(store: Store, args: argparse.Namespace) -> int:
 
 def sessions_command(store: Store, config: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
-        rows = store.list_sessions()
+        rows = store.call(store.list_sessions)
         if args.json:
             out = []
             for s in rows:
-                count, size = store.recording_totals(s.id)
+                count, size = store.call(store.recording_totals, s.id)
                 out.append({**_plain(s), "segments": count, "bytes": size})
             _print_json(out)
             return 0
         for s in rows:
-            count, size = store.recording_totals(s.id)
+            count, size = store.call(store.recording_totals, s.id)
             ended = iso(s.ended_at) if s.ended_at else "-"
             print(
                 f"{s.id}  {s.device_id:14} {s.state:11} {iso(s.started_at)} → {ended}"
                 f"  {count} segments, {size / 1e6:.1f} MB"
             )
         return 0
-    session = store.get_session(args.id)
+    session = store.call(store.get_session, args.id)
     if session is None:
         raise BodycamError(f"session {args.id} does not exist")
     if args.action == "show":
-        segments = store.segments_of(session.id)
-        positions = store.positions_of(session.id)
+        segments = store.call(store.segments_of, session.id)
+        positions = store.call(store.positions_of, session.id)
         if args.json:
             _print_json(
                 {
@@ -346,7 +343,10 @@ def sessions_command(store: Store, config: Config, args: argparse.Namespace) -> 
                 f" {seg.bytes:>10} B  sha256 {seg.sha256[:16]}…  prev {seg.prev_sha256[:16]}…"
             )
         return 0
-    return cli_evidence.verify_session(store, config, session.id)
+    keyring = store.call(Keyring.load, config, store, False)
+    report = verify_session(store, keyring, config.recordings_dir, session.id)
+    print(report.text())
+    return 0 if report.ok else 1
 
 
 def _plain(obj: Any) -> dict[str, Any]:

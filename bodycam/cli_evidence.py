@@ -1,14 +1,16 @@
 """The evidence commands of `bodycam`: register, purge, hold, export, verify, keys.
 
 Commands that reach recordings or the register act as a named person (`--user`, whose
-password is asked for) and go through the same access matrix and register as the API.
-Administration from the command line is registered under the system account that ran it.
+password is asked for) and go through the same access matrix and register as the API, and
+the same functions of `evidence/` (purge, holds, exports, verification). Administration from
+the command line is registered under the system account that ran it. An entry point: the
+store is reached with `store.call`, the gateway's internals never.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import dataclasses
 import getpass
 import socket
 import sys
@@ -20,11 +22,12 @@ from . import access, users
 from .clock import SystemClock, iso, parse_moment
 from .config import Config
 from .errors import BadRequest, BodycamError, Forbidden, Unauthorized
-from .evidence import register
-from .evidence.keyring import Keyring, segment_label
-from .evidence.register import Action, Actor, Entry
-from .models import Role, User
-from .store import Store
+from .evidence import bundle, holds, register
+from .evidence.keyring import Keyring
+from .evidence.purge import prune_register, purge
+from .evidence.reasons import Requisition
+from .models import Action, Actor, Entry, Role, User
+from .store import Store, open_store
 
 COMMANDS = ("register", "purge", "hold", "export", "verify", "keys")
 
@@ -86,7 +89,7 @@ def _as_user(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    store = Store(config.database_path)
+    store = open_store(config)
     try:
         if args.command == "register":
             return register_command(store, args)
@@ -94,7 +97,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
             return purge_command(store, config, args)
         if args.command == "hold":
             return hold_command(store, args)
-        keyring = Keyring.load(config, store, create=False)
+        keyring = store.call(Keyring.load, config, store, False)
         if args.command == "keys":
             return keys_command(keyring)
         return export_command(store, config, keyring, args)
@@ -114,43 +117,38 @@ def act_as(store: Store, args: argparse.Namespace, roles: frozenset[Role], what:
         if args.password_stdin
         else getpass.getpass(f"password of {args.user}: ")
     )
-    found = store.get_user(args.user)
+    found = store.call(store.get_user, args.user)
     now = SystemClock().now()
     try:
         person = users.authenticate_found(found, password)
     except Unauthorized as err:
         who = Actor(args.user[:64], found[0].role.value if found else "none")
-        store.record(Entry(Action.LOGIN_FAILED, who, now, f"refused: {err}", detail="command line"))
+        failed = Entry(Action.LOGIN_FAILED, who, now, f"refused: {err}", detail="command line")
+        store.call(store.record, failed)
         raise
     if person.role not in roles:
         refusal = Forbidden(f"role {person.role} may not {what}")
-        store.record(
-            Entry(
-                Action.ACCESS_REFUSED,
-                Actor(person.name, person.role.value, person.service),
-                now,
-                f"refused: {refusal}",
-                detail=f"command line: bodycam {args.command}",
-            )
+        entry = Entry(
+            Action.ACCESS_REFUSED,
+            Actor.of(person),
+            now,
+            f"refused: {refusal}",
+            detail=f"command line: bodycam {args.command}",
         )
+        store.call(store.record, entry)
         raise refusal
     return person
 
 
-def _actor(person: User) -> Actor:
-    return Actor(person.name, person.role.value, person.service)
-
-
 def register_command(store: Store, args: argparse.Namespace) -> int:
-
     if args.action == "verify":
-        verdict = store.verify_register()
+        verdict = store.call(register.verify, store)
         print(verdict.text())
         return 0 if verdict.ok else 1
     act_as(store, args, access.REGISTER_READ, "read the register")
     since = parse_moment(args.since, "--from")
     until = parse_moment(args.until, "--to")
-    rows = store.iter_register(since, until)
+    rows = register.entries(store, since, until)
     if args.out:
         with open(args.out, "x", encoding="utf-8", newline="") as f:
             count = register.write_csv(rows, f)
@@ -161,9 +159,6 @@ def register_command(store: Store, args: argparse.Namespace) -> int:
 
 
 def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int:
-    from .evidence.purge import purge
-    from .evidence.retention import years_before
-
     real = SystemClock().now()
     now = parse_moment(args.now, "--now") or real
     if now > real and not args.dry_run:
@@ -183,55 +178,50 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
         print(f"  {session_id} kept: legal hold")
     if not args.dry_run:
         years = config.evidence.register_years
-        pruned = store.prune_register(years_before(real, years), real)  # never an earlier one
+        pruned = prune_register(store, years, real)  # never an earlier one than the real date
         if pruned:
             print(f"register: {pruned} entries older than {years} years pruned")
     return 0
 
 
 def hold_command(store: Store, args: argparse.Namespace) -> int:
-    from .evidence import holds
-
     if args.action == "list":
-        for h in store.holds_of(args.session):
+        for h in store.call(store.holds_of, args.session):
             state = f"lifted {iso(h.lifted_at)} by {h.lifted_by}" if h.lifted_at else "in force"
             print(f"#{h.id} {h.reference:24} by {h.placed_by} {iso(h.placed_at)}  {state}")
         return 0
     person = act_as(store, args, access.LEGAL_HOLD, f"{args.action} legal holds")
-    now, who = SystemClock().now(), _actor(person)
+    now, who = SystemClock().now(), Actor.of(person)
     if args.action == "place":
-        hold = holds.place(store, args.session, who, args.reference, args.reason, now)
+        hold = store.call(holds.place, store, args.session, who, args.reference, args.reason, now)
         print(f"hold #{hold.id} placed on {args.session} ({hold.reference})")
     else:
-        holds.lift(store, args.session, args.hold_id, who, args.reference, args.reason, now)
+        store.call(
+            holds.lift, store, args.session, args.hold_id, who, args.reference, args.reason, now
+        )
         print(f"hold #{args.hold_id} lifted")
     return 0
 
 
 def export_command(store: Store, config: Config, keyring: Keyring, args: argparse.Namespace) -> int:
-    from .evidence import bundle as evidence
-    from .gateway.api_evidence import export_bundle
-
-    reference, reason = evidence.check_requisition(args.reference, args.reason)
+    requisition = Requisition.checked(args.reference, args.reason, system_actor())
     person = act_as(store, args, access.EXPORT, "export recordings")
+    requisition = dataclasses.replace(requisition, actor=Actor.of(person))
     out = Path(args.out)
-    requisition = evidence.Requisition(reference, reason, _actor(person))
 
     def progress(session_id: str, done: int, total: int) -> None:
         print(f"\rexporting {session_id}: step {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    _, manifest = asyncio.run(
-        export_bundle(
-            store,
-            keyring,
-            out.parent,
-            config.recordings_dir,
-            args.sessions,
-            requisition,
-            SystemClock().now(),
-            progress,
-            name=out.name,
-        )
+    _, manifest = bundle.export(
+        store,
+        keyring,
+        out.parent,
+        config.recordings_dir,
+        args.sessions,
+        requisition,
+        SystemClock().now(),
+        progress,
+        name=out.name,
     )
     print(file=sys.stderr)
     print(f"wrote {out}: {len(manifest['sessions'])} sessions, signed by {keyring.fingerprint}")
@@ -239,17 +229,15 @@ def export_command(store: Store, config: Config, keyring: Keyring, args: argpars
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from .evidence.bundle import public_key_from_pem, verify_bundle
-
     if not Path(args.bundle).is_dir():
         raise BodycamError(f"bundle {args.bundle} is not a folder (unpack it first)")
     trusted = None
     if args.key:
         try:
-            trusted = public_key_from_pem(Path(args.key).read_bytes())
+            trusted = bundle.public_key_from_pem(Path(args.key).read_bytes())
         except (OSError, ValueError) as err:
             raise BodycamError(f"--key {args.key}: {err}") from None
-    report = verify_bundle(Path(args.bundle), trusted)
+    report = bundle.verify_bundle(Path(args.bundle), trusted)
     if report.ok:
         print(
             f"OK: {args.bundle}: {len(report.checked)} items checked,"
@@ -263,46 +251,6 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def keys_command(keyring: Keyring) -> int:
-    from cryptography.hazmat.primitives import serialization
-
     print(f"fingerprint (SHA-256 of the raw Ed25519 key): {keyring.fingerprint}")
-    sys.stdout.write(
-        keyring.signing.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return 0
-
-
-def verify_session(store: Store, config: Config, session_id: str) -> int:
-    """Decrypt every segment of a session and check its hash and chain: OK, or where not."""
-    from .evidence import sealed
-    from .evidence.recordings import recorded
-
-    keyring = Keyring.load(config, store, create=False)
-    session, segments = recorded(store, session_id)
-    key = keyring.session_key(session_id)
-    prev, problems = register.GENESIS_HASH, []
-    for segment in segments:
-        path = config.recordings_dir / segment.path
-        try:
-            _, digest = sealed.digest(path, key, segment_label(segment))
-        except (OSError, sealed.SealedError) as err:
-            problems.append(f"segment {segment.seq}: {err}")
-            continue
-        if digest != segment.sha256:
-            problems.append(
-                f"segment {segment.seq} ({segment.path}): SHA-256 differs from the one sealed"
-            )
-        if segment.prev_sha256 != prev:
-            problems.append(f"segment {segment.seq}: link to the previous segment broken")
-        prev = segment.sha256
-    if problems:
-        print(f"ALTERED: session {session.id}:")
-        for p in problems:
-            print(f"  {p}")
-        return 1
-    print(
-        f"OK: session {session.id}: {len(segments)} segments decrypt, match their hashes and chain"
-    )
+    sys.stdout.write(keyring.public_pem().decode())
     return 0

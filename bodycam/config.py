@@ -8,6 +8,7 @@ value: ``BODYCAM_<SECTION>_<KEY>`` (``BODYCAM_SERVER_PORT=8443``, ``BODYCAM_REDI
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,8 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .errors import ConfigError
-from .evidence.retention import Retention, parse_retention
-from .media.ice import parse_allow_entry
+from .models import Retention
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,19 @@ class ServerConfig:
             "must be between 1024 and 1048576",
             self.max_sdp_bytes,
         )
+
+
+def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An `ice.addresses` entry as a network, or as an interface name when it is not an
+    address (`media.ice` matches the machine's interfaces against them)."""
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        if not entry or "/" in entry or " " in entry:
+            raise ValueError(
+                f"{entry!r} is neither an address, a network nor an interface name"
+            ) from None
+        return entry
 
 
 @dataclass(frozen=True)
@@ -302,7 +315,7 @@ class EvidenceConfig:
 
     def validate(self) -> None:
         try:
-            parse_retention(self.retention)
+            Retention.parse(self.retention)
         except ValueError as err:
             raise ConfigError(f"evidence.retention: {err}") from None
         _check(
@@ -382,7 +395,7 @@ class Config:
 
     @property
     def retention(self) -> Retention:
-        return parse_retention(self.evidence.retention)
+        return Retention.parse(self.evidence.retention)
 
     @classmethod
     def load(

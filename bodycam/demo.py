@@ -22,9 +22,14 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
+
+from simulators.axis_bodycam import AxisBodycam
+from simulators.axis_camera import AxisCameraSimulator
+from simulators.gps import Walk, load_route
+from simulators.media import LoopCache, MediaSettings
 
 from . import devices, users
 from .clock import SystemClock
@@ -35,10 +40,7 @@ from .gateway.appkeys import health_key, live_key, metrics_key, store_key, track
 from .geo.registry import import_cameras, import_places, load_cameras
 from .live.base import EventStream
 from .models import SessionState
-from .store import Store
-
-if TYPE_CHECKING:
-    from simulators.axis_camera import AxisCameraSimulator
+from .store import Store, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +64,6 @@ def _out(text: str) -> None:
 
 async def run_demo(config: Config, duration: float) -> int:
     """Run the demo for `duration` seconds (Ctrl-C stops it early)."""
-    from simulators.axis_bodycam import AxisBodycam
-    from simulators.gps import Walk, load_route
-    from simulators.media import LoopCache, MediaSettings
-
     duration = max(duration, 20.0)
     # The demo's own credentials file, whatever the configuration names: never a real one.
     demo_cameras = dataclasses.replace(
@@ -98,8 +96,10 @@ async def run_demo(config: Config, duration: float) -> int:
     base = f"http://{config.server.host}:{config.server.port}"
     store = app[store_key]
     _out(f"bodycam gateway on {base} (WHIP endpoint {base}/whip), data in {config.data_dir}")
-    password = _demo_account(store, DEMO_OPERATOR, "operator")
-    supervisor_password = _demo_account(store, DEMO_SUPERVISOR, "supervisor")
+    password = await asyncio.to_thread(_demo_account, store, DEMO_OPERATOR, "operator")
+    supervisor_password = await asyncio.to_thread(
+        _demo_account, store, DEMO_SUPERVISOR, "supervisor"
+    )
     _out(
         f"operator console: {base}/ui/  (user {DEMO_OPERATOR}, password {password};"
         " --duration 600 leaves time to watch)"
@@ -109,10 +109,10 @@ async def run_demo(config: Config, duration: float) -> int:
     media = MediaSettings(codec="h264", width=640, height=360, fps=30, encode="loop")
     cameras: list[AxisBodycam] = []
     for device_id, officer, route, *_ in CAMERAS:
-        if store.get_device(device_id) is None:
-            token = devices.enroll(store, device_id, officer, SystemClock().now())
+        if await store.run(store.get_device, device_id) is None:
+            token = await store.run(devices.enroll, store, device_id, officer, SystemClock().now())
         else:
-            token = devices.rotate(store, device_id)
+            token = await store.run(devices.rotate, store, device_id)
         walk = Walk(route=load_route(route), seed=len(cameras))
         cameras.append(
             AxisBodycam(base, device_id, token, media=media, walk=walk, loop_cache=cache)
@@ -149,7 +149,9 @@ async def run_demo(config: Config, duration: float) -> int:
             with contextlib.suppress(Exception):
                 await camera.close()
         await asyncio.sleep(0.5)  # let the last DELETEs end their sessions
-        sessions = [s for s in store.list_sessions() if s.device_id.startswith("demo-cam-")]
+        sessions = [
+            s for s in await store.run(store.list_sessions) if s.device_id.startswith("demo-cam-")
+        ]
         health = app[health_key].report()
         await runner.cleanup()
         await cameras_sim.close()
@@ -174,9 +176,10 @@ async def run_demo(config: Config, duration: float) -> int:
 
 
 def _demo_account(store: Store, name: str, role: str) -> str:
-    """One of the demo's accounts, with a new random password each run."""
+    """One of the demo's accounts, with a new random password each run (a worker thread:
+    hashing takes a while)."""
     password = secrets.token_urlsafe(9)
-    if store.get_user(name) is None:
+    if store.call(store.get_user, name) is None:
         users.add(store, name, role, password, "CSU de démonstration", SystemClock().now())
     else:
         users.set_password(store, name, password)
@@ -186,37 +189,32 @@ def _demo_account(store: Store, name: str, role: str) -> str:
 async def _start_city(config: Config) -> AxisCameraSimulator | None:
     """Import the demo city, and start the simulator that plays its cameras (None: the data
     directory holds a real registry, which the demo must not replace)."""
-    from simulators.axis_camera import AxisCameraSimulator
-
     document = json.loads((CITY / "cameras.geojson").read_text(encoding="utf-8"))
-    store = Store(config.database_path)
-    try:
-        ours = {f["properties"]["id"] for f in document["features"]}
-        theirs = [c.id for c in load_cameras(store) if c.id not in ours]
-    finally:
-        store.close()
-    if theirs:
-        _out(
-            f"{config.data_dir} holds a camera registry that is not the demo's"
-            f" ({', '.join(theirs[:3])}…): run the demo with --data-dir demo-data"
-        )
-        return None
-    password = secrets.token_urlsafe(12)
-    simulator = AxisCameraSimulator.from_geojson(document, "root", password)
-    await simulator.start()
-    simulator.set_online(OFFLINE_CAMERA, False)
-    for feature in document["features"]:  # the registry points at the simulator's port
-        props = feature["properties"]
-        props["vapix_url"] = simulator.base_url(props["id"])
-        props["mjpeg_url"] = simulator.base_url(props["id"]) + "axis-cgi/mjpg/video.cgi"
-        props["credentials_ref"] = "demo"
     places = json.loads((CITY / "places.geojson").read_text(encoding="utf-8"))
-    store = Store(config.database_path)
+    ours = {f["properties"]["id"] for f in document["features"]}
+    store = open_store(config)
     try:
-        cameras = import_cameras(store, document, "demo cameras")
-        import_places(store, places, "demo places")
+        registry = load_cameras(await store.run(store.camera_features))
+        theirs = [c.id for c in registry if c.id not in ours]
+        if theirs:
+            _out(
+                f"{config.data_dir} holds a camera registry that is not the demo's"
+                f" ({', '.join(theirs[:3])}…): run the demo with --data-dir demo-data"
+            )
+            return None
+        password = secrets.token_urlsafe(12)
+        simulator = AxisCameraSimulator.from_geojson(document, "root", password)
+        await simulator.start()
+        simulator.set_online(OFFLINE_CAMERA, False)
+        for feature in document["features"]:  # the registry points at the simulator's port
+            props = feature["properties"]
+            props["vapix_url"] = simulator.base_url(props["id"])
+            props["mjpeg_url"] = simulator.base_url(props["id"]) + "axis-cgi/mjpg/video.cgi"
+            props["credentials_ref"] = "demo"
+        cameras = await asyncio.to_thread(import_cameras, store, document, "demo cameras")
+        await asyncio.to_thread(import_places, store, places, "demo places")
     finally:
-        store.close()
+        await asyncio.to_thread(store.close)
     credentials = config.camera_credentials_path
     credentials.write_text(f'[demo]\nusername = "root"\npassword = "{password}"\n')
     credentials.chmod(0o600)

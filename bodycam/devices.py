@@ -2,7 +2,8 @@
 
 A token is 256 random bits, shown once at enrolment. Only its SHA-256 is stored: a
 random token needs no slow hash (nothing to brute-force), and hashing lets the gateway
-find the device from the token in one indexed lookup.
+find the device from the token in one indexed lookup. The functions that take a store run
+on the store's thread (`store.run` / `store.call` them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 from datetime import datetime
 
 from .errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -40,10 +40,8 @@ def enroll(store: Store, device_id: str, officer: str, now: datetime) -> str:
     if len(officer) > 200:
         raise BadRequest("officer name is longer than 200 characters")
     token = new_token()
-    try:
-        store.add_device(device_id, officer, token_hash(token), now)
-    except sqlite3.IntegrityError:
-        raise Conflict(f"device {device_id} is already enrolled") from None
+    if not store.add_device(device_id, officer, token_hash(token), now):
+        raise Conflict(f"device {device_id} is already enrolled")
     return token
 
 

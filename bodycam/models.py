@@ -1,10 +1,22 @@
-"""Plain data types shared by the store, the gateway and the command line."""
+"""Plain data types shared by the store, the domains, the gateway and the command line.
+
+Also the formats the law fixes and several layers read: a keeping period (`Retention`) and
+the register's entries with the canonical encoding their hashes cover.
+"""
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from .clock import iso
+
+GENESIS_HASH = "0" * 64  # what every chain starts from: the register's, each session's segments
 
 
 class SessionState(enum.StrEnum):
@@ -192,3 +204,141 @@ class Camera:
     rtsp_url: str = ""
     # GeoJSON Polygon coordinates ([[lon, lat], ...] rings) the camera must never show
     privacy_masks: tuple[tuple[tuple[tuple[float, float], ...], ...], ...] = ()
+
+
+# retention
+
+_PERIOD = re.compile(r"^\s*(\d+)\s*(day|days|month|months)\s*$")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A keeping period: a number of days, or of calendar months (`evidence.retention`)."""
+
+    count: int
+    unit: str  # "days" or "months"
+
+    @classmethod
+    def parse(cls, text: str) -> Retention:
+        """`"30 days"`, `"1 month"`; raises ValueError with what is accepted."""
+        match = _PERIOD.match(text.lower())
+        if match is None:
+            raise ValueError(f'{text!r} is not a period: write "30 days" or "1 month"')
+        count, unit = int(match[1]), match[2]
+        if count < 1:
+            raise ValueError(f"{text!r}: the period must be at least 1 day")
+        return cls(count, "days" if unit.startswith("day") else "months")
+
+    def __str__(self) -> str:
+        unit = self.unit if self.count != 1 else self.unit[:-1]
+        return f"{self.count} {unit}"
+
+
+# the register's entries (the chain itself is kept by the store, checked by evidence.register)
+
+
+class Action(enum.StrEnum):
+    """What a register entry is about."""
+
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    LIVE_VIEW_START = "live_view_start"
+    LIVE_VIEW_END = "live_view_end"
+    CAMERA_VIEW = "camera_view"
+    PTZ_CONTROL = "ptz_control"
+    RECORDING_VIEW = "recording_view"
+    EXPORT = "export"
+    EXPORT_DOWNLOAD = "export_download"
+    HOLD_PLACED = "hold_placed"
+    HOLD_LIFTED = "hold_lifted"
+    DESTRUCTION = "destruction"
+    ACCESS_REFUSED = "access_refused"
+    USER_ADDED = "user_added"
+    PASSWORD_CHANGED = "password_changed"
+    DEVICE_ADDED = "device_added"
+    DEVICE_TOKEN_ROTATED = "device_token_rotated"
+    DEVICE_REVOKED = "device_revoked"
+    REGISTER_PRUNED = "register_pruned"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: a person (name, role, service) or the gateway itself."""
+
+    user: str
+    role: str
+    service: str = ""
+
+    @classmethod
+    def of(cls, person: User) -> Actor:
+        return cls(person.name, person.role.value, person.service)
+
+
+SYSTEM = Actor("bodycam", "system", "gateway")
+
+# The register as CSV, and the names of an entry's fields in its canonical encoding.
+CSV_FIELDS = (
+    "seq",
+    "at",
+    "action",
+    "outcome",
+    "user",
+    "role",
+    "service",
+    "session",
+    "camera",
+    "from",
+    "to",
+    "reason",
+    "reference",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One fact for the register: who, when, what, why, and how it ended."""
+
+    action: Action
+    actor: Actor
+    at: datetime
+    outcome: str = "ok"
+    session_id: str = ""
+    camera_id: str = ""
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+    reason: str = ""
+    reference: str = ""
+    detail: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The entry as the register stores it, every value text."""
+        return {
+            "at": iso(self.at),
+            "action": self.action.value,
+            "outcome": self.outcome,
+            "user": self.actor.user,
+            "role": self.actor.role,
+            "service": self.actor.service,
+            "session": self.session_id,
+            "camera": self.camera_id,
+            "from": iso(self.time_from) if self.time_from else "",
+            "to": iso(self.time_to) if self.time_to else "",
+            "reason": self.reason,
+            "reference": self.reference,
+            "detail": self.detail,
+        }
+
+
+def canonical(seq: int, fields: dict[str, str], prev_hash: str) -> bytes:
+    """The bytes an entry's hash covers (this encoding is part of the register's format):
+    JSON of its fields, its number and the previous hash, keys sorted, no spaces, UTF-8."""
+    body: dict[str, Any] = dict(fields, seq=seq, prev_hash=prev_hash)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(seq: int, fields: dict[str, str], prev_hash: str) -> str:
+    return hashlib.sha256(canonical(seq, fields, prev_hash)).hexdigest()

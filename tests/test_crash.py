@@ -21,8 +21,8 @@ from bodycam.config import Config
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.media.recovery import media_seconds
-from bodycam.models import SessionState
-from bodycam.store import GENESIS_HASH, Store
+from bodycam.models import GENESIS_HASH, SessionState
+from bodycam.store import Store
 from simulators.axis_bodycam import AxisBodycam
 
 from .conftest import small_media

@@ -21,11 +21,10 @@ from bodycam.evidence import bundle as evidence
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import KeyDestroyed, Keyring, segment_label
 from bodycam.evidence.purge import purge
-from bodycam.evidence.register import SYSTEM, Action, Actor, Entry
-from bodycam.evidence.retention import add_months, expires_at, parse_retention
+from bodycam.evidence.retention import add_months, expires_at
 from bodycam.gateway.api_evidence import export_bundle
 from bodycam.gateway.app import create_app
-from bodycam.models import Hold
+from bodycam.models import SYSTEM, Action, Actor, Entry, Hold, Retention
 from bodycam.store import Store
 
 from .conftest import PASSWORD, Gateway, make_config, wait_for
@@ -49,7 +48,7 @@ SUPERVISOR = Actor("durand", "supervisor", "CSU Metz")
 )
 def test_expiry_dates(period: str, recorded: str, expires: str) -> None:
     until = datetime.fromisoformat(recorded).replace(tzinfo=UTC)
-    assert expires_at(until, parse_retention(period)) == datetime.fromisoformat(expires).replace(
+    assert expires_at(until, Retention.parse(period)) == datetime.fromisoformat(expires).replace(
         tzinfo=UTC
     )
 
@@ -57,7 +56,7 @@ def test_expiry_dates(period: str, recorded: str, expires: str) -> None:
 @pytest.mark.parametrize("text", ["", "30", "month", "0 days", "1 week", "-1 month"])
 def test_bad_retention_is_named(text: str) -> None:
     with pytest.raises(ValueError, match=r"30 days|at least 1 day"):
-        parse_retention(text)
+        Retention.parse(text)
     with pytest.raises(ConfigError, match=r"evidence\.retention"):
         Config.load(None, environ={"BODYCAM_EVIDENCE_RETENTION": text})
 

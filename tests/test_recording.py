@@ -15,8 +15,7 @@ from aiortc.codecs.vpx import Vp8Decoder
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.evidence.recordings import opener, recorded, remux
-from bodycam.models import SessionState
-from bodycam.store import GENESIS_HASH
+from bodycam.models import GENESIS_HASH, SessionState
 from simulators.axis_bodycam import AxisBodycam
 
 from .conftest import Gateway, small_media, wait_for

@@ -20,9 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+import re
+import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +37,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .. import __version__
 from ..clock import iso
 from ..errors import BadRequest, BodycamError, Conflict, Unprocessable
-from ..models import Device, Position, Segment, Session
+from ..models import GENESIS_HASH, Action, Device, Entry, Position, Segment, Session
 from ..store import Store
 from . import register, sealed
 from .keyring import Keyring, segment_label
+from .reasons import Requisition
 from .recordings import recorded, remux
-from .register import GENESIS_HASH, Actor
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "bodycam-evidence/1"
 HASH_CHUNK = 1 << 20
@@ -56,17 +62,8 @@ class SessionFacts:
     key: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
-class Requisition:
-    """Why and for whom: the reference is mandatory, the reason says what it is for."""
-
-    reference: str
-    reason: str
-    actor: Actor
-
-
 def collect(store: Store, keyring: Keyring, session_ids: list[str]) -> list[SessionFacts]:
-    """Read what the bundle needs from the database (the store's thread, or the CLI)."""
+    """Read what the bundle needs from the database; on the store's thread."""
     if not session_ids:
         raise BadRequest("sessions: name at least one session to export")
     if len(set(session_ids)) != len(session_ids):
@@ -87,13 +84,61 @@ def collect(store: Store, keyring: Keyring, session_ids: list[str]) -> list[Sess
     return found
 
 
-def check_requisition(reference: Any, reason: Any) -> tuple[str, str]:
-    """A requisition reference and a reason, both required, both bounded."""
-    if not isinstance(reference, str) or not 3 <= len(reference.strip()) <= 100:
-        raise BadRequest("reference: the requisition's reference is required (3 to 100 characters)")
-    if not isinstance(reason, str) or not 3 <= len(reason.strip()) <= 500:
-        raise BadRequest("reason: say what the export is for (3 to 500 characters)")
-    return reference.strip(), reason.strip()
+def export(
+    store: Store,
+    keyring: Keyring,
+    exports_dir: Path,
+    recordings_dir: Path,
+    session_ids: list[str],
+    requisition: Requisition,
+    now: datetime,
+    progress: Callable[[str, int, int], None] | None = None,
+    name: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Build a bundle and register the export of each session in it; returns its name and
+    manifest. The API (on a worker thread) and the command line both call this; it reaches
+    the store with `store.call`.
+    """
+    facts = store.call(collect, store, keyring, session_ids)
+    head = store.call(store.register_head)
+    name = name or bundle_name(requisition.reference, now)
+    final = exports_dir / name
+    if final.exists():
+        raise Conflict(f"{final} already exists: an export never overwrites anything")
+    # Built under a hidden name; it appears under its own only once its register entries
+    # are written: no bundle can exist that the register does not know about.
+    partial = exports_dir / f".partial-{name}"
+    manifest = build_bundle(
+        partial, facts, requisition, keyring, recordings_dir, head, now, progress
+    )
+    entries = [
+        Entry(
+            Action.EXPORT,
+            requisition.actor,
+            now,
+            session_id=f.session.id,
+            time_from=f.session.started_at,
+            time_to=f.session.ended_at,
+            reason=requisition.reason,
+            reference=requisition.reference,
+            detail=f"bundle {name}",
+        )
+        for f in facts
+    ]
+    try:
+        store.call(store.record_all, entries)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("export %s by %s: %d sessions", name, requisition.actor.user, len(facts))
+    return name, manifest
+
+
+def bundle_name(reference: str, now: datetime) -> str:
+    """A folder name from the reference and the time, plus random digits: never reused."""
+    slug = re.sub(r"[^0-9A-Za-z]+", "-", reference).strip("-")[:60] or "export"
+    return f"{now:%Y%m%dT%H%M%SZ}-{slug}-{secrets.token_hex(3)}"
 
 
 def build_bundle(
@@ -103,7 +148,7 @@ def build_bundle(
     keyring: Keyring,
     recordings_dir: Path,
     register_head: tuple[int, str],
-    now: Any,
+    now: datetime,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle into the new directory `out`; returns the manifest.
@@ -143,11 +188,7 @@ def build_bundle(
     body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
     (out / "manifest.json").write_bytes(body)
     (out / "manifest.sig").write_text(_b64(keyring.sign(body)) + "\n")
-    (out / "gateway.pub").write_bytes(
-        keyring.signing.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    (out / "gateway.pub").write_bytes(keyring.public_pem())
     return manifest
 
 
@@ -318,8 +359,7 @@ def _verify_session(bundle: Path, entry: dict[str, Any], report: Report, listed:
             )
         prev = segment["sha256"]
     for row in entry.get("register", []):
-        fields = {k: row[k] for k in register.CSV_FIELDS if k not in ("seq", "prev_hash", "hash")}
-        if register.entry_hash(int(row["seq"]), fields, row["prev_hash"]) != row["hash"]:
+        if register.row_hash(row) != row["hash"]:
             report.problems.append(
                 f"session {sid} register entry {row['seq']}: its content does not match its hash"
             )

@@ -1,39 +1,29 @@
 """Legal holds: a session kept past its retention for a judicial procedure.
 
 Placed and lifted by a supervisor with a reference; each is a register entry written in
-the same transaction as the hold. These functions run where the store's methods may run
-(its thread, or the command line), for the API and the command line alike.
+the same transaction as the hold. These functions run on the store's thread, for the API
+(`store.run`) and the command line (`store.call`) alike.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
-from ..errors import BadRequest, Conflict, NotFound
-from ..models import Hold
+from ..errors import Conflict, NotFound
+from ..models import Action, Actor, Entry, Hold
 from ..store import Store
-from .register import Action, Actor, Entry
+from . import reasons
 
 logger = logging.getLogger(__name__)
 
 
-def text(value: Any, name: str, what: str, limit: int = 500) -> str:
-    """A required free text (a reason, a reference): at least 3 characters, bounded."""
-    if not isinstance(value, str) or len(value.strip()) < 3:
-        raise BadRequest(f"{name}: required: {what} (at least 3 characters)")
-    if len(value) > limit:
-        raise BadRequest(f"{name}: at most {limit} characters")
-    return value.strip()
-
-
 def place(
-    store: Store, session_id: str, actor: Actor, reference: Any, reason: Any, now: datetime
+    store: Store, session_id: str, actor: Actor, reference: object, reason: object, now: datetime
 ) -> Hold:
     """Hold a session (live or ended, not destroyed) until the hold is lifted."""
-    reference = text(reference, "reference", "the requisition's reference", 100)
-    reason = text(reason, "reason", "say what the hold is for")
+    reference = reasons.reference(reference)
+    reason = reasons.reason(reason, "say what the hold is for")
     session = store.get_session(session_id)
     if session is None:
         raise NotFound(f"session {session_id} does not exist")
@@ -52,7 +42,12 @@ def place(
     hold = Hold(0, session_id, reference, reason, actor.user, now)
     hold_id = store.place_hold(hold, entry)
     logger.info(
-        "session %s: legal hold %d placed by %s (%s)", session_id, hold_id, actor.user, reference
+        "session %s: legal hold %d placed by %s (%s)",
+        session_id,
+        hold_id,
+        actor.user,
+        reference,
+        extra={"session_id": session_id},
     )
     return _find(store, session_id, hold_id)
 
@@ -62,13 +57,13 @@ def lift(
     session_id: str,
     hold_id: int,
     actor: Actor,
-    reference: Any,
-    reason: Any,
+    reference: object,
+    reason: object,
     now: datetime,
 ) -> Hold:
     """Lift one hold in force; the purge may then take the session if it has expired."""
-    reference = text(reference, "reference", "the decision's reference", 100)
-    reason = text(reason, "reason", "say why the hold is lifted")
+    reference = reasons.reference(reference, "the decision's reference")
+    reason = reasons.reason(reason, "say why the hold is lifted")
     current = _find(store, session_id, hold_id)
     entry = Entry(
         Action.HOLD_LIFTED,
@@ -82,7 +77,12 @@ def lift(
     if not store.lift_hold(hold_id, actor.user, reference, entry):
         raise Conflict(f"hold {hold_id} was already lifted")
     logger.info(
-        "session %s: legal hold %d lifted by %s (%s)", session_id, hold_id, actor.user, reference
+        "session %s: legal hold %d lifted by %s (%s)",
+        session_id,
+        hold_id,
+        actor.user,
+        reference,
+        extra={"session_id": session_id},
     )
     return _find(store, session_id, hold_id)
 

@@ -53,7 +53,7 @@ class Keyring:
     def load(cls, config: Config, store: Store, create: bool = True) -> Keyring:
         """Read the keys (creating them on a fresh install when `create`), check the master.
 
-        Runs where the store's methods may run (its thread, or the command line).
+        Runs on the store's thread (`store.run` or `store.call` it).
         """
         check = store.meta("master_key_check")
         master = _master_key(config, check is not None or not create)
@@ -107,6 +107,12 @@ class Keyring:
     def fingerprint(self) -> str:
         """SHA-256 of the raw public key, what a court compares with the published one."""
         return hashlib.sha256(self.public_key).hexdigest()
+
+    def public_pem(self) -> bytes:
+        """The public key as PEM (what `bodycam keys show` prints and bundles carry)."""
+        return self.signing.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def sign(self, data: bytes) -> bytes:
         return self.signing.sign(data)

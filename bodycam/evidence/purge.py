@@ -6,31 +6,26 @@ destruction's register entry. Each step is recorded before the next starts, so a
 anywhere leaves a session either untouched, or "shredded" (key gone, files perhaps still
 there), which the next purge finishes. The register entry and the session's final state are
 written in one transaction.
+
+The gateway (every `evidence.purge_interval_seconds`, on a worker thread) and the command
+line (`bodycam purge`) run the same `purge` and `prune_register`; both reach the store with
+`store.call`, so they never run on the event loop or the store's thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-from aiohttp import web
 
 from ..clock import iso
-from ..gateway.appkeys import clock_key, config_key, store_key
+from ..models import SYSTEM, Action, Actor, Entry, Retention
 from ..store import Store
-from .register import SYSTEM, Action, Actor, Entry
-from .retention import Retention, expires_at, years_before
+from .retention import expires_at, years_before
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Call = Callable[..., Any]
 
 
 @dataclass
@@ -40,7 +35,6 @@ class PurgeReport:
     destroyed: list[str] = field(default_factory=list)
     due: list[str] = field(default_factory=list)  # dry run: what would go
     held: list[str] = field(default_factory=list)  # expired, kept by a legal hold
-    pruned_entries: int = 0
 
 
 def purge(
@@ -50,21 +44,16 @@ def purge(
     now: datetime,
     actor: Actor = SYSTEM,
     dry_run: bool = False,
-    call: Call | None = None,
 ) -> PurgeReport:
-    """Destroy every expired session not on hold; finish destructions a crash cut short.
-
-    `call` runs a store method where the store allows it (`store.call` from a worker
-    thread); the command line leaves it out and calls directly.
-    """
-    run: Call = call or (lambda fn, *args: fn(*args))
+    """Destroy every expired session not on hold; finish destructions a crash cut short."""
     report = PurgeReport()
     if not dry_run:
-        run(store.forget_deleted)  # in case a reader kept the last round's from completing
-    held = run(store.held_sessions)
+        store.call(store.forget_deleted)  # in case a reader kept the last round's back
+    held = store.call(store.held_sessions)
     shredded: list[tuple[str, datetime]] = []
-    for session_id, until, state in run(store.recorded_until):
-        if state == "shredded":  # a purge stopped after the key: finish it
+    for pending in store.call(store.pending_destructions):
+        session_id, until = pending.session_id, pending.recorded_until
+        if pending.state == "shredded":  # a purge stopped after the key: finish it
             if not dry_run:
                 shredded.append((session_id, until))
             else:
@@ -76,27 +65,36 @@ def purge(
             report.held.append(session_id)
         elif dry_run:
             report.due.append(session_id)
-        elif run(store.shred_key, session_id, now):
+        elif store.call(store.shred_key, session_id, now):
             shredded.append((session_id, until))
-        elif session_id in run(store.held_sessions):
+        elif session_id in store.call(store.held_sessions):
             report.held.append(session_id)  # a hold placed while we were looking
         # else another purge (the gateway's, the command line's) is destroying it
     if not shredded:
         return report
-    if not run(store.forget_deleted):
+    if not store.call(store.forget_deleted):
         logger.warning("purge: the database is being read: destroyed keys leave the WAL later")
     for session_id, until in shredded:
         try:
-            if _finish(store, run, recordings_dir, retention, session_id, until, actor, now):
+            if _finish(store, recordings_dir, retention, session_id, until, actor, now):
                 report.destroyed.append(session_id)
         except (OSError, ValueError) as err:  # the others go on; this one is retried
-            logger.error("session %s: key destroyed, files not removed: %s", session_id, err)
+            logger.error(
+                "session %s: key destroyed, files not removed: %s",
+                session_id,
+                err,
+                extra={"session_id": session_id},
+            )
     return report
+
+
+def prune_register(store: Store, years: int, now: datetime) -> int:
+    """Remove register entries older than `years` (behind a checkpoint); returns how many."""
+    return store.call(store.prune_register, years_before(now, years), now)
 
 
 def _finish(
     store: Store,
-    run: Call,
     recordings_dir: Path,
     retention: Retention,
     session_id: str,
@@ -106,8 +104,8 @@ def _finish(
 ) -> bool:
     """Remove a shredded session's files, then register its destruction."""
     _destroy_files(recordings_dir, session_id)
-    session = run(store.get_session, session_id)
-    segments, size = run(store.recording_totals, session_id)
+    session = store.call(store.get_session, session_id)
+    segments, size = store.call(store.recording_totals, session_id)
     how = "automatic" if actor == SYSTEM else f"by {actor.user}"
     entry = Entry(
         Action.DESTRUCTION,
@@ -121,7 +119,7 @@ def _finish(
             f" key destroyed; {segments} segments, {size} bytes removed"
         ),
     )
-    if not run(store.finish_destruction, session_id, entry):
+    if not store.call(store.finish_destruction, session_id, entry):
         return False  # another purge registered it
     logger.info(
         "session %s: destroyed (recorded until %s, retention %s, %s)",
@@ -129,6 +127,7 @@ def _finish(
         iso(until),
         retention,
         how,
+        extra={"session_id": session_id},
     )
     return True
 
@@ -140,38 +139,3 @@ def _destroy_files(recordings_dir: Path, session_id: str) -> None:
         raise ValueError(f"session id {session_id!r} is not a folder name")
     if folder.exists():
         shutil.rmtree(folder)
-
-
-async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The periodic purge and register pruning, every `evidence.purge_interval_seconds`."""
-    task = asyncio.create_task(_purge_loop(app))
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-async def _purge_loop(app: web.Application) -> None:
-    config, store, clock = app[config_key], app[store_key], app[clock_key]
-    while True:
-        try:
-            await run_once(
-                store,
-                config.recordings_dir,
-                config.retention,
-                clock.now(),
-                config.evidence.register_years,
-            )
-        except Exception:  # the next round tries again; a stuck purge shows in the logs
-            logger.exception("purge failed")
-        await asyncio.sleep(config.evidence.purge_interval_seconds)
-
-
-async def run_once(
-    store: Store, recordings_dir: Path, retention: Retention, now: datetime, years: int
-) -> PurgeReport:
-    """One round of the gateway's purge, off the event loop."""
-    report = await asyncio.to_thread(
-        purge, store, recordings_dir, retention, now, SYSTEM, False, store.call
-    )
-    report.pruned_entries = await store.run(store.prune_register, years_before(now, years), now)
-    return report

@@ -1,4 +1,6 @@
-"""A session's sealed segments remuxed into one playable Matroska file, decrypted on the fly.
+"""Reading recordings: a session's readable segments, each one decrypted as it is read,
+checked against the hash it was sealed with, or remuxed with the others into one playable
+Matroska file.
 
 Segments keep their place on the session's timeline (a link loss stays a gap, as it
 happened). Nothing is decoded: packets are copied with their times shifted. The output is
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -17,10 +20,10 @@ from typing import Any
 import av
 
 from ..errors import BodycamError, NotFound, Unprocessable
-from ..models import Segment, Session
+from ..models import GENESIS_HASH, Segment, Session
 from ..store import Store
 from . import sealed
-from .keyring import KeyDestroyed, segment_label
+from .keyring import KeyDestroyed, Keyring, segment_label
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +33,30 @@ READABLE = ("closed", "recovered")
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A session as the recordings list shows it: its totals, holds and expiry."""
+
+    session: Session
+    segments: int
+    bytes: int
+    held: bool
+    recorded_until: datetime | None  # what its retention counts from (None: not ended)
+
+
+def recordings(store: Store) -> list[Recorded]:
+    """Every session, newest first, with what its recording holds; on the store's thread."""
+    with store.snapshot():
+        held = store.held_sessions()
+        until = {d.session_id: d.recorded_until for d in store.pending_destructions()}
+        return [
+            Recorded(s, *store.recording_totals(s.id), s.id in held, until.get(s.id))
+            for s in reversed(store.list_sessions())
+        ]
+
+
 def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
-    """A session and its readable segments; the store's thread (or the command line)."""
+    """A session and its readable segments; on the store's thread."""
     session = store.get_session(session_id)
     if session is None:
         raise NotFound(f"session {session_id} does not exist")
@@ -43,6 +68,53 @@ def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
     if not segments:
         raise Unprocessable(f"session {session_id} has no recorded segment")
     return session, segments
+
+
+@dataclass
+class SessionCheck:
+    """What `verify_session` found: each problem names its segment; none means intact."""
+
+    session_id: str
+    segments: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        if self.ok:
+            return (
+                f"OK: session {self.session_id}: {self.segments} segments decrypt, match their"
+                " hashes and chain"
+            )
+        return "\n".join(
+            [f"ALTERED: session {self.session_id}:", *(f"  {p}" for p in self.problems)]
+        )
+
+
+def verify_session(
+    store: Store, keyring: Keyring, recordings_dir: Path, session_id: str
+) -> SessionCheck:
+    """Decrypt every segment of a session and check its hash and chain; off the event loop
+    (it reads whole files), reaching the store with `store.call`."""
+    session, segments = store.call(recorded, store, session_id)
+    key = store.call(keyring.session_key, session_id)
+    check, prev = SessionCheck(session.id, len(segments)), GENESIS_HASH
+    for segment in segments:
+        try:
+            _, digest = sealed.digest(recordings_dir / segment.path, key, segment_label(segment))
+        except (OSError, sealed.SealedError) as err:
+            check.problems.append(f"segment {segment.seq}: {err}")
+            continue
+        if digest != segment.sha256:
+            check.problems.append(
+                f"segment {segment.seq} ({segment.path}): SHA-256 differs from the one sealed"
+            )
+        if segment.prev_sha256 != prev:
+            check.problems.append(f"segment {segment.seq}: link to the previous segment broken")
+        prev = segment.sha256
+    return check
 
 
 def opener(recordings_dir: Path, key: bytes) -> Callable[[Segment], Any]:

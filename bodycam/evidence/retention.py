@@ -7,34 +7,9 @@ session recorded on 31 January expires on the last day of February, at the same 
 from __future__ import annotations
 
 import calendar
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-_PERIOD = re.compile(r"^\s*(\d+)\s*(day|days|month|months)\s*$")
-
-
-@dataclass(frozen=True)
-class Retention:
-    """A keeping period: a number of days, or of calendar months."""
-
-    count: int
-    unit: str  # "days" or "months"
-
-    def __str__(self) -> str:
-        unit = self.unit if self.count != 1 else self.unit[:-1]
-        return f"{self.count} {unit}"
-
-
-def parse_retention(text: str) -> Retention:
-    """`"30 days"`, `"1 month"`; raises ValueError with what is accepted."""
-    match = _PERIOD.match(text.lower())
-    if match is None:
-        raise ValueError(f'{text!r} is not a period: write "30 days" or "1 month"')
-    count, unit = int(match[1]), match[2]
-    if count < 1:
-        raise ValueError(f"{text!r}: the period must be at least 1 day")
-    return Retention(count, "days" if unit.startswith("day") else "months")
+from ..models import Retention
 
 
 def add_months(moment: datetime, months: int) -> datetime:

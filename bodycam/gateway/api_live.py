@@ -1,4 +1,4 @@
-"""The REST API of cameras, positions and alerts (`/api/v1/…`): thin handlers.
+"""The REST API of what is live (`/api/v1/…`): cameras, positions and alerts; thin handlers.
 
 Every endpoint needs a login (`auth.auth_middleware`) and says which roles it serves.
 """
@@ -7,26 +7,24 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 from aiohttp import web
 
 from .. import access
 from ..clock import iso
-from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
-from ..evidence.register import Action
+from ..errors import BadRequest, Conflict, NotFound
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
-from ..models import AlertAction, Position, Role
+from ..models import Action, AlertAction, Position, Role
 from . import auth
 from .alerts import transition
 from .appkeys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
+from .params import PREFIX, json_body, number
 from .tracking import Officer
 from .whep import redirect_to_holder
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/api/v1"
 MAX_SELECTION = 16
 
 
@@ -56,9 +54,9 @@ async def cameras(request: web.Request) -> web.Response:
 async def selection(request: web.Request) -> web.Response:
     """The cameras for a point: ?lat=..&lon=..[&limit=..]."""
     auth.require(request, access.LIVE_VIEW, "see the cameras")
-    lat = _number(request.query, "lat", -90, 90)
-    lon = _number(request.query, "lon", -180, 180)
-    limit = int(_number(request.query, "limit", 1, MAX_SELECTION, default=4, integer=True))
+    lat = number(request.query, "lat", -90, 90)
+    lon = number(request.query, "lon", -180, 180)
+    limit = int(number(request.query, "limit", 1, MAX_SELECTION, default=4, integer=True))
     tracker = request.app[tracker_key]
     point = Position(lat, lon, 0.0, request.app[clock_key].now())
     address = tracker.city.streets.nearest(point)
@@ -84,8 +82,8 @@ async def take_control(request: web.Request) -> web.Response:
     registered) and holds a camera `cameras.cic_control_max_seconds` at most.
     """
     person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
-    body = await _json(request)
-    seconds = _number(body, "seconds", 1, math.inf)
+    body = await json_body(request)
+    seconds = number(body, "seconds", 1, math.inf)
     notice = body.get("notice", "")
     if not isinstance(notice, str) or len(notice) > 500:
         raise BadRequest("notice: a text of at most 500 characters")
@@ -123,11 +121,11 @@ async def release_control(request: web.Request) -> web.Response:
 async def move(request: web.Request) -> web.Response:
     """A manual absolute move: {"pan", "tilt", "zoom"}, for the control's holder."""
     person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
-    body = await _json(request)
+    body = await json_body(request)
     target = Aim(
-        _number(body, "pan", -180, 180),
-        _number(body, "tilt", -90, 90),
-        int(_number(body, "zoom", 1, 9999, integer=True)),
+        number(body, "pan", -180, 180),
+        number(body, "tilt", -90, 90),
+        int(number(body, "zoom", 1, 9999, integer=True)),
     )
     await request.app[tracker_key].manual_move(request.match_info["camera_id"], person.name, target)
     return web.Response(status=204)
@@ -221,39 +219,3 @@ async def _officer(request: web.Request) -> Officer:
     if officer is None or officer.track.current is None:
         raise NotFound(f"session {session_id} has no usable GPS fix yet")
     return officer
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(f"expected application/json, got {request.content_type}")
-    try:
-        body = await request.json()
-    except ValueError as err:
-        raise BadRequest(f"the body is not JSON: {err}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _number(
-    values: Any,
-    name: str,
-    low: float,
-    high: float,
-    default: float | None = None,
-    integer: bool = False,
-) -> float:
-    """A bounded number from a query string or a JSON body, or BadRequest naming it."""
-    raw = values.get(name)
-    if raw is None:
-        if default is None:
-            raise BadRequest(f"{name}: required")
-        return default
-    try:
-        value = float(raw) if not isinstance(raw, bool) else math.nan
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and low <= value <= high) or (integer and value != int(value)):
-        kind = "an integer" if integer else "a number"
-        raise BadRequest(f"{name}: {kind} between {low:g} and {high:g} is required, got {raw!r}")
-    return value

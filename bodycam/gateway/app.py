@@ -15,12 +15,12 @@ from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
 from ..evidence.keyring import Keyring
-from ..evidence.purge import purge_ctx
+from ..evidence.purge import prune_register, purge
 from ..live.base import open_live
 from ..media.ice import restrict_host_candidates
 from ..metrics import Metrics
-from ..store import Store
-from . import api_evidence, api_live, auth, whep, whip
+from ..store import Store, open_store
+from . import api_admin, api_evidence, api_live, auth, whep, whip
 from .appkeys import (
     clock_key,
     config_key,
@@ -35,6 +35,7 @@ from .appkeys import (
 )
 from .health import HealthMonitor
 from .sessions import SessionManager
+from .streaming import streams_ctx
 from .tracking import City, Tracker
 from .vapix import Vapix, load_credentials
 
@@ -69,7 +70,7 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     """The database, and the keys that seal its recordings (checked against it)."""
-    app[store_key] = store = Store(app[config_key].database_path)
+    app[store_key] = store = open_store(app[config_key])
     try:
         app[keyring_key] = await store.run(Keyring.load, app[config_key], store)
     except BaseException:
@@ -154,6 +155,26 @@ def _modified(path: Path) -> float | None:
         return None
 
 
+async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The periodic purge and register pruning, every `evidence.purge_interval_seconds`."""
+    task = asyncio.create_task(_purge_loop(app))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _purge_loop(app: web.Application) -> None:
+    config, store, clock = app[config_key], app[store_key], app[clock_key]
+    while True:
+        now = clock.now()
+        try:
+            await asyncio.to_thread(purge, store, config.recordings_dir, config.retention, now)
+            await asyncio.to_thread(prune_register, store, config.evidence.register_years, now)
+        except Exception:  # the next round tries again; a stuck purge shows in the logs
+            logger.exception("purge failed")
+        await asyncio.sleep(config.evidence.purge_interval_seconds)
+
+
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     manager = SessionManager(
         app[config_key],
@@ -209,11 +230,13 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
     app.cleanup_ctx.append(purge_ctx)
+    app.cleanup_ctx.append(streams_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
     auth.add_routes(app)
     api_live.add_routes(app)
     api_evidence.add_routes(app)
+    api_admin.add_routes(app)
     ui.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

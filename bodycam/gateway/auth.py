@@ -30,8 +30,7 @@ from ..errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from ..evidence.register import Action, Actor, Entry
-from ..models import Role, User
+from ..models import Action, Actor, Entry, Role, User
 from .appkeys import clock_key, config_key, store_key
 
 logger = logging.getLogger(__name__)

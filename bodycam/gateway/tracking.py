@@ -81,7 +81,7 @@ def _read_city(
     store: Store,
 ) -> tuple[int, list[Camera], list[Any], list[tuple[str, dict[str, Any]]]]:
     with store.snapshot():  # an import landing in the middle must not mix two cities
-        version, cameras = store.geo_version(), load_cameras(store)
+        version, cameras = store.geo_version(), load_cameras(store.camera_features())
         building_rows, street_rows = store.places("building"), store.places("street")
     buildings = []
     for _, text in building_rows:

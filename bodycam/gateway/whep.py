@@ -22,9 +22,8 @@ from aiortc.sdp import SessionDescription
 
 from .. import access
 from ..errors import BadRequest, NotFound, Unprocessable
-from ..evidence.register import Action, Entry
 from ..media.relay import Viewer
-from ..models import SessionState
+from ..models import Action, Entry, SessionState
 from . import auth
 from .appkeys import clock_key, config_key, live_key, sessions_key, store_key
 from .sessions import LiveSession

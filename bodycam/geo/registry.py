@@ -376,19 +376,22 @@ def parse_places(document: Any, source: str = "places") -> list[Place]:
 
 
 def import_cameras(store: Store, document: Any, source: str) -> list[Camera]:
-    """Validate, then replace the whole registry in one transaction."""
+    """Validate, then replace the whole registry in one transaction. Off the event loop
+    (validating a large city takes a while): the store is reached with `store.call`."""
     cameras = parse_cameras(document, source)
     features = cameras_to_geojson(cameras)["features"]
-    store.replace_cameras([(c.id, json.dumps(f)) for c, f in zip(cameras, features, strict=True)])
+    rows = [(c.id, json.dumps(f)) for c, f in zip(cameras, features, strict=True)]
+    store.call(store.replace_cameras, rows)
     return cameras
 
 
-def load_cameras(store: Store) -> list[Camera]:
-    return [camera_from_feature(json.loads(text)) for text in store.camera_features()]
+def load_cameras(features: list[str]) -> list[Camera]:
+    """The registry from the features the store keeps (`Store.camera_features`)."""
+    return [camera_from_feature(json.loads(text)) for text in features]
 
 
 def import_places(store: Store, document: Any, source: str) -> list[Place]:
-    """Validate, then replace every place in one transaction."""
+    """Validate, then replace every place in one transaction; off the event loop."""
     places = parse_places(document, source)
-    store.replace_places([(p.kind, p.name, json.dumps(p.geometry)) for p in places])
+    store.call(store.replace_places, [(p.kind, p.name, json.dumps(p.geometry)) for p in places])
     return places

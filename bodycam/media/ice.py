@@ -19,21 +19,11 @@ from collections.abc import Sequence
 import aioice.ice
 import ifaddr
 
+from ..config import parse_allow_entry
+
 logger = logging.getLogger(__name__)
 
 _aioice_default = aioice.ice.get_host_addresses
-
-
-def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """Return an entry as a network, or as an interface name when it is not an address."""
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        if not entry or "/" in entry or " " in entry:
-            raise ValueError(
-                f"{entry!r} is neither an address, a network nor an interface name"
-            ) from None
-        return entry
 
 
 def host_addresses(allow: Sequence[str], use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:

@@ -44,9 +44,10 @@ def media_seconds(path: Path, key: bytes, label: str) -> float | None:
 def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> int:
     """Seal every segment the catalogue still has open; returns how many were found.
 
-    Runs at startup, before any session, so it calls the store directly.
+    Runs at startup, before any session, on a worker thread: the store is reached with
+    `store.call`.
     """
-    found = store.open_segments()
+    found = store.call(store.open_segments)
     for segment in found:
         path = recordings_dir / segment.path
         if not path.exists() or path.stat().st_size == 0:
@@ -57,12 +58,12 @@ def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> in
             )
             if path.exists():
                 path.unlink()
-            store.drop_segment(segment.id)
+            store.call(store.drop_segment, segment.id)
             continue
         label = segment_label(segment)
         seconds: float | None = None
         try:
-            key = keyring.session_key(segment.session_id)
+            key = store.call(keyring.session_key, segment.session_id)
             size, digest, _ = sealed.finish_truncated(path, key, label)
         except sealed.SealedError as err:
             # Never destroyed: kept open in the catalogue, for a person to look at.
@@ -74,7 +75,7 @@ def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> in
             logger.warning("recovery: %s holds no readable media: %s", path, err)
         state = "recovered" if seconds is not None else "empty"
         ended = segment.started_at + timedelta(seconds=seconds or 0.0)
-        store.close_segment(segment.id, ended, size, digest, state)
+        store.call(store.close_segment, segment.id, ended, size, digest, state)
         logger.warning(
             "recovery: session %s segment %d sealed as %s (%.1f s of media)",
             segment.session_id,

@@ -16,12 +16,11 @@ from aiohttp import web
 
 from .. import access
 from ..errors import NotFound
-from ..evidence.register import Action
 from ..gateway import auth
 from ..gateway.appkeys import store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
-from ..models import Camera, CameraKind
+from ..models import Action, Camera, CameraKind
 from . import ws
 from .feeds import Feeds
 

@@ -1,27 +1,15 @@
-"""SQLite schema and queries for the durable facts: devices, sessions, segments, positions,
-cameras and places, people and their logins, alerts.
-
-The connection lives on one thread: the gateway reaches it through `Store.run`, which
-queues calls on the store's own single-thread executor so the event loop never waits on
-disk; the command line calls the methods directly.
-"""
+"""SQLite queries of the catalogue: devices, people and logins, alerts, sessions,
+segments, the city, positions (the interface and its docstrings: `store.base.Store`)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
 
-from . import evidence_store
-from .clock import iso, parse_iso
-from .evidence.register import GENESIS_HASH
-from .evidence_store import EvidenceStore
-from .models import (
+from ...clock import iso, parse_iso
+from ...models import (
+    GENESIS_HASH,
     Alert,
     AlertAction,
     AlertState,
@@ -33,190 +21,25 @@ from .models import (
     SessionState,
     User,
 )
-
-T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    officer TEXT NOT NULL DEFAULT '',
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT,
-    serial TEXT NOT NULL DEFAULT '',
-    model TEXT NOT NULL DEFAULT '',
-    firmware TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL REFERENCES devices(id),
-    officer TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    interrupted_at TEXT,
-    end_reason TEXT,
-    video_codec TEXT NOT NULL DEFAULT '',
-    audio_codec TEXT NOT NULL DEFAULT '',
-    connections INTEGER NOT NULL DEFAULT 1,
-    battery_percent REAL,
-    invalid_telemetry INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sessions_device ON sessions(device_id, started_at);
-CREATE TABLE IF NOT EXISTS whip_resources (
-    id TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS segments (
-    id INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    seq INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0,
-    sha256 TEXT NOT NULL DEFAULT '',
-    prev_sha256 TEXT NOT NULL DEFAULT '',
-    video_codec TEXT NOT NULL DEFAULT '',
-    width INTEGER NOT NULL DEFAULT 0,
-    height INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL,
-    UNIQUE (session_id, seq)
-);
-CREATE TABLE IF NOT EXISTS positions (
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    time TEXT NOT NULL,
-    lat REAL NOT NULL,
-    lon REAL NOT NULL,
-    accuracy_m REAL NOT NULL,
-    heading_deg REAL,
-    speed_mps REAL,
-    verdict TEXT NOT NULL DEFAULT 'kept'
-);
-CREATE INDEX IF NOT EXISTS positions_session ON positions(session_id, time);
-CREATE TABLE IF NOT EXISTS cameras (
-    id TEXT PRIMARY KEY,
-    feature TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS places (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '',
-    geometry TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    service TEXT NOT NULL DEFAULT '',
-    password_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    disabled_at TEXT
-);
-CREATE TABLE IF NOT EXISTS logins (
-    token_hash TEXT PRIMARY KEY,
-    user_name TEXT NOT NULL REFERENCES users(name),
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
-    state TEXT NOT NULL,
-    raised_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alert_actions (
-    session_id TEXT NOT NULL REFERENCES alerts(session_id),
-    state TEXT NOT NULL,
-    user_name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    service TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alert_actions_session ON alert_actions(session_id);
-"""
+from .connection import SqliteConnection
 
 
 def _dt(value: str | None) -> datetime | None:
     return parse_iso(value) if value else None
 
 
-class Store(EvidenceStore):
-    """The SQLite database under the data directory (WAL, foreign keys on)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # Deleted rows are overwritten, not left in free pages: a destroyed key must not
-        # survive in the file (see EvidenceStore.shred_key).
-        self._db.execute("PRAGMA secure_delete=ON")
-        self._db.executescript(SCHEMA)
-        self._migrate()
-        self._db.executescript(evidence_store.SCHEMA)
-        self._migrate_evidence()
-        self._executor: ThreadPoolExecutor | None = None
-
-    def _migrate(self) -> None:
-        """Columns added after a database was created."""
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(positions)")}
-        if "verdict" not in columns:  # before the GPS filter, every fix was kept
-            self._db.execute(
-                "ALTER TABLE positions ADD COLUMN verdict TEXT NOT NULL DEFAULT 'kept'"
-            )
-
-    def _thread(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        return self._executor
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one of this store's methods on its own thread, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread(), fn, *args)
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a method on the store's thread from another worker thread, and wait for it."""
-        return self._thread().submit(fn, *args).result()
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._db.close()
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Reads that see one state of the database (a read transaction)."""
-        self._db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._db.execute("COMMIT")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+class CatalogueQueries(SqliteConnection):
+    """Devices, people, alerts, sessions, segments, city and positions."""
 
     # devices
 
-    def add_device(self, device_id: str, officer: str, token_hash: str, now: datetime) -> None:
-        """Enrol a device; raises sqlite3.IntegrityError if the id exists."""
-        self._db.execute(
-            "INSERT INTO devices (id, officer, token_hash, created_at) VALUES (?, ?, ?, ?)",
+    def add_device(self, device_id: str, officer: str, token_hash: str, now: datetime) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO devices (id, officer, token_hash, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (device_id, officer, token_hash, iso(now)),
         )
+        return cur.rowcount == 1
 
     def get_device(self, device_id: str) -> Device | None:
         row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
@@ -255,13 +78,13 @@ class Store(EvidenceStore):
 
     # people and their logins
 
-    def add_user(self, user: User, password_hash: str) -> None:
-        """Add a person; raises sqlite3.IntegrityError if the name exists."""
-        self._db.execute(
+    def add_user(self, user: User, password_hash: str) -> bool:
+        cur = self._db.execute(
             "INSERT INTO users (name, role, service, password_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (user.name, user.role.value, user.service, password_hash, iso(user.created_at)),
         )
+        return cur.rowcount == 1
 
     def get_user(self, name: str) -> tuple[User, str] | None:
         """A person and their password hash."""

@@ -1,64 +1,36 @@
-"""The evidence side of the database: session keys, legal holds, destruction, the register.
+"""SQLite queries of the evidence: session keys, legal holds, destruction, the register and
+statistics (the interface and its docstrings: `store.base.Store`).
 
-A mixin of `Store`: the same connection and thread, kept apart from the catalogue queries
-because it changes for other reasons (the law, not the media). The steps of a destruction
-are separate methods so that a crash between two of them leaves a state the next purge
-recognises and finishes (see `bodycam.gateway.retention`).
+The register's hash chain is appended here, inside the transaction of the fact it records
+(a hold, a destruction): both land or neither does. Triggers (`schema.REGISTER`) refuse
+updates, and deletes not behind a checkpoint; they guard against mistakes, the chain is
+what proves integrity (`evidence.register.verify`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import datetime
 
-from .clock import iso, parse_iso
-from .errors import Conflict
-from .evidence import register
-from .models import Hold
+from ...clock import iso, parse_iso
+from ...errors import Conflict
+from ...models import CSV_FIELDS, GENESIS_HASH, SYSTEM, Action, Entry, Hold, entry_hash
+from ..base import Checkpoint, Destruction
+from .connection import SqliteConnection
 
-SCHEMA = (
-    register.SCHEMA
-    + """
-CREATE TABLE IF NOT EXISTS session_keys (
-    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
-    wrapped BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    reference TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    placed_by TEXT NOT NULL,
-    placed_at TEXT NOT NULL,
-    lifted_by TEXT,
-    lifted_at TEXT,
-    lift_reference TEXT
-);
-CREATE INDEX IF NOT EXISTS holds_session ON holds(session_id);
-"""
-)
-
-SESSION_COLUMNS = {
-    "destroyed_at": "TEXT",
-    "destroy_state": "TEXT NOT NULL DEFAULT ''",  # '', 'shredded' (key gone), 'done'
+# CSV field -> register column, where they differ
+_COLUMNS = {
+    "user": "user_name",
+    "session": "session_id",
+    "camera": "camera_id",
+    "from": "time_from",
+    "to": "time_to",
 }
+_ENTRY_FIELDS = [f for f in CSV_FIELDS if f not in ("seq", "prev_hash", "hash")]
 
 
-class EvidenceStore:
-    """Queries about keys, holds, destruction and the register (mixed into `Store`)."""
-
-    _db: sqlite3.Connection
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _migrate_evidence(self) -> None:
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
-        for name, kind in SESSION_COLUMNS.items():
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+class EvidenceQueries(SqliteConnection):
+    """Keys, holds, destruction, the register, statistics."""
 
     # meta values
 
@@ -96,7 +68,7 @@ class EvidenceStore:
 
     # legal holds
 
-    def place_hold(self, hold: Hold, entry: register.Entry) -> int:
+    def place_hold(self, hold: Hold, entry: Entry) -> int:
         """Put a session on hold and register it, together; never a destroyed session."""
         with self._transaction() as db:
             gone = db.execute(
@@ -111,11 +83,11 @@ class EvidenceStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (hold.session_id, hold.reference, hold.reason, hold.placed_by, iso(hold.placed_at)),
             )
-            register.append(db, entry)
+            _append(db, entry)
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def lift_hold(self, hold_id: int, by: str, reference: str, entry: register.Entry) -> bool:
+    def lift_hold(self, hold_id: int, by: str, reference: str, entry: Entry) -> bool:
         """Lift one hold and register it; False if it was not in force."""
         with self._transaction() as db:
             cur = db.execute(
@@ -125,7 +97,7 @@ class EvidenceStore:
             )
             if cur.rowcount != 1:
                 return False
-            register.append(db, entry)
+            _append(db, entry)
             return True
 
     def holds_of(self, session_id: str) -> list[Hold]:
@@ -140,8 +112,7 @@ class EvidenceStore:
 
     # destruction, in steps a crash may separate
 
-    def recorded_until(self) -> list[tuple[str, datetime, str]]:
-        """Ended sessions not yet fully destroyed: (id, last recorded moment, destroy state)."""
+    def pending_destructions(self) -> list[Destruction]:
         rows = self._db.execute(
             "SELECT s.id, s.started_at, s.ended_at, s.destroy_state,"
             " (SELECT MAX(ended_at) FROM segments WHERE session_id = s.id) AS last"
@@ -151,7 +122,7 @@ class EvidenceStore:
         found = []
         for r in rows:
             moments = [parse_iso(v) for v in (r["started_at"], r["ended_at"], r["last"]) if v]
-            found.append((r["id"], max(moments), r["destroy_state"]))
+            found.append(Destruction(r["id"], max(moments), r["destroy_state"]))
         return found
 
     def shred_key(self, session_id: str, now: datetime) -> bool:
@@ -186,7 +157,7 @@ class EvidenceStore:
         busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         return not busy
 
-    def finish_destruction(self, session_id: str, entry: register.Entry) -> bool:
+    def finish_destruction(self, session_id: str, entry: Entry) -> bool:
         """The files are gone: drop the session's positions and segments, and register it.
 
         False (and nothing written) when another purge finished it first.
@@ -201,48 +172,84 @@ class EvidenceStore:
                 return False
             db.execute("DELETE FROM positions WHERE session_id = ?", (session_id,))
             db.execute("DELETE FROM segments WHERE session_id = ?", (session_id,))
-            register.append(db, entry)
+            _append(db, entry)
             return True
 
     # the register
 
-    def record(self, entry: register.Entry) -> int:
-        """Append one entry to the register; returns its number."""
+    def record(self, entry: Entry) -> int:
         with self._transaction() as db:
-            return register.append(db, entry)[0]
+            return _append(db, entry)[0]
 
-    def record_all(self, entries: list[register.Entry]) -> None:
-        """Append several entries at once: all of them, or none."""
+    def record_all(self, entries: list[Entry]) -> None:
         with self._transaction() as db:
             for entry in entries:
-                register.append(db, entry)
-
-    def verify_register(self) -> register.Verdict:
-        with self.snapshot():  # one state of the chain, without holding writers back
-            return register.verify(self._db)
-
-    def snapshot(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
+                _append(db, entry)
 
     def register_head(self) -> tuple[int, str]:
-        return register.head(self._db)
+        return _head(self._db)
+
+    def register_checkpoint(self) -> Checkpoint | None:
+        return _checkpoint(self._db)
 
     def register_entries(
         self,
         since: datetime | None = None,
         until: datetime | None = None,
         session_id: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
     ) -> list[dict[str, str]]:
-        return list(register.entries(self._db, since, until, session_id))
-
-    def iter_register(
-        self, since: datetime | None = None, until: datetime | None = None
-    ) -> Iterator[dict[str, str]]:
-        return register.entries(self._db, since, until)
+        query, args = "SELECT * FROM register WHERE seq > ?", [str(after_seq)]
+        if since is not None:
+            query += " AND at >= ?"
+            args.append(iso(since))
+        if until is not None:
+            query += " AND at <= ?"
+            args.append(iso(until))
+        if session_id is not None:
+            query += " AND session_id = ?"
+            args.append(session_id)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        return [
+            {
+                "seq": str(row["seq"]),
+                **_fields(row),
+                "prev_hash": row["prev_hash"],
+                "hash": row["hash"],
+            }
+            for row in self._db.execute(query, args)
+        ]
 
     def prune_register(self, before: datetime, now: datetime) -> int:
         with self._transaction() as db:
-            return register.prune(db, before, now)
+            row = db.execute(
+                "SELECT seq, hash FROM register WHERE at < ? ORDER BY seq DESC LIMIT 1",
+                (iso(before),),
+            ).fetchone()
+            if row is None:
+                return 0
+            last_seq, last_hash = int(row[0]), str(row[1])
+            mark = _checkpoint(db)
+            count = last_seq - (mark.last_seq if mark else 0)
+            db.execute(
+                "INSERT INTO register_checkpoints (at, last_seq, last_hash, pruned)"
+                " VALUES (?, ?, ?, ?)",
+                (iso(now), last_seq, last_hash, count),
+            )
+            db.execute("DELETE FROM register WHERE seq <= ?", (last_seq,))
+            _append(
+                db,
+                Entry(
+                    Action.REGISTER_PRUNED,
+                    SYSTEM,
+                    now,
+                    detail=f"entries up to {last_seq} ({count}) older than {iso(before)} removed",
+                ),
+            )
+            return count
 
     # statistics
 
@@ -283,10 +290,45 @@ class EvidenceStore:
         return int(row[0])
 
 
+def _append(db: sqlite3.Connection, entry: Entry) -> tuple[int, str]:
+    """Add an entry at the end of the chain; the caller holds a write transaction (which,
+    taken IMMEDIATE, is what serialises appends). Returns (number, hash)."""
+    seq, prev = _head(db)
+    fields = entry.fields()
+    digest = entry_hash(seq + 1, fields, prev)
+    columns = [_COLUMNS.get(name, name) for name in fields]
+    db.execute(
+        f"INSERT INTO register (seq, {', '.join(columns)}, prev_hash, hash)"
+        f" VALUES ({', '.join('?' * (len(columns) + 3))})",
+        (seq + 1, *fields.values(), prev, digest),
+    )
+    return seq + 1, digest
+
+
+def _head(db: sqlite3.Connection) -> tuple[int, str]:
+    row = db.execute("SELECT seq, hash FROM register ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is not None:
+        return int(row[0]), str(row[1])
+    mark = _checkpoint(db)
+    return (mark.last_seq, mark.last_hash) if mark else (0, GENESIS_HASH)
+
+
+def _checkpoint(db: sqlite3.Connection) -> Checkpoint | None:
+    row = db.execute(
+        "SELECT last_seq, last_hash, at, pruned FROM register_checkpoints"
+        " ORDER BY last_seq DESC LIMIT 1"
+    ).fetchone()
+    return Checkpoint(int(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
+
+
+def _fields(row: sqlite3.Row) -> dict[str, str]:
+    return {name: str(row[_COLUMNS.get(name, name)]) for name in _ENTRY_FIELDS}
+
+
 _STAT_OF = {
-    register.Action.LIVE_VIEW_START.value: "live_views",
-    register.Action.RECORDING_VIEW.value: "recording_views",
-    register.Action.EXPORT.value: "exports",
+    Action.LIVE_VIEW_START.value: "live_views",
+    Action.RECORDING_VIEW.value: "recording_views",
+    Action.EXPORT.value: "exports",
 }
 
 

@@ -1,0 +1,191 @@
+"""The SQLite schema, and the columns added to databases made by earlier versions.
+
+Versioned migrations (and a refusal of a database newer than the code) come with the second
+backend; until then `create` adds what older files lack, idempotently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+CATALOGUE = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    officer TEXT NOT NULL DEFAULT '',
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    serial TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    officer TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    interrupted_at TEXT,
+    end_reason TEXT,
+    video_codec TEXT NOT NULL DEFAULT '',
+    audio_codec TEXT NOT NULL DEFAULT '',
+    connections INTEGER NOT NULL DEFAULT 1,
+    battery_percent REAL,
+    invalid_telemetry INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_device ON sessions(device_id, started_at);
+CREATE TABLE IF NOT EXISTS whip_resources (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    prev_sha256 TEXT NOT NULL DEFAULT '',
+    video_codec TEXT NOT NULL DEFAULT '',
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    UNIQUE (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS positions (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    time TEXT NOT NULL,
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    accuracy_m REAL NOT NULL,
+    heading_deg REAL,
+    speed_mps REAL,
+    verdict TEXT NOT NULL DEFAULT 'kept'
+);
+CREATE INDEX IF NOT EXISTS positions_session ON positions(session_id, time);
+CREATE TABLE IF NOT EXISTS cameras (
+    id TEXT PRIMARY KEY,
+    feature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS places (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    geometry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    service TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled_at TEXT
+);
+CREATE TABLE IF NOT EXISTS logins (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    state TEXT NOT NULL,
+    raised_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_actions (
+    session_id TEXT NOT NULL REFERENCES alerts(session_id),
+    state TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    service TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_actions_session ON alert_actions(session_id);
+"""
+
+REGISTER = """
+CREATE TABLE IF NOT EXISTS register (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    service TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    camera_id TEXT NOT NULL,
+    time_from TEXT NOT NULL,
+    time_to TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS register_at ON register(at);
+CREATE INDEX IF NOT EXISTS register_session ON register(session_id);
+CREATE TABLE IF NOT EXISTS register_checkpoints (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    pruned INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS register_append_only BEFORE UPDATE ON register
+BEGIN SELECT RAISE(ABORT, 'the register is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS register_prune_only BEFORE DELETE ON register
+WHEN OLD.seq > COALESCE((SELECT MAX(last_seq) FROM register_checkpoints), 0)
+BEGIN SELECT RAISE(ABORT, 'register entries are removed only behind a checkpoint'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_fixed BEFORE UPDATE ON register_checkpoints
+BEGIN SELECT RAISE(ABORT, 'register checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_kept BEFORE DELETE ON register_checkpoints
+BEGIN SELECT RAISE(ABORT, 'register checkpoints are append-only'); END;
+"""
+
+EVIDENCE = """
+CREATE TABLE IF NOT EXISTS session_keys (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    wrapped BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    reference TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_at TEXT NOT NULL,
+    lifted_by TEXT,
+    lifted_at TEXT,
+    lift_reference TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_session ON holds(session_id);
+"""
+
+# columns added after databases were made: table -> [(column, definition)]
+ADDED_COLUMNS = {
+    # before the GPS filter, every fix was kept
+    "positions": [("verdict", "TEXT NOT NULL DEFAULT 'kept'")],
+    "sessions": [
+        ("destroyed_at", "TEXT"),
+        ("destroy_state", "TEXT NOT NULL DEFAULT ''"),  # '', 'shredded' (key gone), 'done'
+    ],
+}
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Make the tables a new database needs, and bring an older one up to date."""
+    db.executescript(CATALOGUE)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns:
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+    db.executescript(REGISTER + EVIDENCE)
