@@ -30,10 +30,12 @@ async def record_session(
     segment_seconds: float = 1.0,
 ) -> Session:
     """An ended session of 2 s of video (two segments), with a short position track."""
-    if store.get_device(device_id) is None:
-        store.add_device(device_id, officer, f"hash-{device_id}", start)
-    store.create_session(
-        Session(session_id, device_id, officer, SessionState.LIVE, start), f"r-{session_id}"
+    if (await store.run(store.get_device, device_id)) is None:
+        await store.run(store.add_device, device_id, officer, f"hash-{device_id}", start)
+    await store.run(
+        store.create_session,
+        Session(session_id, device_id, officer, SessionState.LIVE, start),
+        f"r-{session_id}",
     )
     t0 = start.timestamp()
     recorder = SessionRecorder(
@@ -43,7 +45,7 @@ async def record_session(
         RecordingConfig(segment_seconds=segment_seconds),
         Metrics(),
         monotonic=lambda: 0.0,
-        key=keyring.session_key(session_id, create=True),
+        key=await store.run(keyring.session_key, session_id, True),
     )
     timeline = recorder.start_connection({"video"}, "H264", lambda: None)
     for i, data in enumerate(FRAMES):
@@ -55,11 +57,13 @@ async def record_session(
             timeline.on_sender_report("video", t0, 0)
     await recorder.close()
     for i in range(3):
-        store.add_position(
-            session_id, Position(49.12 + i * 1e-4, 6.18, 5.0, start + timedelta(seconds=i))
+        await store.run(
+            store.add_position,
+            session_id,
+            Position(49.12 + i * 1e-4, 6.18, 5.0, start + timedelta(seconds=i)),
         )
     end = start + timedelta(seconds=2)
-    store.end_session(session_id, "button", end)
-    session = store.get_session(session_id)
+    await store.run(store.end_session, session_id, "button", end)
+    session = await store.run(store.get_session, session_id)
     assert session is not None
     return session

@@ -1,10 +1,36 @@
-"""Helpers shared by the test modules (fixtures live in conftest.py; no test module imports
-another one)."""
+"""Helpers shared by the test modules: a gateway handle, logins, media settings, waiting,
+a clock. Fixtures live in conftest.py; no test module imports another one.
+
+The store is reached as the gateway reaches it: `await store.run(...)` from a test's event
+loop, `store.call(...)` from a synchronous test.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import socket
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bodycam import devices, users
+from bodycam.clock import Clock, SystemClock
+from bodycam.config import Config
+from bodycam.gateway.appkeys import clock_key, metrics_key, sessions_key, store_key
+from bodycam.gateway.sessions import SessionManager
+from bodycam.metrics import Metrics
+from bodycam.models import SessionState
+from bodycam.store import Store
+from simulators.media import MediaSettings
+
+PASSWORD = "correct horse battery"
 
 
 class ShiftedClock:
@@ -27,3 +53,135 @@ class ShiftedClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+@dataclass
+class Gateway:
+    """A running gateway and what tests need to talk to it."""
+
+    config: Config
+    server: TestServer
+    app: web.Application
+    auth: dict[str, str] = field(default_factory=dict)  # an operator's login headers
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def store(self) -> Store:
+        return self.app[store_key]
+
+    @property
+    def sessions(self) -> SessionManager:
+        return self.app[sessions_key]
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.app[metrics_key]
+
+    @property
+    def clock(self) -> Clock:
+        return self.app[clock_key]
+
+    async def enroll(self, device_id: str, officer: str = "") -> str:
+        """Enrol a body camera; returns its token."""
+        now = self.clock.now()
+        return await self.store.run(devices.enroll, self.store, device_id, officer, now)
+
+    async def login(self, name: str = "dupont", role: str = "operator") -> dict[str, str]:
+        """Headers of a person logged in with `role` (the account is made on first use)."""
+        token = await add_login(self.store, name, role, clock=self.clock)
+        return {"Authorization": f"Bearer {token}"}
+
+
+async def start_gateway(app: web.Application, config: Config) -> Gateway:
+    """Serve `app` on loopback; the gateway's operator `dupont` is logged in (`auth`)."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    gateway = Gateway(config, server, app)
+    gateway.auth = await gateway.login()
+    return gateway
+
+
+async def add_login(
+    store: Store, name: str, role: str, token: str | None = None, clock: Clock | None = None
+) -> str:
+    """An account (if new) and a login token for it, straight in the store."""
+    now = (clock or SystemClock()).now()
+    if await store.run(store.get_user, name) is None:
+        await asyncio.to_thread(users.add, store, name, role, PASSWORD, "Police municipale", now)
+    found = await store.run(store.get_user, name)
+    assert found is not None
+    if token is None:
+        return await store.run(users.open_login, store, found[0], now, timedelta(hours=1))
+    await store.run(store.add_login, users.login_hash(token), name, now, now + timedelta(hours=1))
+    return token
+
+
+def small_media(codec: str = "h264", loop_seconds: int = 3) -> MediaSettings:
+    """320x240 loop-mode media with a flash and beep every second.
+
+    Loop mode encodes the frames before going live, so the camera sends every one of them
+    on time even on a busy CI machine, and a counter gap can only be the gateway's.
+    """
+    return MediaSettings(
+        codec=codec,
+        width=320,
+        height=240,
+        fps=30,
+        encode="loop",
+        loop_seconds=loop_seconds,
+        flash_interval=1.0,
+        flash_offset=0.5,
+    )
+
+
+Check = Callable[[], bool | Awaitable[bool]]
+
+
+async def wait_for(
+    predicate: Check, within: float = 10.0, what: Callable[[], object] | None = None
+) -> None:
+    """Poll until `predicate()` holds (it may be a coroutine function), or fail saying what
+    was seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {within} s: {what() if what else ''}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_store(
+    store: Store, check: Callable[[Store], bool], within: float = 10.0
+) -> None:
+    """Poll until `check(store)`, run on the store's thread, holds."""
+    await wait_for(lambda: store.run(check, store), within)
+
+
+async def wait_for_session(
+    store: Store, session_id: str, state: SessionState, within: float = 10.0
+) -> None:
+    """Poll until the catalogue has the session in `state`."""
+
+    def reached(store: Store) -> bool:
+        session = store.get_session(session_id)
+        return session is not None and session.state == state
+
+    await wait_for_store(store, reached, within)
+
+
+def make_config(data_dir: Path, **overrides: Any) -> Config:
+    return Config.load(None, environ={}, data_dir=str(data_dir), **overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +85,23 @@ def analyse(path: Path) -> Analysis:
     return result
 
 
-def keyring_of(config: Config, store: Store) -> Keyring:
-    """The gateway's keys, as the command line loads them (never creates one)."""
-    return Keyring.load(config, store, create=False)
+async def session_key(config: Config, store: Store, session_id: str) -> bytes:
+    """A session's key, from the gateway's keys loaded as the command line loads them (never
+    creating one)."""
+    keyring = await store.run(Keyring.load, config, store, False)
+    return await store.run(keyring.session_key, session_id)
 
 
-def reveal(config: Config, store: Store, segment: Segment, out_dir: Path) -> Path:
+async def reveal(config: Config, store: Store, segment: Segment, out_dir: Path) -> Path:
     """Decrypt a sealed segment into `out_dir` (tests reopen recordings with PyAV)."""
-    key = keyring_of(config, store).session_key(segment.session_id)
+    key = await session_key(config, store, segment.session_id)
     out = out_dir / f"{segment.session_id}-{segment.seq:05d}.mkv"
-    with open(out, "wb") as f:
-        for chunk in sealed.read_plaintext(
-            config.recordings_dir / segment.path, key, segment_label(segment)
-        ):
-            f.write(chunk)
+    source = config.recordings_dir / segment.path
+    await asyncio.to_thread(_decrypt, source, key, segment_label(segment), out)
     return out
+
+
+def _decrypt(source: Path, key: bytes, label: str, out: Path) -> None:
+    with open(out, "wb") as f:
+        for chunk in sealed.read_plaintext(source, key, label):
+            f.write(chunk)

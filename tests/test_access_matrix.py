@@ -18,17 +18,15 @@ from typing import Any
 import aiohttp
 import av
 import pytest
-from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from bodycam.config import Config
 from bodycam.evidence.keyring import Keyring
 from bodycam.gateway.app import create_app
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 
-from .conftest import PASSWORD, Gateway, add_login, make_config
 from .evidence_data import record_session
-from .helpers import ShiftedClock
+from .helpers import PASSWORD, Gateway, ShiftedClock, add_login, make_config, start_gateway
 
 LIVE = {"operator", "supervisor", "police_nationale"}
 ALERTS = {"operator", "supervisor"}
@@ -155,17 +153,16 @@ OPEN_ROUTES = {
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Gateway]:
     config: Config = make_config(tmp_path / "data")
-    store = Store(config.database_path)
-    keyring = Keyring.load(config, store)
+    store = SqliteStore(config.database_path)
+    keyring = await store.run(Keyring.load, config, store)
     await record_session(config, store, keyring, "s1", RECORDED)
     store.close()
     app = create_app(config, ShiftedClock(RECORDED + timedelta(hours=1)))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    gateway = await start_gateway(app, config)
     try:
-        yield Gateway(config, server, app)
+        yield gateway
     finally:
-        await server.close()
+        await gateway.server.close()
 
 
 def test_the_table_covers_every_route() -> None:
@@ -207,7 +204,7 @@ async def call(
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_each_role_reaches_what_the_matrix_gives_it(served: Gateway, role: str) -> None:
-    token = add_login(served.store, f"agent-{role}", role)
+    token = await add_login(served.store, f"agent-{role}", role)
     headers = {"Authorization": f"Bearer {token}"}
     wrong: list[str] = []
     refused = 0
@@ -221,7 +218,7 @@ async def test_each_role_reaches_what_the_matrix_gives_it(served: Gateway, role:
                     wrong.append(f"{endpoint.method} {endpoint.path}: {status} {text[:120]}")
                 refused += 1
     assert not wrong, f"{role}:\n" + "\n".join(wrong)
-    entries = served.store.register_entries()
+    entries = await served.store.run(served.store.register_entries)
     refusals = [
         e for e in entries if e["action"] == "access_refused" and e["user"] == f"agent-{role}"
     ]
@@ -239,9 +236,9 @@ async def test_nobody_unknown_gets_anything(served: Gateway) -> None:
 
 async def test_the_national_police_never_reaches_a_recording(served: Gateway) -> None:
     """Whatever URL it tries: the API's, another spelling, the files themselves."""
-    token = add_login(served.store, "cic", "police_nationale")
+    token = await add_login(served.store, "cic", "police_nationale")
     headers = {"Authorization": f"Bearer {token}"}
-    [segment] = served.store.segments_of("s1")[:1]
+    [segment] = (await served.store.run(served.store.segments_of, "s1"))[:1]
     attempts = [
         "/api/v1/recordings/s1/media?reason=urgence%20absolue",
         "/api/v1/recordings/s1/media",
@@ -264,7 +261,7 @@ async def test_the_national_police_never_reaches_a_recording(served: Gateway) ->
 
 
 async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gateway) -> None:
-    token = add_login(served.store, "martin", "operator")
+    token = await add_login(served.store, "martin", "operator")
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{served.url}/api/v1/recordings/s1/media"
     async with aiohttp.ClientSession() as http:
@@ -279,14 +276,18 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
         assert container.streams.video[0].codec_context.name == "h264"
         frames = sum(1 for p in container.demux(video=0) if p.size)
     assert frames == 60  # both segments, decrypted on the fly
-    [view] = [e for e in served.store.register_entries() if e["action"] == "recording_view"]
+    [view] = [
+        e
+        for e in (await served.store.run(served.store.register_entries))
+        if e["action"] == "recording_view"
+    ]
     assert view["user"] == "martin" and view["session"] == "s1"
     assert view["reason"] == "rapport d'intervention"
     assert view["from"] == "2026-11-02T09:00:00.000Z" and view["to"] == "2026-11-02T09:00:02.000Z"
 
 
 async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: Path) -> None:
-    token = add_login(served.store, "durand", "supervisor")
+    token = await add_login(served.store, "durand", "supervisor")
     headers = {"Authorization": f"Bearer {token}"}
     base = f"{served.url}/api/v1"
     async with aiohttp.ClientSession() as http:
@@ -335,7 +336,11 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
 
     report = verify_bundle(tmp_path / "got" / made["name"])
     assert report.ok, report.problems
-    downloads = [e for e in served.store.register_entries() if e["action"] == "export_download"]
+    downloads = [
+        e
+        for e in (await served.store.run(served.store.register_entries))
+        if e["action"] == "export_download"
+    ]
     assert len(downloads) == 1 and made["name"] in downloads[0]["detail"]
     assert not list(served.config.exports_dir.glob(".partial-*"))
     november = stats["months"]["2026-11"]
@@ -355,7 +360,7 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
 async def test_the_cic_steers_a_camera_only_after_notice_and_for_a_while(
     served: Gateway, body: dict[str, Any], message: str
 ) -> None:
-    token = add_login(served.store, "cic", "police_nationale")
+    token = await add_login(served.store, "cic", "police_nationale")
     url = f"{served.url}/api/v1/cameras/nocam/control"
     async with (
         aiohttp.ClientSession() as http,

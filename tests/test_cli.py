@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bodycam.cli import main
 from bodycam.devices import token_hash
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 
 
 def run(capsys: pytest.CaptureFixture[str], data: Path, *args: str) -> tuple[int, str, str]:
@@ -25,10 +26,11 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0
     token = out.strip().splitlines()[-1]
     assert token.startswith("bcd_") and len(token) > 40
-    store = Store(tmp_path / "bodycam.sqlite3")
-    device = store.device_by_token_hash(token_hash(token))
+    store = SqliteStore(tmp_path / "bodycam.sqlite3")
+    device = store.call(store.device_by_token_hash, token_hash(token))
     assert device is not None and device.officer == "Brigadier Martin"
-    raw = store._db.execute("SELECT * FROM devices").fetchone()
+    with sqlite3.connect(store.path) as db:
+        raw = db.execute("SELECT * FROM devices").fetchone()
     assert token not in [str(v) for v in tuple(raw)]  # only the hash is kept
     store.close()
 
@@ -42,8 +44,8 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "revoked" in out
     code, out, _ = run(capsys, tmp_path, "devices", "list")
     assert "revoked" in out
-    store = Store(tmp_path / "bodycam.sqlite3")
-    entries = store.register_entries()
+    store = SqliteStore(tmp_path / "bodycam.sqlite3")
+    entries = store.call(store.register_entries)
     store.close()
     assert [e["action"] for e in entries] == ["device_added", "device_revoked"]
     assert entries[0]["detail"] == "cam-17 (Brigadier Martin)"

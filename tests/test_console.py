@@ -20,7 +20,7 @@ from bodycam import users
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 
-from .conftest import PASSWORD, Gateway, add_login, small_media, wait_for
+from .helpers import PASSWORD, Gateway, add_login, small_media, wait_for
 from .test_geo_live import PASSWORD as CAMERA_PASSWORD
 from .test_geo_live import cameras, gateway_config, street_walk  # noqa: F401 (fixtures)
 
@@ -62,7 +62,7 @@ async def login(http: aiohttp.ClientSession, url: str, name: str, password: str)
 async def test_an_operator_logs_in_and_out_with_a_cookie(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add_login(gateway.store, "dupont", "operator")
+    await add_login(gateway.store, "dupont", "operator")
     # (unsafe: keep cookies of an IP address host, as a browser does)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.get(f"{gateway.url}/api/v1/me") as r:
@@ -102,7 +102,11 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
         async with http.get(f"{gateway.url}/api/v1/me", headers=headers) as r:
             assert r.status == 401
     # the register has each attempt; failures in a row (here from one address) double the wait
-    entries = [e for e in gateway.store.register_entries() if e["action"] != "access_refused"]
+    entries = [
+        e
+        for e in (await gateway.store.run(gateway.store.register_entries))
+        if e["action"] != "access_refused"
+    ]
     assert [(e["action"], e["user"]) for e in entries] == [
         ("login_failed", "dupont"),
         ("login_failed", "nobody"),
@@ -171,8 +175,8 @@ def test_users_are_added_from_the_command_line(tmp_path: Any) -> None:
 async def test_an_officer_going_live_raises_an_alert_that_operators_work_through(
     gateway: Gateway, cameras: AxisCameraSimulator
 ) -> None:
-    token = gateway.enroll("cam-geo", "Brigadier Lefèvre")
-    cic = gateway.login("cic", "police_nationale")
+    token = await gateway.enroll("cam-geo", "Brigadier Lefèvre")
+    cic = await gateway.login("cic", "police_nationale")
     async with aiohttp.ClientSession(headers=gateway.auth) as http:
         console, reader = await connect(http, f"{gateway.url}/ui/ws")
         await wait_for(lambda: bool(console.snapshot))
@@ -182,7 +186,7 @@ async def test_an_officer_going_live_raises_an_alert_that_operators_work_through
             gateway.url, "cam-geo", token, media=small_media(), walk=street_walk()
         ) as bodycam:
             await bodycam.press()
-            [session] = gateway.store.list_sessions()
+            [session] = await gateway.store.run(gateway.store.list_sessions)
             sid = session.id
             await wait_for(lambda: bool(console.alerts(sid)))
             raised = console.alerts(sid)[0]
@@ -223,14 +227,14 @@ async def test_an_officer_going_live_raises_an_alert_that_operators_work_through
 
 
 async def test_each_action_records_who_and_when(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
-    martin = gateway.login("martin", "supervisor")
+    token = await gateway.enroll("cam-1")
+    martin = await gateway.login("martin", "supervisor")
     async with (
         aiohttp.ClientSession(headers=gateway.auth) as http,
         AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as bodycam,
     ):
         await bodycam.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         url = f"{gateway.url}/api/v1/alerts/{session.id}"
         async with http.post(f"{url}/ack") as r:
             assert r.status == 200
@@ -250,12 +254,12 @@ async def test_each_action_records_who_and_when(gateway: Gateway) -> None:
         ("renforts_envoyes", "martin", "supervisor"),
     ]
     # durable: in the database, not only in the event
-    stored = gateway.store.get_alert(session.id)
+    stored = await gateway.store.run(gateway.store.get_alert, session.id)
     assert stored is not None and [a.user for a in stored.actions] == ["dupont", "martin"]
 
 
 async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with aiohttp.ClientSession(headers=gateway.auth) as http:
         console, reader = await connect(http, f"{gateway.url}/ui/ws")
         await wait_for(lambda: bool(console.snapshot))
@@ -265,7 +269,7 @@ async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -
         # while it is away, an officer goes live and an operator acknowledges
         async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as bodycam:
             await bodycam.press()
-            [session] = gateway.store.list_sessions()
+            [session] = await gateway.store.run(gateway.store.list_sessions)
             async with http.post(f"{gateway.url}/api/v1/alerts/{session.id}/ack") as r:
                 assert r.status == 200
             back, reader = await connect(http, f"{gateway.url}/ui/ws?after={last_id}")
@@ -282,7 +286,7 @@ async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -
 
 
 async def test_the_console_needs_a_login_for_everything_but_the_page(gateway: Gateway) -> None:
-    auditor = gateway.login("audit", "auditor")
+    auditor = await gateway.login("audit", "auditor")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{gateway.url}/ui/", allow_redirects=False) as r:
             assert r.status == 200 and "text/html" in r.headers["Content-Type"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bodycam.cli import main
 
-from .test_crash import free_port
+from .helpers import free_port
 
 
 def demo(data_dir: Path, duration: int) -> list[str]:

@@ -3,32 +3,37 @@ crash in the middle of a purge, the register's chain, signed bundles and their c
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import av
 import pytest
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bodycam import users
 from bodycam.cli import main
 from bodycam.clock import SystemClock
 from bodycam.config import Config
 from bodycam.errors import ConfigError
-from bodycam.evidence import bundle as evidence
-from bodycam.evidence import sealed
+from bodycam.evidence import bundle, register, sealed
 from bodycam.evidence.keyring import KeyDestroyed, Keyring, segment_label
-from bodycam.evidence.purge import purge
+from bodycam.evidence.purge import PurgeReport, purge
+from bodycam.evidence.reasons import Requisition
 from bodycam.evidence.retention import add_months, expires_at
-from bodycam.gateway.api_evidence import export_bundle
 from bodycam.gateway.app import create_app
 from bodycam.models import SYSTEM, Action, Actor, Entry, Hold, Retention
-from bodycam.store import Store
+from bodycam.store import SqliteStore, Store
 
-from .conftest import PASSWORD, Gateway, make_config, wait_for
 from .evidence_data import record_session
+from .helpers import PASSWORD, Gateway, make_config, wait_for_store
 
 JAN31 = datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
 SUPERVISOR = Actor("durand", "supervisor", "CSU Metz")
@@ -65,80 +70,81 @@ def test_add_months_goes_back_too() -> None:
     assert add_months(datetime(2028, 2, 29, tzinfo=UTC), -12) == datetime(2027, 2, 28, tzinfo=UTC)
 
 
-def open_data(tmp_path: Path, **overrides: object) -> tuple[Config, Store, Keyring]:
+async def open_data(tmp_path: Path, **overrides: object) -> tuple[Config, Store, Keyring]:
     config = make_config(tmp_path / "data", **overrides)
-    store = Store(config.database_path)
-    return config, store, Keyring.load(config, store)
+    store = SqliteStore(config.database_path)
+    return config, store, await store.run(Keyring.load, config, store)
+
+
+async def purge_at(
+    store: Store, config: Config, now: datetime, dry_run: bool = False
+) -> PurgeReport:
+    """The purge as the gateway runs it: on a worker thread."""
+    return await asyncio.to_thread(
+        purge, store, config.recordings_dir, config.retention, now, dry_run=dry_run
+    )
 
 
 async def test_purge_under_the_calendar_month(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path, evidence_retention="1 month")
+    config, store, keyring = await open_data(tmp_path, evidence_retention="1 month")
     await record_session(config, store, keyring, "jan31", JAN31)
     await record_session(config, store, keyring, "feb01", JAN31 + timedelta(days=1))
     folder = config.recordings_dir / "jan31"
     assert len(list(folder.iterdir())) == 2
     ended = JAN31 + timedelta(seconds=2)
 
-    before = purge(
-        store, config.recordings_dir, config.retention, datetime(2027, 2, 28, 10, 0, 1, tzinfo=UTC)
-    )
+    before = await purge_at(store, config, datetime(2027, 2, 28, 10, 0, 1, tzinfo=UTC))
     assert before.destroyed == [] and folder.is_dir()
-    dry = purge(
+    dry = await purge_at(
         store,
-        config.recordings_dir,
-        config.retention,
+        config,
         datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC),
         dry_run=True,
     )
-    assert dry.due == ["jan31"] and folder.is_dir() and store.wrapped_key("jan31")
-
-    report = purge(
-        store, config.recordings_dir, config.retention, datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC)
+    assert (
+        dry.due == ["jan31"] and folder.is_dir() and (await store.run(store.wrapped_key, "jan31"))
     )
+
+    report = await purge_at(store, config, datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC))
     assert report.destroyed == ["jan31"]
     assert not folder.exists()
     assert (config.recordings_dir / "feb01").is_dir()  # expires on 1 March
-    assert store.segments_of("jan31") == [] and store.positions_of("jan31") == []
-    assert store.get_session("jan31").destroyed_at is not None
+    assert (await store.run(store.segments_of, "jan31")) == [] and (
+        await store.run(store.positions_of, "jan31")
+    ) == []
+    assert (await store.run(store.get_session, "jan31")).destroyed_at is not None
     with pytest.raises(KeyDestroyed, match="destroyed"):
-        keyring.session_key("jan31")
+        await store.run(keyring.session_key, "jan31")
     [entry] = [
-        e for e in store.register_entries(session_id="jan31") if e["action"] == "destruction"
+        e
+        for e in (await store.run(store.register_entries, session_id="jan31"))
+        if e["action"] == "destruction"
     ]
     assert entry["user"] == "bodycam" and entry["from"] == "2027-01-31T10:00:00.000Z"
     assert entry["to"] == "2027-01-31T10:00:02.000Z" and "automatic" in entry["detail"]
     assert "cam-1" in entry["detail"] and "retention 1 month" in entry["detail"]
     assert ended < datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC)
-    assert store.verify_register().ok
+    assert (await store.run(register.verify, store)).ok
     # a second purge has nothing left to do and registers nothing more
-    count = len(store.register_entries())
-    assert (
-        purge(
-            store, config.recordings_dir, config.retention, datetime(2027, 3, 1, 9, tzinfo=UTC)
-        ).destroyed
-        == []
-    )
-    assert len(store.register_entries()) == count
+    count = len(await store.run(store.register_entries))
+    assert (await purge_at(store, config, datetime(2027, 3, 1, 9, tzinfo=UTC))).destroyed == []
+    assert len(await store.run(store.register_entries)) == count
     store.close()
 
 
 async def test_thirty_days_by_default(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     assert str(config.retention) == "30 days"
     await record_session(config, store, keyring, "jan31", JAN31)
-    kept = purge(
-        store, config.recordings_dir, config.retention, datetime(2027, 3, 2, 10, 0, 1, tzinfo=UTC)
-    )
+    kept = await purge_at(store, config, datetime(2027, 3, 2, 10, 0, 1, tzinfo=UTC))
     assert kept.destroyed == []
-    gone = purge(
-        store, config.recordings_dir, config.retention, datetime(2027, 3, 2, 10, 0, 2, tzinfo=UTC)
-    )
+    gone = await purge_at(store, config, datetime(2027, 3, 2, 10, 0, 2, tzinfo=UTC))
     assert gone.destroyed == ["jan31"]
     store.close()
 
 
 async def test_a_held_session_survives_the_purge_until_lifted(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "held", JAN31)
     now = JAN31 + timedelta(days=1)
     entry = Entry(
@@ -149,13 +155,15 @@ async def test_a_held_session_survives_the_purge_until_lifted(tmp_path: Path) ->
         reference="PV 2027/118",
         reason="enquête",
     )
-    hold_id = store.place_hold(Hold(0, "held", "PV 2027/118", "enquête", "durand", now), entry)
+    hold_id = await store.run(
+        store.place_hold, Hold(0, "held", "PV 2027/118", "enquête", "durand", now), entry
+    )
     late = JAN31 + timedelta(days=400)
-    report = purge(store, config.recordings_dir, config.retention, late)
+    report = await purge_at(store, config, late)
     assert report.held == ["held"] and report.destroyed == []
     assert sealed.digest(
-        config.recordings_dir / store.segments_of("held")[0].path,
-        keyring.session_key("held"),
+        config.recordings_dir / (await store.run(store.segments_of, "held"))[0].path,
+        await store.run(keyring.session_key, "held"),
         "held/1",
     )
     lift = Entry(
@@ -166,32 +174,32 @@ async def test_a_held_session_survives_the_purge_until_lifted(tmp_path: Path) ->
         reference="classement 2028/4",
         reason="classée",
     )
-    assert store.lift_hold(hold_id, "durand", "classement 2028/4", lift)
-    assert not store.lift_hold(hold_id, "durand", "again", lift)  # not twice
-    assert purge(store, config.recordings_dir, config.retention, late).destroyed == ["held"]
-    actions = [e["action"] for e in store.register_entries(session_id="held")]
+    assert await store.run(store.lift_hold, hold_id, "durand", "classement 2028/4", lift)
+    assert not (await store.run(store.lift_hold, hold_id, "durand", "again", lift))  # not twice
+    assert (await purge_at(store, config, late)).destroyed == ["held"]
+    actions = [e["action"] for e in (await store.run(store.register_entries, session_id="held"))]
     assert actions == ["hold_placed", "hold_lifted", "destruction"]
     store.close()
 
 
 async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     session = await record_session(config, store, keyring, "s1", JAN31)
-    [first, _] = store.segments_of("s1")
-    wrapped = store.wrapped_key("s1")
+    [first, _] = await store.run(store.segments_of, "s1")
+    wrapped = await store.run(store.wrapped_key, "s1")
     copy = tmp_path / "copy"
     shutil.copytree(config.recordings_dir / "s1", copy)
-    key = keyring.session_key("s1")
+    key = await store.run(keyring.session_key, "s1")
     assert sealed.digest(copy / Path(first.path).name, key, segment_label(first))[1] == first.sha256
     del key  # what an attacker could not have kept: the gateway never writes it anywhere
 
     database, wal = config.database_path, config.data_dir / "bodycam.sqlite3-wal"
     assert wrapped in database.read_bytes() + wal.read_bytes()  # where it was
-    purge(store, config.recordings_dir, config.retention, session.ended_at + timedelta(days=31))
+    await purge_at(store, config, session.ended_at + timedelta(days=31))
     # the copy is intact, the master key is still there, but the session's key is gone:
     assert (copy / Path(first.path).name).stat().st_size > 0
     with pytest.raises(KeyDestroyed):
-        keyring.session_key("s1")
+        await store.run(keyring.session_key, "s1")
     # and no copy of the wrapped key is left in the database file or its WAL (still open)
     assert wal.exists()
     assert wrapped not in database.read_bytes() + wal.read_bytes()
@@ -206,48 +214,59 @@ async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_pa
 
 
 async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", JAN31)
     await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
     now = JAN31 + timedelta(days=40)
     # s1: the purge stopped right after destroying the key; s2: after removing the files too
-    assert store.shred_key("s1", now) and store.shred_key("s2", now)
+    assert (await store.run(store.shred_key, "s1", now)) and (
+        await store.run(store.shred_key, "s2", now)
+    )
     shutil.rmtree(config.recordings_dir / "s2")
     store.close()
 
-    store = Store(config.database_path)  # the restart
-    keyring = Keyring.load(config, store)
+    store = SqliteStore(config.database_path)  # the restart
+    keyring = await store.run(Keyring.load, config, store)
     for sid in ("s1", "s2"):
         with pytest.raises(KeyDestroyed):
-            keyring.session_key(sid)  # consistent: nothing readable, whatever is on disk
-        assert store.get_session(sid).destroyed_at == now
+            await store.run(
+                keyring.session_key, sid
+            )  # consistent: nothing readable, whatever is on disk
+        assert (await store.run(store.get_session, sid)).destroyed_at == now
     assert (config.recordings_dir / "s1").is_dir()
-    report = purge(store, config.recordings_dir, config.retention, now + timedelta(hours=1))
+    report = await purge_at(store, config, now + timedelta(hours=1))
     assert sorted(report.destroyed) == ["s1", "s2"]
     assert not (config.recordings_dir / "s1").exists()
-    destructions = [e for e in store.register_entries() if e["action"] == "destruction"]
+    destructions = [
+        e for e in (await store.run(store.register_entries)) if e["action"] == "destruction"
+    ]
     assert sorted(e["session"] for e in destructions) == ["s1", "s2"]
     # a second purge running beside this one finds nothing left, and registers nothing
     late = Entry(Action.DESTRUCTION, SYSTEM, now, session_id="s1")
-    assert not store.shred_key("s1", now) and not store.finish_destruction("s1", late)
-    assert len([e for e in store.register_entries() if e["action"] == "destruction"]) == 2
-    assert store.verify_register().ok
+    assert not (await store.run(store.shred_key, "s1", now)) and not (
+        await store.run(store.finish_destruction, "s1", late)
+    )
+    assert (
+        len([e for e in (await store.run(store.register_entries)) if e["action"] == "destruction"])
+        == 2
+    )
+    assert (await store.run(register.verify, store)).ok
     store.close()
 
 
 async def test_the_command_line_never_destroys_early(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", SystemClock().now() - timedelta(days=2))
     store.close()
     later = (SystemClock().now() + timedelta(days=40)).isoformat()
     data = ["--data-dir", str(config.data_dir)]
-    assert main(["purge", "--now", later, *data]) == 2
+    assert await asyncio.to_thread(main, ["purge", "--now", later, *data]) == 2
     assert "in the future" in capsys.readouterr().err
-    assert main(["purge", "--now", later, "--dry-run", *data]) == 0
+    assert await asyncio.to_thread(main, ["purge", "--now", later, "--dry-run", *data]) == 0
     assert "would destroy 1 sessions" in capsys.readouterr().out
-    assert main(["purge", *data]) == 0
+    assert await asyncio.to_thread(main, ["purge", *data]) == 0
     assert "destroyed 0 sessions" in capsys.readouterr().out
     assert (config.recordings_dir / "s1").is_dir()
 
@@ -264,19 +283,22 @@ def tamper(db_path: Path, sql: str, *args: object) -> None:
 
 def fill_register(store: Store, count: int, start: datetime) -> None:
     for i in range(count):
-        store.record(
-            Entry(Action.LOGIN, Actor(f"agent{i}", "operator", "CSU"), start + timedelta(days=i))
+        store.call(
+            store.record,
+            Entry(Action.LOGIN, Actor(f"agent{i}", "operator", "CSU"), start + timedelta(days=i)),
         )
 
 
 def test_the_register_refuses_changes(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     fill_register(store, 3, JAN31)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store._db.execute("UPDATE register SET user_name = 'x' WHERE seq = 2")
-    with pytest.raises(sqlite3.IntegrityError, match="checkpoint"):
-        store._db.execute("DELETE FROM register WHERE seq = 2")
     store.close()
+    db = sqlite3.connect(tmp_path / "db.sqlite3")  # what the database itself allows anyone
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE register SET user_name = 'x' WHERE seq = 2")
+    with pytest.raises(sqlite3.IntegrityError, match="checkpoint"):
+        db.execute("DELETE FROM register WHERE seq = 2")
+    db.close()
 
 
 @pytest.mark.parametrize(
@@ -300,7 +322,7 @@ def test_register_verify_names_the_first_broken_entry(
     tmp_path: Path, sql: str, seq: int, problem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    store = Store(data / "bodycam.sqlite3")
+    store = SqliteStore(data / "bodycam.sqlite3")
     fill_register(store, 5, JAN31)
     store.close()
     assert main(["register", "verify", "--data-dir", str(data)]) == 0
@@ -312,20 +334,20 @@ def test_register_verify_names_the_first_broken_entry(
 
 
 def test_pruning_keeps_the_chain_verifiable(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     fill_register(store, 6, JAN31)  # 31 Jan .. 5 Feb 2027
     now = datetime(2030, 2, 3, 12, tzinfo=UTC)
     # 31 Jan .. 3 Feb 10:00 are older than 3 years, the entries of 4 and 5 Feb are kept
-    assert store.prune_register(add_months(now, -36), now) == 4
-    entries = store.register_entries()
+    assert store.call(store.prune_register, add_months(now, -36), now) == 4
+    entries = store.call(store.register_entries)
     assert [e["seq"] for e in entries] == ["5", "6", "7"]
     assert entries[-1]["action"] == "register_pruned"
-    verdict = store.verify_register()
+    verdict = store.call(register.verify, store)
     assert verdict.ok and "checkpoint after entry 4" in verdict.text(), verdict.text()
     store.close()
     tamper(tmp_path / "db.sqlite3", "UPDATE register SET user_name = 'x' WHERE seq = 5")
-    store = Store(tmp_path / "db.sqlite3")
-    assert store.verify_register().broken_seq == 5
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    assert store.call(register.verify, store).broken_seq == 5
     store.close()
 
 
@@ -333,15 +355,11 @@ def test_register_export_csv_acts_as_a_person(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
-    store = Store(data / "bodycam.sqlite3")
-    from bodycam import users
-
+    store = SqliteStore(data / "bodycam.sqlite3")
     users.add(store, "audit", "auditor", PASSWORD, "CNIL", JAN31)
     users.add(store, "martin", "operator", PASSWORD, "CSU", JAN31)
     fill_register(store, 4, JAN31)
     store.close()
-    import io
-
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     out = tmp_path / "register.csv"
     args = [
@@ -370,27 +388,29 @@ def test_register_export_csv_acts_as_a_person(
     assert "role operator may not read the register" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("wrong password\n"))
     assert main(args) == 2
-    store = Store(data / "bodycam.sqlite3")
-    last = store.register_entries()[-2:]
+    store = SqliteStore(data / "bodycam.sqlite3")
+    last = store.call(store.register_entries)[-2:]
     assert [e["action"] for e in last] == ["access_refused", "login_failed"]
     assert "command line" in last[1]["detail"]
     store.close()
 
 
 async def make_bundle(tmp_path: Path) -> tuple[Path, Keyring, Store, Config]:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", JAN31)
-    store.record(
+    await store.run(
+        store.record,
         Entry(
             Action.RECORDING_VIEW,
             Actor("martin", "operator", "CSU"),
             JAN31 + timedelta(hours=1),
             session_id="s1",
             reason="rapport",
-        )
+        ),
     )
-    requisition = evidence.Requisition("PV 2027/118", "réquisition du parquet", SUPERVISOR)
-    name, _ = await export_bundle(
+    requisition = Requisition("PV 2027/118", "réquisition du parquet", SUPERVISOR)
+    name, _ = await asyncio.to_thread(
+        bundle.export,
         store,
         keyring,
         tmp_path / "out",
@@ -413,14 +433,19 @@ async def test_a_bundle_verifies_and_plays(
     assert [e["action"] for e in session["register"]] == ["recording_view"]
     assert manifest["requisition"]["reference"] == "PV 2027/118"
     assert manifest["gateway"]["fingerprint"] == keyring.fingerprint
-    import av
-
     with av.open(str(bundle / session["media"]["file"])) as container:
         frames = sum(1 for _ in container.demux(video=0) if _.size)
     assert frames == 60
-    assert main(["verify", str(bundle), "--key", str(bundle / "gateway.pub")]) == 0
+    assert (
+        await asyncio.to_thread(main, ["verify", str(bundle), "--key", str(bundle / "gateway.pub")])
+        == 0
+    )
     assert "OK:" in capsys.readouterr().out
-    export = [e for e in store.register_entries(session_id="s1") if e["action"] == "export"]
+    export = [
+        e
+        for e in (await store.run(store.register_entries, session_id="s1"))
+        if e["action"] == "export"
+    ]
     assert export and export[0]["reference"] == "PV 2027/118" and export[0]["user"] == "durand"
     store.close()
 
@@ -463,20 +488,19 @@ async def test_verify_names_what_was_altered(
     elif target == "extra":
         (bundle / "media" / "note.txt").write_text("added")
     elif target == "key":
-        other = Keyring(
-            sealed.new_key(),
-            __import__(
-                "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]
-            ).Ed25519PrivateKey.generate(),
-            None,
-        )  # type: ignore[arg-type]
-        manifest_body = (bundle / "manifest.json").read_bytes()
-        manifest = json.loads(manifest_body)
-        manifest["gateway"]["public_key"] = base64.b64encode(other.public_key).decode()
+        other = Ed25519PrivateKey.generate()  # someone else's key, re-signing the manifest
+        manifest = json.loads((bundle / "manifest.json").read_bytes())
+        raw = other.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        manifest["gateway"]["public_key"] = base64.b64encode(raw).decode()
         body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
         (bundle / "manifest.json").write_bytes(body)
         (bundle / "manifest.sig").write_text(base64.b64encode(other.sign(body)).decode())
-    assert main(["verify", str(bundle), "--key", str(tmp_path / "trusted.pub")]) == 1
+    assert (
+        await asyncio.to_thread(
+            main, ["verify", str(bundle), "--key", str(tmp_path / "trusted.pub")]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "ALTERED" in out and named in out, out
 
@@ -484,21 +508,38 @@ async def test_verify_names_what_was_altered(
 async def test_an_altered_segment_at_rest_stops_the_export(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", JAN31)
-    second = store.segments_of("s1")[1]
+    second = (await store.run(store.segments_of, "s1"))[1]
     store.close()
-    assert main(["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]) == 0
+    assert (
+        await asyncio.to_thread(
+            main, ["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]
+        )
+        == 0
+    )
     flip(config.recordings_dir / second.path, 200)
-    assert main(["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]) == 1
+    assert (
+        await asyncio.to_thread(
+            main, ["sessions", "verify", "s1", "--data-dir", str(config.data_dir)]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "segment 2:" in out and "chunk 0" in out and "does not authenticate" in out, out
-    store = Store(config.database_path)
-    keyring = Keyring.load(config, store)
-    requisition = evidence.Requisition("PV 1", "test", SUPERVISOR)
+    store = SqliteStore(config.database_path)
+    keyring = await store.run(Keyring.load, config, store)
+    requisition = Requisition("PV 1", "test", SUPERVISOR)
     with pytest.raises(sealed.SealedError, match="chunk 0"):
-        await export_bundle(
-            store, keyring, tmp_path / "out", config.recordings_dir, ["s1"], requisition, JAN31
+        await asyncio.to_thread(
+            bundle.export,
+            store,
+            keyring,
+            tmp_path / "out",
+            config.recordings_dir,
+            ["s1"],
+            requisition,
+            JAN31,
         )
     assert list((tmp_path / "out").iterdir()) == []  # no half bundle left behind
     store.close()
@@ -507,16 +548,18 @@ async def test_an_altered_segment_at_rest_stops_the_export(
 def test_a_missing_master_key_stops_the_gateway_rather_than_losing_recordings(
     tmp_path: Path,
 ) -> None:
-    config, store, _ = open_data(tmp_path)
+    config = make_config(tmp_path / "data")
+    store = SqliteStore(config.database_path)
+    store.call(Keyring.load, config, store)  # the first start makes the keys
     store.close()
     config.master_key_path.rename(tmp_path / "elsewhere.key")
-    store = Store(config.database_path)
-    with pytest.raises(Exception, match=r"master key file .* is missing"):
-        Keyring.load(config, store)
+    store = SqliteStore(config.database_path)
+    with pytest.raises(ConfigError, match=r"master key file .* is missing"):
+        store.call(Keyring.load, config, store)
     (tmp_path / "elsewhere.key").write_text(base64.b64encode(sealed.new_key()).decode())
     shutil.copy(tmp_path / "elsewhere.key", config.master_key_path)
-    with pytest.raises(Exception, match="not the one this database"):
-        Keyring.load(config, store)
+    with pytest.raises(ConfigError, match="not the one this database"):
+        store.call(Keyring.load, config, store)
     store.close()
     assert oct(config.signing_key_path.stat().st_mode & 0o777) == "0o600"
 
@@ -528,14 +571,10 @@ def test_system_actor_is_not_a_person() -> None:
 async def test_holds_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
-
-    from bodycam import users
-
-    config, store, keyring = open_data(tmp_path)
+    config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", JAN31)
-    users.add(store, "durand", "supervisor", PASSWORD, "CSU", JAN31)
-    users.add(store, "martin", "operator", PASSWORD, "CSU", JAN31)
+    await asyncio.to_thread(users.add, store, "durand", "supervisor", PASSWORD, "CSU", JAN31)
+    await asyncio.to_thread(users.add, store, "martin", "operator", PASSWORD, "CSU", JAN31)
     store.close()
     data = ["--data-dir", str(config.data_dir), "--password-stdin"]
 
@@ -543,19 +582,43 @@ async def test_holds_from_the_command_line(
         monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
         return main(["hold", *args, *data, "--user", user])
 
-    assert hold("place", "s1", "--reference", "PV 9", "--reason", "enquête", user="martin") == 2
+    assert (
+        await asyncio.to_thread(
+            hold, "place", "s1", "--reference", "PV 9", "--reason", "enquête", user="martin"
+        )
+        == 2
+    )
     assert "role operator may not place legal holds" in capsys.readouterr().err
-    assert hold("place", "s1", "--reference", "PV", "--reason", "enquête") == 2
+    assert (
+        await asyncio.to_thread(hold, "place", "s1", "--reference", "PV", "--reason", "enquête")
+        == 2
+    )
     assert "reference: required" in capsys.readouterr().err
-    assert hold("place", "s1", "--reference", "PV 9", "--reason", "enquête") == 0
+    assert (
+        await asyncio.to_thread(hold, "place", "s1", "--reference", "PV 9", "--reason", "enquête")
+        == 0
+    )
     assert "hold #1 placed on s1 (PV 9)" in capsys.readouterr().out
-    assert main(["hold", "list", "s1", "--data-dir", str(config.data_dir)]) == 0
+    assert (
+        await asyncio.to_thread(main, ["hold", "list", "s1", "--data-dir", str(config.data_dir)])
+        == 0
+    )
     assert "in force" in capsys.readouterr().out
-    assert hold("lift", "s1", "1", "--reference", "CL 3", "--reason", "classée") == 0
-    assert hold("lift", "s1", "1", "--reference", "CL 3", "--reason", "classée") == 2
+    assert (
+        await asyncio.to_thread(
+            hold, "lift", "s1", "1", "--reference", "CL 3", "--reason", "classée"
+        )
+        == 0
+    )
+    assert (
+        await asyncio.to_thread(
+            hold, "lift", "s1", "1", "--reference", "CL 3", "--reason", "classée"
+        )
+        == 2
+    )
     assert "already lifted" in capsys.readouterr().err
-    store = Store(config.database_path)
-    actions = [(e["action"], e["user"]) for e in store.register_entries()]
+    store = SqliteStore(config.database_path)
+    actions = [(e["action"], e["user"]) for e in (await store.run(store.register_entries))]
     store.close()
     assert actions == [
         ("access_refused", "martin"),
@@ -575,7 +638,7 @@ class LateClock(SystemClock):
 
 
 async def test_the_gateway_purges_by_itself(tmp_path: Path) -> None:
-    config, store, keyring = open_data(tmp_path, evidence_retention="1 month")
+    config, store, keyring = await open_data(tmp_path, evidence_retention="1 month")
     start = SystemClock().now() - timedelta(days=1)
     await record_session(config, store, keyring, "old", start)
     store.close()
@@ -584,9 +647,10 @@ async def test_the_gateway_purges_by_itself(tmp_path: Path) -> None:
     await server.start_server()  # the first purge runs at startup, then every hour
     try:
         gateway = Gateway(config, server, app)
-        await wait_for(lambda: gateway.store.get_session("old").destroyed_at is not None)
-        await wait_for(
-            lambda: any(e["action"] == "destruction" for e in gateway.store.register_entries())
+        await wait_for_store(gateway.store, lambda s: s.destroyed_at("old") is not None, within=10)
+        await wait_for_store(
+            gateway.store,
+            lambda s: any(e["action"] == "destruction" for e in s.register_entries()),
         )
     finally:
         await server.close()

@@ -21,14 +21,14 @@ from bodycam.gateway.appkeys import live_key, tracker_key
 from bodycam.geo.registry import import_cameras, import_places
 from bodycam.live.base import Event
 from bodycam.models import SessionState
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 from simulators.gps import Position as GpsPosition
 from simulators.gps import Route, Walk
 
-from .conftest import Gateway, make_config, small_media, wait_for
 from .geo_scene import at, line
+from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
 
 MEDIA = small_media()
 PASSWORD = "s3cret-csu"
@@ -108,7 +108,7 @@ def gateway_config(tmp_path: Path, cameras: AxisCameraSimulator) -> Config:
         else f
         for f in SCENE_CAMERAS
     ]
-    store = Store(config.database_path)
+    store = SqliteStore(config.database_path)
     import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
     import_places(store, PLACES, "scene")
     store.close()
@@ -140,12 +140,12 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
 ) -> None:
     events: list[Event] = []
     listener = asyncio.create_task(collect(gateway, events))
-    token = gateway.enroll("cam-geo", "Brigadier Martin")
+    token = await gateway.enroll("cam-geo", "Brigadier Martin")
     async with AxisBodycam(
         gateway.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
     ) as bodycam:
         await bodycam.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         # the officer goes from the west end to the east end of the street (and back)
         await asyncio.sleep(200 / SPEED)
         status, position = await get_json(
@@ -167,7 +167,9 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
         assert len(cameras.camera("ptz-1").moves) >= 3
         # geolocation lives with the session only
         await bodycam.press()
-        await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+        await wait_for_store(
+            gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
+        )
     status, body = await get_json(
         gateway.auth, f"{gateway.url}/api/v1/sessions/{session.id}/position"
     )
@@ -187,7 +189,7 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
     assert moves and all(m["camera_id"] == "ptz-1" for m in moves)
     pans = [m["pan"] for m in moves]
     assert min(pans) < -45 and max(pans) > 45  # it followed the officer from west to east
-    kept = gateway.store.positions_of(session.id, track_only=True)
+    kept = await gateway.store.run(gateway.store.positions_of, session.id, track_only=True)
     assert len(kept) >= 30
 
 
@@ -195,7 +197,7 @@ async def test_manual_control_stops_automatic_aiming(
     gateway: Gateway, cameras: AxisCameraSimulator
 ) -> None:
     base = f"{gateway.url}/api/v1/cameras/ptz-1"
-    dupont, martin = gateway.login("dupont"), gateway.login("martin")
+    dupont, martin = await gateway.login("dupont"), await gateway.login("martin")
     async with aiohttp.ClientSession(headers=dupont) as http:
         async with http.put(f"{base}/control", json={"seconds": 60}) as r:
             assert r.status == 200
@@ -210,13 +212,13 @@ async def test_manual_control_stops_automatic_aiming(
             assert r.status == 204
         assert cameras.camera("ptz-1").moves == [(10.0, -10.0, 100.0)]
 
-        token = gateway.enroll("cam-geo")
+        token = await gateway.enroll("cam-geo")
         async with AxisBodycam(
             gateway.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
         ) as bodycam:
             await bodycam.press()
             tracker = gateway.app[tracker_key]
-            [session] = gateway.store.list_sessions()
+            [session] = await gateway.store.run(gateway.store.list_sessions)
             officer = tracker.officer
             await wait_for(lambda: bool(getattr(officer(session.id), "selection", None)))
             await asyncio.sleep(1.0)
@@ -232,7 +234,7 @@ async def test_when_manual_control_expires_the_camera_follows_the_officer_again(
     """An officer standing still: the camera turned by hand must come back to them."""
     events: list[Event] = []
     listener = asyncio.create_task(collect(gateway, events))
-    token = gateway.enroll("cam-geo")
+    token = await gateway.enroll("cam-geo")
     standing = Walk(standing_at=GpsPosition(*at(-60, 0)), seed=3)
     async with (
         aiohttp.ClientSession(headers=gateway.auth) as http,

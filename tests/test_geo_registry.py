@@ -18,7 +18,7 @@ from bodycam.geo.registry import (
     parse_places,
 )
 from bodycam.models import CameraKind
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 
 OPEN_RING = {"type": "Polygon", "coordinates": [[[6, 49], [6.1, 49], [6.1, 49.1], [6, 49.2]]]}
 BOW_TIE = {
@@ -159,8 +159,9 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["cameras", "import", str(bad), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "feature 1.properties.fov_deg" in err and "nothing imported" in err
-    store = Store(tmp_path / "bodycam.sqlite3")
-    assert [c.id for c in load_cameras(store)] == ["cam-01", "cam-02"]  # unchanged
+    store = SqliteStore(tmp_path / "bodycam.sqlite3")
+    features = store.call(store.camera_features)
+    assert [c.id for c in load_cameras(features)] == ["cam-01", "cam-02"]  # unchanged
     store.close()
     out = tmp_path / "export.geojson"
     assert main(["cameras", "export", "--out", str(out), "--data-dir", str(tmp_path)]) == 0

@@ -47,7 +47,7 @@ from bodycam.live.memory import MemoryHub, MemoryLive
 from bodycam.live.redis import RedisLive
 from bodycam.models import Device, Position
 
-from .conftest import make_config
+from .helpers import make_config
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WHEN = datetime(2026, 11, 22, 5, 0, 0, 123_000, tzinfo=UTC)  # ms: what ISO 8601 keeps

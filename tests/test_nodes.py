@@ -14,8 +14,7 @@ from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, add_login, make_config, small_media, wait_for
-from .test_crash import free_port
+from .helpers import Gateway, add_login, free_port, make_config, small_media, wait_for
 from .test_live_state import REDIS_URL, delete_keys, require_redis
 from .whep_client import watch
 
@@ -49,14 +48,14 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
     nodes: tuple[Gateway, Gateway],
 ) -> None:
     a, b = nodes
-    token = b.enroll("cam-b")
+    token = await b.enroll("cam-b")
     # each node has its own database: the operator's account is on both
-    login = a.login()
-    add_login(b.store, "dupont", "operator", login["Authorization"].split()[1])
+    login = await a.login()
+    await add_login(b.store, "dupont", "operator", login["Authorization"].split()[1])
     with a.app[live_key].events.subscribe() as console_on_a:
         async with AxisBodycam(b.url, "cam-b", token, media=small_media()) as camera:
             await camera.press()
-            [session] = b.store.list_sessions()
+            [session] = await b.store.run(b.store.list_sessions)
             # an event raised on B (the officer's position) reaches a console on A
             seen = {}
             while "position" not in seen:

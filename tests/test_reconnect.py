@@ -13,7 +13,7 @@ from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, make_config, small_media, wait_for
+from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
 
 MEDIA = small_media()
 
@@ -29,15 +29,15 @@ def gateway_config(tmp_path: Path) -> Config:
 
 
 async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=MEDIA) as camera:
         await camera.press()
         await asyncio.sleep(2)
         first_url = camera.session_url
         drop = asyncio.create_task(camera.drop_link(2.0))  # back well within the 3 s grace
-        [session] = gateway.store.list_sessions()
-        await wait_for(
-            lambda: gateway.store.get_session(session.id).state == SessionState.INTERRUPTED
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        await wait_for_store(
+            gateway.store, lambda s: s.get_session(session.id).state == "interrupted"
         )
         await drop
         await wait_for(lambda: camera.state == "live")
@@ -49,15 +49,19 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
         ):
             assert late.status == 200
         await asyncio.sleep(0.5)
-        assert gateway.store.get_session(session.id).state == SessionState.LIVE
+        assert (
+            await gateway.store.run(gateway.store.get_session, session.id)
+        ).state == SessionState.LIVE
         await asyncio.sleep(1.5)
         await camera.press()
-    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
-    [again] = gateway.store.list_sessions()
+    await wait_for_store(
+        gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
+    )
+    [again] = await gateway.store.run(gateway.store.list_sessions)
     assert again.id == session.id
     assert again.connections == 2
     assert again.end_reason == "button"
-    segments = gateway.store.segments_of(session.id)
+    segments = await gateway.store.run(gateway.store.segments_of, session.id)
     # one segment per connection at least, chained across the gap
     assert len(segments) >= 2
     assert all(s.state == "closed" for s in segments)
@@ -66,7 +70,7 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
 
 
 async def test_reconnect_after_grace_is_a_new_session(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=MEDIA) as camera:
         await camera.press()
         await asyncio.sleep(1.5)
@@ -75,13 +79,19 @@ async def test_reconnect_after_grace_is_a_new_session(gateway: Gateway) -> None:
         await asyncio.sleep(1.5)
         await camera.press()
     await wait_for(
-        lambda: all(s.state == SessionState.ENDED for s in gateway.store.list_sessions()),
+        lambda: gateway.store.run(
+            lambda: all(s.state == SessionState.ENDED for s in gateway.store.list_sessions())
+        ),
         what=gateway.store.list_sessions,
     )
-    first, second = gateway.store.list_sessions()
+    first, second = await gateway.store.run(gateway.store.list_sessions)
     assert first.end_reason == "link_lost"
     assert first.connections == 1 and second.connections == 1
     assert second.end_reason == "button"
-    assert gateway.store.segments_of(first.id) and gateway.store.segments_of(second.id)
+    assert (await gateway.store.run(gateway.store.segments_of, first.id)) and (
+        await gateway.store.run(gateway.store.segments_of, second.id)
+    )
     # positions belong to the session that was live when they were sent
-    assert gateway.store.positions_of(first.id) and gateway.store.positions_of(second.id)
+    assert (await gateway.store.run(gateway.store.positions_of, first.id)) and (
+        await gateway.store.run(gateway.store.positions_of, second.id)
+    )

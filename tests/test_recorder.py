@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from bodycam.media.recorder import SessionRecorder
 from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
-from bodycam.store import Store
+from bodycam.store import SqliteStore, Store
 
 from .test_bitstream import encode
 
@@ -45,10 +46,10 @@ def video_frames(packets: list[bytes], start: int) -> list[EncodedFrame]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     started = utc_from_timestamp(T0)
-    store.add_device("cam-1", "", "hash", started)
-    store.create_session(Session("s1", "cam-1", "", SessionState.LIVE, started), "r1")
+    store.call(store.add_device, "cam-1", "", "hash", started)
+    store.call(store.create_session, Session("s1", "cam-1", "", SessionState.LIVE, started), "r1")
     yield store
     store.close()
 
@@ -83,9 +84,9 @@ async def record(
     return asked
 
 
-def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
+async def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
     out = []
-    for segment in store.segments_of("s1"):
+    for segment in await store.run(store.segments_of, "s1"):
         path = tmp_path / "rec" / segment.path
         with av.open(sealed.SealedReader(path, KEY, segment_label(segment))) as container:
             stream = container.streams.video[0]
@@ -98,8 +99,8 @@ async def test_a_new_picture_size_starts_a_new_segment(store: Store, tmp_path: P
     small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
     large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
     await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30))
-    assert sizes(store, tmp_path) == [(320, 240, 30), (640, 360, 30)]
-    first, second = store.segments_of("s1")
+    assert await sizes(store, tmp_path) == [(320, 240, 30), (640, 360, 30)]
+    first, second = await store.run(store.segments_of, "s1")
     assert second.started_at == first.ended_at
     assert (second.started_at - first.started_at).total_seconds() == pytest.approx(1.0, abs=0.01)
     assert (first.width, first.height, second.width, second.height) == (320, 240, 640, 360)
@@ -110,14 +111,14 @@ async def test_frames_before_the_first_keyframe_ask_for_one(store: Store, tmp_pa
     frames = video_frames(packets, 0)[5:]  # joined mid-GOP: no keyframe until frame 20
     asked = await record(store, tmp_path, frames)
     assert asked, "no keyframe request was sent"
-    assert sizes(store, tmp_path) == [(320, 240, 20)]  # from the keyframe on, nothing before
+    assert await sizes(store, tmp_path) == [(320, 240, 20)]  # from the keyframe on, nothing before
 
 
 async def test_rotation_waits_for_a_keyframe_and_asks_for_it(store: Store, tmp_path: Path) -> None:
     packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="45")
     asked = await record(store, tmp_path, video_frames(packets, 0), segment_seconds=1.0)
     # keyframes at 0 and 45: the 1 s segment runs on to frame 45 while PLIs are sent
-    assert sizes(store, tmp_path) == [(320, 240, 45), (320, 240, 45)]
+    assert await sizes(store, tmp_path) == [(320, 240, 45), (320, 240, 45)]
     assert asked
 
 
@@ -134,7 +135,7 @@ async def test_keyframes_without_parameter_sets_reuse_the_last_ones(
     packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="30")
     stripped = packets[:1] + [without_parameter_sets(p) for p in packets[1:]]
     await record(store, tmp_path, video_frames(stripped, 0), segment_seconds=1.0)
-    assert sizes(store, tmp_path) == [(320, 240, 30)] * 3
+    assert await sizes(store, tmp_path) == [(320, 240, 30)] * 3
 
 
 async def test_parameter_sets_from_the_offer(store: Store, tmp_path: Path) -> None:
@@ -142,23 +143,24 @@ async def test_parameter_sets_from_the_offer(store: Store, tmp_path: Path) -> No
     parameter_sets = h264_keyframe_info(packets[0]).extradata  # what sprop-parameter-sets gives
     stripped = [without_parameter_sets(p) for p in packets]
     await record(store, tmp_path, video_frames(stripped, 0), parameter_sets=parameter_sets)
-    assert sizes(store, tmp_path) == [(320, 240, 30)]
+    assert await sizes(store, tmp_path) == [(320, 240, 30)]
 
 
 async def test_a_catalogue_failure_loses_one_segment_not_the_recording(
     store: Store, tmp_path: Path
 ) -> None:
     # A real SQLite failure: the catalogue refuses the first (320x240) segment's row.
-    store._db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON segments WHEN NEW.width = 320"
-        " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-    )
+    with sqlite3.connect(store.path) as db:  # another connection: the trigger is in the file
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON segments WHEN NEW.width = 320"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
     small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
     large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
     metrics = Metrics()
     await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30), metrics=metrics)
-    assert sizes(store, tmp_path) == [(640, 360, 30)]
-    assert store.segments_of("s1")[0].state == "closed"
+    assert await sizes(store, tmp_path) == [(640, 360, 30)]
+    assert (await store.run(store.segments_of, "s1"))[0].state == "closed"
     assert metrics.recording_errors._value.get() == 1
 
 
@@ -170,8 +172,8 @@ async def test_export_errors_are_named(store: Store, tmp_path: Path) -> None:
             encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency"), 0
         ),
     )
-    [segment] = store.segments_of("s1")
-    session = store.get_session("s1")
+    [segment] = await store.run(store.segments_of, "s1")
+    session = await store.run(store.get_session, "s1")
     with pytest.raises(BodycamError, match="nowhere"):
         remux(
             session.started_at,

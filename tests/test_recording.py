@@ -15,11 +15,11 @@ from aiortc.codecs.vpx import Vp8Decoder
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.evidence.recordings import opener, recorded, remux
-from bodycam.models import GENESIS_HASH, SessionState
+from bodycam.models import GENESIS_HASH
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, small_media, wait_for
-from .media_check import analyse, keyring_of
+from .helpers import Gateway, small_media, wait_for_store
+from .media_check import analyse, session_key
 
 LIVE_SECONDS = 7.0
 
@@ -38,7 +38,7 @@ def decoders_alive() -> list[object]:
 async def test_recording_is_playable_aligned_and_complete(
     gateway: Gateway, codec: str, tmp_path: Path
 ) -> None:
-    token = gateway.enroll("cam-1", "Brigadier Martin")
+    token = await gateway.enroll("cam-1", "Brigadier Martin")
     camera = AxisBodycam(gateway.url, "cam-1", token, media=small_media(codec, loop_seconds=9))
     await camera.prepare()
     await camera.press()
@@ -51,21 +51,20 @@ async def test_recording_is_playable_aligned_and_complete(
     sent = camera.frames_sent
     await camera.close()
 
-    [session] = gateway.store.list_sessions()
-    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
-    session = gateway.store.get_session(session.id)
+    [session] = await gateway.store.run(gateway.store.list_sessions)
+    await wait_for_store(gateway.store, lambda s: s.get_session(session.id).state == "ended")
+    session = await gateway.store.run(gateway.store.get_session, session.id)
     assert session.end_reason == "button"
     assert session.video_codec == {"h264": "H264", "vp8": "VP8"}[codec]
-    assert len(gateway.store.positions_of(session.id)) >= LIVE_SECONDS - 2
+    assert len(await gateway.store.run(gateway.store.positions_of, session.id)) >= LIVE_SECONDS - 2
 
-    segments = gateway.store.segments_of(session.id)
-    keyring = keyring_of(gateway.config, gateway.store)
+    segments = await gateway.store.run(gateway.store.segments_of, session.id)
+    key = await session_key(gateway.config, gateway.store, session.id)
     assert len(segments) >= 2  # 4-second segments
     previous = GENESIS_HASH
     for segment in segments:
         assert segment.state == "closed"
         path = gateway.config.recordings_dir / segment.path
-        key = keyring.session_key(session.id)
         assert sealed.digest(path, key, segment_label(segment)) == (segment.bytes, segment.sha256)
         assert path.stat().st_size > segment.bytes  # sealed: header, chunk heads and tags
         assert segment.prev_sha256 == previous
@@ -73,8 +72,7 @@ async def test_recording_is_playable_aligned_and_complete(
         assert segment.ended_at is not None and segment.ended_at > segment.started_at
 
     out = tmp_path / "export.mkv"
-    _, readable = recorded(gateway.store, session.id)
-    key = keyring.session_key(session.id)
+    _, readable = await gateway.store.run(recorded, gateway.store, session.id)
     remux(session.started_at, readable, opener(gateway.config.recordings_dir, key), out)
     media = analyse(out)
     assert media.video_codec == {"h264": "h264", "vp8": "vp8"}[codec]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .test_crash import free_port
+from .helpers import free_port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ import pytest
 from bodycam.gateway import telemetry
 from bodycam.models import Position, SessionState
 
-from .conftest import Gateway, wait_for
+from .helpers import Gateway, wait_for_store
 from .whip_client import publish
 
 FIX = {
@@ -66,7 +66,7 @@ def test_invalid_messages_say_why(raw: str, reason: str) -> None:
 
 
 async def test_bad_messages_are_counted_and_the_session_goes_on(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     pc, channel = await publish(gateway.url, token)
     bad = [
         '{"type": "position", "lat": 1' + "0" * 400 + "}",
@@ -77,8 +77,8 @@ async def test_bad_messages_are_counted_and_the_session_goes_on(gateway: Gateway
     for message in bad:
         channel.send(message)
     channel.send(json.dumps(FIX))
-    [session] = gateway.store.list_sessions()
-    await wait_for(lambda: len(gateway.store.positions_of(session.id)) == 1)
+    [session] = await gateway.store.run(gateway.store.list_sessions)
+    await wait_for_store(gateway.store, lambda s: len(s.positions_of(session.id)) == 1)
     live = gateway.sessions.session(session.id)
     assert live.invalid_telemetry == len(bad)
     assert live.state == SessionState.LIVE

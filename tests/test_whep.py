@@ -17,7 +17,7 @@ from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .conftest import Gateway, make_config, small_media, wait_for
+from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
 from .whep_client import stop, watch
 
 
@@ -37,12 +37,12 @@ def encoders_at_work() -> list[object]:
 async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
     gateway: Gateway, codec: str
 ) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(
         gateway.url, "cam-1", token, media=small_media(codec, loop_seconds=6)
     ) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         gc.collect()
         before = encoders_at_work()  # the simulator's own, if any
         view = await watch(gateway.url, session.id, gateway.auth)
@@ -57,23 +57,29 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
         assert await stop(view, gateway.auth) == 200
         assert len(gateway.sessions.session(session.id).relay) == 0
-        views = [e for e in gateway.store.register_entries() if "live_view" in e["action"]]
+        views = [
+            e
+            for e in (await gateway.store.run(gateway.store.register_entries))
+            if "live_view" in e["action"]
+        ]
         assert [(e["action"], e["user"], e["session"]) for e in views] == [
             ("live_view_start", "dupont", session.id),
             ("live_view_end", "dupont", session.id),
         ]
         assert views[1]["from"] < views[1]["to"]  # how long the view lasted
         await camera.press()
-    await wait_for(lambda: gateway.store.get_session(session.id).state == SessionState.ENDED)
+    await wait_for_store(
+        gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
+    )
 
 
 async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
     gateway: Gateway,
 ) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         stalled = await watch(gateway.url, session.id, gateway.auth, connect=False)  # never reads
         good = await watch(gateway.url, session.id, gateway.auth)
         received = gateway.metrics.frames.labels("video")
@@ -93,17 +99,21 @@ async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
 
 
 async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 10)
         await camera.press()
         await wait_for(lambda: view.ended.is_set(), within=10)
         await view.close()
     # a view ended by its session is registered as ended too
-    actions = [e["action"] for e in gateway.store.register_entries() if "live" in e["action"]]
+    actions = [
+        e["action"]
+        for e in (await gateway.store.run(gateway.store.register_entries))
+        if "live" in e["action"]
+    ]
     assert actions == ["live_view_start", "live_view_end"]
     async with (
         aiohttp.ClientSession() as http,
@@ -123,10 +133,10 @@ async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
 async def test_bad_whep_requests(
     gateway: Gateway, path: str | None, body: str, content_type: str, status: int, message: str
 ) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         url = gateway.url + (path or f"/whep/{session.id}")
         async with (
             aiohttp.ClientSession() as http,
@@ -140,10 +150,10 @@ async def test_bad_whep_requests(
 
 
 async def test_live_view_needs_a_login_with_a_role_that_may_see_it(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         url = f"{gateway.url}/whep/{session.id}"
         offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
         sdp = {"Content-Type": "application/sdp"}
@@ -151,7 +161,7 @@ async def test_live_view_needs_a_login_with_a_role_that_may_see_it(gateway: Gate
             ({}, 401, "log in first"),
             ({"Authorization": "Bearer bcu_forged"}, 401, "log in again"),
             ({"Authorization": f"Bearer {token}"}, 401, "login token"),  # a device's token
-            (gateway.login("audit", "auditor"), 403, "role auditor may not view live images"),
+            (await gateway.login("audit", "auditor"), 403, "role auditor may not view live images"),
         ]
         async with aiohttp.ClientSession() as http:
             for headers, status, message in cases:
@@ -159,7 +169,7 @@ async def test_live_view_needs_a_login_with_a_role_that_may_see_it(gateway: Gate
                     assert response.status == status, headers
                     assert message in (await response.json())["error"]
         # the national police watch live images (DESIGN, access matrix)
-        view = await watch(gateway.url, session.id, gateway.login("cic", "police_nationale"))
+        view = await watch(gateway.url, session.id, await gateway.login("cic", "police_nationale"))
         await wait_for(lambda: view.video_frames > 0, within=5)
         await view.close()
         await camera.press()
@@ -167,11 +177,11 @@ async def test_live_view_needs_a_login_with_a_role_that_may_see_it(gateway: Gate
 
 async def test_a_new_viewer_gets_a_keyframe_at_once(gateway: Gateway) -> None:
     """Live-encoding camera with a keyframe every 10 s: the viewer's PLI makes one now."""
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     media = dataclasses.replace(small_media(), encode="live", keyframe_interval=10.0)
     async with AxisBodycam(gateway.url, "cam-1", token, media=media) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         await asyncio.sleep(1.0)  # past the first keyframe
         forced = camera.counters.keyframes_forced
         view = await watch(gateway.url, session.id, gateway.auth)
@@ -192,10 +202,10 @@ def gateway_config(tmp_path: Path) -> Config:
 
 
 async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
-        [session] = gateway.store.list_sessions()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
         view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 30)
         await camera.drop_link(1.5)  # 4G lost, back within the grace window
@@ -203,7 +213,7 @@ async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> Non
         before = len(view.counters)
         await wait_for(lambda: len(view.counters) > before + 30, within=10)
         assert not view.ended.is_set()
-        assert gateway.store.get_session(session.id).connections == 2
+        assert (await gateway.store.run(gateway.store.get_session, session.id)).connections == 2
         await view.close()
         await camera.press()
 

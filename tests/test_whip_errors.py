@@ -9,7 +9,7 @@ import pytest
 
 from bodycam.clock import SystemClock
 
-from .conftest import Gateway
+from .helpers import Gateway
 from .whip_client import make_offer
 
 SDP = "application/sdp"
@@ -64,8 +64,8 @@ async def test_bad_credentials(
 
 
 async def test_revoked_device_is_forbidden(gateway: Gateway, offer: str) -> None:
-    token = gateway.enroll("cam-rev")
-    gateway.store.revoke_device("cam-rev", SystemClock().now())
+    token = await gateway.enroll("cam-rev")
+    await gateway.store.run(gateway.store.revoke_device, "cam-rev", SystemClock().now())
     status, body = await post(
         gateway, offer, {"Content-Type": SDP, "Authorization": f"Bearer {token}"}
     )
@@ -87,7 +87,7 @@ async def test_revoked_device_is_forbidden(gateway: Gateway, offer: str) -> None
 async def test_bad_bodies(
     gateway: Gateway, content_type: str, body: str, status: int, message: str
 ) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     got, answer = await post(
         gateway, body, {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
     )
@@ -96,7 +96,7 @@ async def test_bad_bodies(
 
 
 async def test_offer_without_video_is_unprocessable(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     pc, sdp = await make_offer(video=None)
     await pc.close()
     status, body = await post(
@@ -107,8 +107,8 @@ async def test_offer_without_video_is_unprocessable(gateway: Gateway) -> None:
 
 
 async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
-    other = gateway.enroll("cam-2")
+    token = await gateway.enroll("cam-1")
+    other = await gateway.enroll("cam-2")
     auth = {"Authorization": f"Bearer {token}"}
     pc1, sdp1 = await make_offer()
     pc2, sdp2 = await make_offer()
@@ -145,7 +145,7 @@ async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway)
             assert patch.status == 405  # no trickle ICE (RFC 9725 section 4.3.1)
     await pc1.close()
     await pc2.close()
-    sessions = gateway.store.list_sessions()
+    sessions = await gateway.store.run(gateway.store.list_sessions)
     assert [s.state for s in sessions] == ["ended"]
 
 
@@ -194,7 +194,7 @@ async def raw_post(gateway: Gateway, head: bytes, body_parts: list[bytes]) -> tu
 
 
 async def test_an_offer_split_over_tcp_segments_is_read_whole(gateway: Gateway) -> None:
-    token = gateway.enroll("cam-1")
+    token = await gateway.enroll("cam-1")
     pc, sdp = await make_offer()
     body = sdp.encode()
     status, answer = await raw_post(

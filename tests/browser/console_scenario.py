@@ -30,11 +30,11 @@ from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import store_key
 from bodycam.geo.registry import import_cameras, import_places
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
-from ..conftest import PASSWORD, add_login, small_media
+from ..helpers import PASSWORD, add_login, small_media
 from ..test_geo_live import PASSWORD as CAMERA_PASSWORD
 from ..test_geo_live import PLACES, SCENE_CAMERAS, street_walk
 from .scenario import CHROMIUM, FLAGS
@@ -55,7 +55,7 @@ async def start_cameras() -> AxisCameraSimulator:
     return simulator
 
 
-def prepare(data_dir: Path, cameras: AxisCameraSimulator) -> Config:
+async def prepare(data_dir: Path, cameras: AxisCameraSimulator) -> Config:
     config = Config.load(
         None, environ={}, data_dir=str(data_dir), cameras_health_interval_seconds=2
     )
@@ -64,11 +64,12 @@ def prepare(data_dir: Path, cameras: AxisCameraSimulator) -> Config:
         for f in SCENE_CAMERAS
         if (cid := f["properties"]["id"]) != "unwired"
     ]
-    store = Store(config.database_path)
-    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
-    import_places(store, PLACES, "scene")
-    add_login(store, "dupont", "operator")
-    store.close()
+    store = SqliteStore(config.database_path)
+    scene = {"type": "FeatureCollection", "features": features}
+    await asyncio.to_thread(import_cameras, store, scene, "scene")
+    await asyncio.to_thread(import_places, store, PLACES, "scene")
+    await add_login(store, "dupont", "operator")
+    await asyncio.to_thread(store.close)
     config.camera_credentials_path.write_text(
         f'[csu]\nusername = "root"\npassword = "{CAMERA_PASSWORD}"\n'
     )
@@ -108,12 +109,14 @@ async def act(page: Page, session_id: str, button: str, state: str) -> None:
 
 async def main(out: Path) -> dict[str, Any]:
     cameras = await start_cameras()
-    config = prepare(out / "data", cameras)
+    config = await prepare(out / "data", cameras)
     gateway = web.AppRunner(create_app(config), access_log=None)
     await gateway.setup()
     await web.TCPSite(gateway, "127.0.0.1", PORT).start()
     store = gateway.app[store_key]
-    token = devices.enroll(store, "cam-geo", "Brigadier Lefèvre", SystemClock().now())
+    token = await store.run(
+        devices.enroll, store, "cam-geo", "Brigadier Lefèvre", SystemClock().now()
+    )
     result: dict[str, Any] = {}
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -139,7 +142,7 @@ async def main(out: Path) -> dict[str, Any]:
                 await bodycam.press()
                 await page.wait_for_selector('[data-testid="alert"]', timeout=5000)
                 result["alert_seconds"] = loop.time() - pressed
-                [session] = store.list_sessions()
+                [session] = await store.run(store.list_sessions)
                 sid = session.id
                 alert = f'[data-testid="alert"][data-session-id="{sid}"]'
                 result["video"] = await video_playing(page)
@@ -180,7 +183,7 @@ async def main(out: Path) -> dict[str, Any]:
         finally:
             result["page_errors"] = errors
             await browser.close()
-    stored = store.get_alert(sid)
+    stored = await store.run(store.get_alert, sid)
     assert stored is not None
     result["actions"] = [(a.state.value, a.user, a.role) for a in stored.actions]
     await gateway.cleanup()

@@ -53,7 +53,7 @@ async def main(data_dir: Path) -> dict[str, object]:
     await gateway.setup()
     await web.TCPSite(gateway, "127.0.0.1", 8080).start()
     store = gateway.app[store_key]
-    token = devices.enroll(store, "browser-cam", "Page WHIP", SystemClock().now())
+    token = await store.run(devices.enroll, store, "browser-cam", "Page WHIP", SystemClock().now())
 
     page_app = web.Application()  # another origin: the page relies on CORS
     page_app.router.add_static("/", Path(__file__).parent)
@@ -78,7 +78,7 @@ async def main(data_dir: Path) -> dict[str, object]:
         finally:
             await browser.close()
     await asyncio.sleep(0.5)
-    sessions = store.list_sessions()
+    sessions = await store.run(store.list_sessions)
     catalogue = [
         {
             "id": s.id,
@@ -86,16 +86,16 @@ async def main(data_dir: Path) -> dict[str, object]:
             "end_reason": s.end_reason,
             "video_codec": s.video_codec,
             "audio_codec": s.audio_codec,
-            "positions": len(store.positions_of(s.id)),
+            "positions": len(await store.run(store.positions_of, s.id)),
             "segments": [
                 {
-                    "path": str(reveal(config, store, g, data_dir)),
+                    "path": str(await reveal(config, store, g, data_dir)),
                     "state": g.state,
                     "width": g.width,
                     "height": g.height,
                     "sha256": g.sha256,
                 }
-                for g in store.segments_of(s.id)
+                for g in (await store.run(store.segments_of, s.id))
             ],
         }
         for s in sessions
