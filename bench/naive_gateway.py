@@ -34,7 +34,7 @@ from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from bodycam.gateway.connection import AUDIO_CODECS, VIDEO_CODECS, _preferences
+from bodycam.gateway.connection import AUDIO_CODECS, VIDEO_CODECS, preferences
 from bodycam.media.ice import restrict_host_candidates
 from bodycam.media.tap import tap_receivers
 from bodycam.metrics import DELAY_BUCKETS
@@ -120,10 +120,10 @@ async def post_offer(request: web.Request) -> web.Response:
     resource = secrets.token_hex(12)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly").setCodecPreferences(
-        _preferences("video", VIDEO_CODECS)
+        preferences("video", VIDEO_CODECS)
     )
     pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(
-        _preferences("audio", AUDIO_CODECS)
+        preferences("audio", AUDIO_CODECS)
     )
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     session = Session(pc, MediaRecorder(str(request.app[dir_key] / f"{resource}.mp4")))

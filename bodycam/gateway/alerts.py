@@ -2,18 +2,29 @@
 
 The state only moves forward (nouvelle → prise en compte → renforts envoyés → clôturée);
 each move records who and when, in the same transaction as the state. The node that holds
-the session publishes the alert (`alert` events, `SessionManager.announce`) whenever
-anything in it changes, with what only that node knows: the session's state, the battery,
-the street. The HTTP side is in `api`.
+the session publishes the alert (`alert` events, `Alerts.announce`) whenever anything in it
+changes, with what only that node knows (`LiveFacts`: the session's state, the battery,
+the street). The HTTP side is in `api_live`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from ..clock import iso
+from ..clock import Clock, iso
 from ..errors import Conflict, NotFound
-from ..models import Alert, AlertState
+from ..live.base import EventStream
+from ..logs import ids
+from ..models import Alert, AlertAction, AlertState, SessionState, User
+from ..store import Store
+
+logger = logging.getLogger(__name__)
+
+ALERTS_IN_VIEW = timedelta(hours=12)  # closed alerts stay listed for a shift
 
 # action in the URL → the state it moves to, and the states it may start from
 ACTIONS: dict[str, tuple[AlertState, frozenset[AlertState]]] = {
@@ -32,6 +43,15 @@ LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class LiveFacts:
+    """What only the node holding a session knows of it, for its alert."""
+
+    session_state: SessionState = SessionState.ENDED
+    battery_percent: float | None = None
+    address: str | None = None
+
+
 def transition(alert: Alert, action: str) -> AlertState:
     """The state `action` moves the alert to, or why it cannot."""
     if action not in ACTIONS:
@@ -44,17 +64,17 @@ def transition(alert: Alert, action: str) -> AlertState:
     return target
 
 
-def alert_json(alert: Alert, live: dict[str, Any]) -> dict[str, Any]:
-    """An alert as the console gets it; `live` adds session_state, battery, address."""
+def alert_json(alert: Alert, live: LiveFacts) -> dict[str, Any]:
+    """An alert as the console gets it."""
     return {
         "session_id": alert.session_id,
         "device_id": alert.device_id,
         "officer": alert.officer,
         "raised_at": iso(alert.raised_at),
         "state": alert.state.value,
-        "session_state": live.get("session_state", "ended"),
-        "battery_percent": live.get("battery_percent"),
-        "address": live.get("address"),
+        "session_state": live.session_state.value,
+        "battery_percent": live.battery_percent,
+        "address": live.address,
         "actions": [
             {
                 "state": a.state.value,
@@ -66,3 +86,55 @@ def alert_json(alert: Alert, live: dict[str, Any]) -> dict[str, Any]:
             for a in alert.actions
         ],
     }
+
+
+class Alerts:
+    """This node's view of the alerts: listed, acted on, announced to every console."""
+
+    def __init__(
+        self, store: Store, events: EventStream, clock: Clock, facts: Callable[[str], LiveFacts]
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._facts = facts
+
+    async def in_view(self) -> list[dict[str, Any]]:
+        """Open alerts, and those raised within the last shift; newest first."""
+        since = self._clock.now() - ALERTS_IN_VIEW
+        alerts = await self._store.run(self._store.recent_alerts, since)
+        return [alert_json(a, self._facts(a.session_id)) for a in alerts]
+
+    async def act(self, alert: Alert, action: str, person: User) -> dict[str, Any]:
+        """Move an alert forward for `person`; returns it as announced."""
+        target = transition(alert, action)
+        done = AlertAction(
+            target, person.name, person.role.value, person.service, self._clock.now()
+        )
+        store = self._store
+        if not await store.run(store.act_on_alert, alert.session_id, alert.state, done):
+            raise Conflict(f"alert {alert.session_id} changed meanwhile: reload and try again")
+        logger.info(
+            "session %s: alert %s by %s",
+            alert.session_id,
+            target,
+            person.name,
+            extra=ids(session_id=alert.session_id),
+        )
+        published = await self.announce(alert.session_id)
+        if published is None:
+            raise NotFound(f"no alert for session {alert.session_id}")
+        return published
+
+    async def announce(self, session_id: str) -> dict[str, Any] | None:
+        """Publish the session's alert as it stands (after any change); returns it."""
+        try:
+            alert = await self._store.run(self._store.get_alert, session_id)
+            if alert is None:
+                return None
+            data = alert_json(alert, self._facts(session_id))
+            self._events.publish("alert", data)
+        except Exception:
+            logger.exception("session %s: alert not announced", session_id)
+            return None
+        return data

@@ -12,12 +12,11 @@ from aiohttp import web
 
 from .. import access
 from ..clock import iso
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, NotFound
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
-from ..models import Action, AlertAction, Position, Role
+from ..models import Action, Position, Role
 from . import auth
-from .alerts import transition
 from .appkeys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
 from .params import PREFIX, json_body, number
 from .tracking import Officer
@@ -182,7 +181,7 @@ async def track(request: web.Request) -> web.Response:
 async def list_alerts(request: web.Request) -> web.Response:
     """Open alerts, and those raised within the last shift; newest first."""
     auth.require(request, access.LIVE_VIEW, "see alerts")
-    return web.json_response(await request.app[sessions_key].alerts_in_view())
+    return web.json_response(await request.app[sessions_key].alerts.in_view())
 
 
 async def act_on_alert(request: web.Request) -> web.StreamResponse:
@@ -197,15 +196,7 @@ async def act_on_alert(request: web.Request) -> web.StreamResponse:
         if redirect is not None:
             return redirect
         raise NotFound(f"no alert for session {session_id}")
-    target = transition(alert, request.match_info["action"])
-    now = request.app[clock_key].now()
-    done = AlertAction(target, person.name, person.role.value, person.service, now)
-    if not await store.run(store.act_on_alert, session_id, alert.state, done):
-        raise Conflict(f"alert {session_id} changed meanwhile: reload and try again")
-    logger.info("session %s: alert %s by %s", session_id, target, person.name)
-    published = await manager.announce(session_id)
-    assert published is not None
-    return web.json_response(published)
+    return web.json_response(await manager.alerts.act(alert, request.match_info["action"], person))
 
 
 async def _officer(request: web.Request) -> Officer:

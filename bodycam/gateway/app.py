@@ -10,16 +10,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import __version__, ui
+from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError
 from ..evidence.keyring import Keyring
 from ..evidence.purge import prune_register, purge
-from ..live.base import open_live
+from ..live import open_live
 from ..media.ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store, open_store
+from ..ui import routes as console
 from . import api_admin, api_evidence, api_live, auth, whep, whip
 from .appkeys import (
     clock_key,
@@ -187,9 +188,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keyring_key],
     )
     app[sessions_key] = manager
-    app[metrics_key].viewers.set_function(
-        lambda: sum(len(live.relay) for live in manager.live_sessions())
-    )
+    app[metrics_key].viewers.set_function(manager.viewers)
     await manager.start()
     yield
     await manager.close_all()
@@ -237,7 +236,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     api_live.add_routes(app)
     api_evidence.add_routes(app)
     api_admin.add_routes(app)
-    ui.add_routes(app)
+    console.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     return app

@@ -1,9 +1,12 @@
-"""One WHIP connection: the peer connection of a camera, its media pumps and telemetry.
+"""One WHIP connection: a camera's peer connection, its receivers tapped for encoded frames,
+its telemetry channel, and the watch for silence, which is how a lost 4G link looks here.
 
 `accept_offer` validates a WHIP offer and applies it to a new recvonly peer connection
-(H.264 preferred over VP8, Opus audio); `Connection` then taps the receivers for encoded
-frames, hands them to the session's recorder, reads the telemetry channel and watches for
-silence, which is how a lost 4G link looks from here.
+(H.264 preferred over VP8, Opus audio). A `Connection` then hands every encoded frame to
+its sinks (the session's recorder and relay, hooked up by `SessionManager`) and reports to
+its owner through `ConnectionOwner`, the way MediaMTX's WebRTC session talks to its
+`sessionParent`: the link is lost, a telemetry message came, run this for me. It knows
+nothing else of the session it belongs to.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -22,15 +26,19 @@ from aiortc import (
     RTCRtpReceiver,
     RTCSessionDescription,
 )
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, Unprocessable
-from ..media.tap import EncodedFrame, request_keyframe, tap_receivers
-from ..models import EndReason, Position, SessionState
-from . import telemetry
-
-if TYPE_CHECKING:
-    from .sessions import LiveSession, SessionManager
+from ..logs import bind
+from ..media.tap import (
+    EncodedFrame,
+    FrameCallback,
+    SenderReportCallback,
+    request_keyframe,
+    tap_receivers,
+)
+from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,6 @@ AUDIO_CODECS = ("opus",)
 TELEMETRY_LABEL = "telemetry"
 CONNECT_TIMEOUT_SECONDS = 15.0
 WATCH_INTERVAL_SECONDS = 0.5
-LOGGED_INVALID_TELEMETRY = 5  # then one line in a hundred
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,21 @@ class MediaInfo:
         return {"video", "audio"} if self.audio_codec else {"video"}
 
 
-def _preferences(kind: str, names: tuple[str, ...]) -> list[Any]:
+class ConnectionOwner(Protocol):
+    """What a connection needs from whoever holds it (`SessionManager`)."""
+
+    async def link_lost(self, conn: Connection, why: str) -> None:
+        """The connection failed or went silent: the session is interrupted."""
+
+    def telemetry(self, conn: Connection, raw: str | bytes) -> None:
+        """A message on the telemetry channel, as received (not yet validated)."""
+
+    def spawn(self, conn: Connection, make: Callable[[], Awaitable[object]]) -> None:
+        """Run a coroutine on the session's behalf (it may outlive this connection)."""
+
+
+def preferences(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    """aiortc's codecs of `kind` named in `names`, in that order, with RTX after them."""
     capabilities = RTCRtpReceiver.getCapabilities(kind)
     assert capabilities is not None
     chosen = [c for name in names for c in capabilities.codecs if c.name.lower() == name.lower()]
@@ -68,7 +89,7 @@ def _check_offer(sdp: str) -> None:
         raise BadRequest("body is not an SDP offer (no m= line)")
     try:
         parsed = SessionDescription.parse(sdp)
-    except Exception as err:  # aiortc's parser raises whatever the bad line provokes
+    except Exception as err:
         raise BadRequest(f"SDP offer could not be parsed: {err}") from None
     videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
     if not videos:
@@ -91,10 +112,10 @@ async def accept_offer(sdp: str) -> tuple[RTCPeerConnection, MediaInfo]:
         # aiortc answers in the offer's codec order (browsers put VP8 first): recvonly
         # transceivers with preferences, added before the offer, make H.264 win.
         pc.addTransceiver("video", direction="recvonly").setCodecPreferences(
-            _preferences("video", VIDEO_CODECS)
+            preferences("video", VIDEO_CODECS)
         )
         pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(
-            _preferences("audio", AUDIO_CODECS)
+            preferences("audio", AUDIO_CODECS)
         )
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
     except Exception as err:
@@ -135,38 +156,38 @@ class Connection:
     def __init__(
         self,
         resource_id: str,
+        session_id: str,
         pc: RTCPeerConnection,
-        session: LiveSession,
         media: MediaInfo,
-        manager: SessionManager,
+        owner: ConnectionOwner,
+        sinks: Sequence[FrameCallback],
+        on_sender_report: SenderReportCallback,
+        metrics: Metrics,
+        monotonic: Callable[[], float],
+        media_timeout: float,
     ) -> None:
         self.resource_id = resource_id
+        self.session_id = session_id
         self.pc = pc
-        self.session = session
         self.media = media
-        self._manager = manager
-        self._monotonic = manager.clock.monotonic
-        self._created = self.last_media = self._monotonic()
+        self._owner = owner
+        self._sinks = tuple(sinks)
+        self._monotonic = monotonic
+        self._media_timeout = media_timeout
+        self._created = self.last_media = monotonic()
         self._got_media = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._counted = {"video": 0, "audio": 0}
-        self._frames = {kind: manager.metrics.frames.labels(kind) for kind in ("video", "audio")}
-        assert session.recorder is not None
-        self._recorder = session.recorder
-        timeline = self._recorder.start_connection(
-            media.kinds, media.video_codec, self.request_keyframe, media.parameter_sets
-        )
-        self._relay = session.relay
-        self._relay.new_connection(media.parameter_sets)
-        self._label = f"session {session.id}"
-        tap_receivers(pc, timeline.on_sender_report, self._on_frame)
+        self._frames = {kind: metrics.frames.labels(kind) for kind in ("video", "audio")}
+        self._log = bind(logger, session_id=session_id)
+        tap_receivers(pc, on_sender_report, self._on_frame)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
 
     async def answer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return str(self.pc.localDescription.sdp)
 
     def start(self) -> None:
         self._spawn(self._watch())
@@ -199,7 +220,7 @@ class Connection:
 
     async def _pli(self, receiver: RTCRtpReceiver) -> None:
         if not await request_keyframe(receiver):
-            logger.debug("%s: keyframe wanted, but no video source yet", self._label)
+            self._log.debug("session %s: keyframe wanted, no video source yet", self.session_id)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         """Every encoded frame, called by the tap inside aiortc's RTP handler: stay small."""
@@ -208,8 +229,8 @@ class Connection:
         self.last_media = self._monotonic()
         self._got_media = True
         self._counted[frame.kind] += 1
-        self._recorder.push(frame)
-        self._relay.push(frame)
+        for sink in self._sinks:
+            sink(frame)
 
     def _flush_counts(self) -> None:
         # Counting in plain ints and publishing twice a second spares a lock per frame.
@@ -219,7 +240,7 @@ class Connection:
                 self._counted[kind] = 0
 
     async def _watch(self) -> None:
-        timeout = self._manager.config.sessions.media_timeout_seconds
+        timeout = self._media_timeout
         while not self._closed:
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
             self._flush_counts()
@@ -231,52 +252,19 @@ class Connection:
                 why = f"no media {CONNECT_TIMEOUT_SECONDS:g} s after the answer"
             else:
                 continue
-            self._manager.spawn(self.session, partial(self._manager.link_lost, self, why))
+            # through the owner: losing the link closes this connection, and this task
+            self._owner.spawn(self, partial(self._owner.link_lost, self, why))
             return
 
     async def _on_state(self) -> None:
         state = self.pc.connectionState
         if state in ("failed", "closed") and not self._closed:
-            await self._manager.link_lost(self, f"connection {state}")
+            await self._owner.link_lost(self, f"connection {state}")
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != TELEMETRY_LABEL:
-            logger.warning("%s: ignoring data channel %r", self._label, channel.label)
-            return
-        channel.on("message", self._on_telemetry)
-
-    def _on_telemetry(self, raw: str | bytes) -> None:
-        live = self.session
-        manager = self._manager
-        try:
-            message = telemetry.parse(raw, manager.config.telemetry.max_message_bytes)
-        except Exception as err:  # never let a camera's message reach aiortc's DTLS loop
-            if not isinstance(err, telemetry.TelemetryError):
-                logger.exception("%s: telemetry parser failed", self._label)
-            live.invalid_telemetry += 1
-            manager.metrics.telemetry_invalid.inc()
-            n = live.invalid_telemetry
-            if n <= LOGGED_INVALID_TELEMETRY or n % 100 == 0:
-                logger.warning("%s: invalid telemetry (#%d): %s", self._label, n, err)
-            return
-        manager.metrics.telemetry.labels(type(message).__name__.lower()).inc()
-        store = manager.store
-        if isinstance(message, Position):
-            if live.state == SessionState.LIVE and live.connection is self:
-                manager.position(live, message)
-        elif isinstance(message, telemetry.Battery):
-            manager.battery(live, message.percent)
-        elif isinstance(message, telemetry.ButtonPress):
-            logger.info("%s: button pressed on device %s", self._label, live.device.id)
-            manager.spawn(live, lambda: manager.end(live, EndReason.BUTTON))
-        elif isinstance(message, telemetry.Hello):
-            manager.spawn(
-                live,
-                lambda: store.run(
-                    store.set_device_identity,
-                    live.device.id,
-                    message.serial,
-                    message.model,
-                    message.firmware,
-                ),
+            self._log.warning(
+                "session %s: ignoring data channel %r", self.session_id, channel.label
             )
+            return
+        channel.on("message", partial(self._owner.telemetry, self))

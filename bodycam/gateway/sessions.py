@@ -6,6 +6,10 @@ and ended by a button press, a WHIP DELETE, or a grace window without reconnecti
 from the same device during the grace window continues the session with a new connection
 (and new segments); so does a POST while the old connection has gone silent, since the
 camera knows its link dropped before the gateway can.
+
+`SessionManager` is the only writer of session state. It owns each session's recorder and
+relay and hooks every connection up to them; it is the connections' `ConnectionOwner`
+(their link losses, telemetry and background work come here), and the keeper of live views.
 """
 
 from __future__ import annotations
@@ -16,30 +20,34 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
+
+from aiortc import RTCPeerConnection
 
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
 from ..evidence.keyring import Keyring
 from ..live.base import EventStream, SessionRegistry
+from ..logs import Bound, bind
 from ..media.recorder import SessionRecorder
 from ..media.recovery import recover_segments
 from ..media.relay import Relay
 from ..metrics import Metrics
-from ..models import Device, EndReason, Position, Session, SessionState
+from ..models import Action, Actor, Device, EndReason, Entry, Position, Session, SessionState, User
 from ..store import Store
-from .alerts import alert_json
-from .connection import Connection, accept_offer
+from . import telemetry
+from .alerts import Alerts, LiveFacts
+from .connection import Connection, MediaInfo, accept_offer
 from .tracking import Tracker
+from .viewers import open_view
 
 logger = logging.getLogger(__name__)
 
 # A camera streams 30 frames a second: a second without any, and a new offer from the same
 # device, means its link dropped and it knows before the media timeout tells the gateway.
 RECONNECT_SILENCE_SECONDS = 1.0
-ALERTS_IN_VIEW = timedelta(hours=12)  # closed alerts stay listed for a shift
+LOGGED_INVALID_TELEMETRY = 5  # then one line in a hundred
 
 
 @dataclass
@@ -60,9 +68,11 @@ class LiveSession:
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     codecs: tuple[str, str] = ("", "")  # video, audio of the latest connection
     relay: Relay = field(init=False)
+    log: Bound = field(init=False)
 
     def __post_init__(self) -> None:
         self.relay = Relay(self.id, self.request_keyframe)
+        self.log = bind(logger, session_id=self.id, device_id=self.device.id)
 
     def request_keyframe(self) -> None:
         if self.connection is not None:
@@ -90,15 +100,11 @@ class SessionManager:
         self.clock = clock
         self.tracker = tracker
         self.registry = registry  # which node holds which session, for the other nodes
-        self.events = events
+        self.alerts = Alerts(store, events, clock, self.describe)
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ending: set[asyncio.Task[Any]] = set()  # tasks inside end(), for shutdown
-
-    @property
-    def recordings_dir(self) -> Path:
-        return self.config.recordings_dir
 
     def session(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
@@ -106,44 +112,46 @@ class SessionManager:
     def live_sessions(self) -> list[LiveSession]:
         return list(self._sessions.values())
 
+    def viewers(self) -> int:
+        return sum(len(live.relay) for live in self._sessions.values())
+
     # startup and shutdown
 
     async def start(self) -> None:
         """Seal what a crash left open; give interrupted sessions their grace window again."""
-        await asyncio.to_thread(recover_segments, self.store, self.keyring, self.recordings_dir)
+        recordings = self.config.recordings_dir
+        await asyncio.to_thread(recover_segments, self.store, self.keyring, recordings)
         now = self.clock.now()
-        grace = timedelta(seconds=self.config.sessions.grace_seconds)
         for session in await self.store.run(self.store.list_sessions):
-            if session.state == SessionState.ENDED:
-                continue
-            device = await self.store.run(self.store.get_device, session.device_id)
-            assert device is not None
-            since = session.interrupted_at or now
-            if session.state == SessionState.LIVE:
-                since = now  # the gateway went down: the camera lost its link just now
-                await self.store.run(self.store.interrupt_session, session.id, now)
-            if now - since >= grace:
-                await self.store.run(
-                    self.store.end_session, session.id, EndReason.LINK_LOST, since + grace
-                )
-                continue
-            live = LiveSession(
-                session.id,
-                device,
-                SessionState.INTERRUPTED,
-                session.started_at,
-                interrupted_at=since,
+            if session.state != SessionState.ENDED:
+                await self._restart(session, now)
+
+    async def _restart(self, session: Session, now: datetime) -> None:
+        grace = timedelta(seconds=self.config.sessions.grace_seconds)
+        device = await self.store.run(self.store.get_device, session.device_id)
+        assert device is not None
+        since = session.interrupted_at or now
+        if session.state == SessionState.LIVE:
+            since = now  # the gateway went down: the camera lost its link just now
+            await self.store.run(self.store.interrupt_session, session.id, now)
+        if now - since >= grace:
+            await self.store.run(
+                self.store.end_session, session.id, EndReason.LINK_LOST, since + grace
             )
-            self._register(live)
-            await self._claim(live)
-            live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
-            live.grace_task.add_done_callback(_log_failure)
-            logger.info(
-                "session %s: interrupted by a gateway restart, waiting %.0f s for device %s",
-                session.id,
-                (since + grace - now).total_seconds(),
-                device.id,
-            )
+            return
+        live = LiveSession(
+            session.id, device, SessionState.INTERRUPTED, session.started_at, interrupted_at=since
+        )
+        self._register(live)
+        await self._claim(live)
+        live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
+        live.grace_task.add_done_callback(_log_failure)
+        live.log.info(
+            "session %s: interrupted by a gateway restart, waiting %.0f s for device %s",
+            session.id,
+            (since + grace - now).total_seconds(),
+            device.id,
+        )
 
     async def close_all(self) -> None:
         """Shut down: end nothing, but seal every segment (sessions resume after restart)."""
@@ -166,83 +174,125 @@ class SessionManager:
     async def publish(self, device: Device, offer_sdp: str) -> tuple[str, str, Session]:
         """Accept a WHIP offer: returns (resource id, answer SDP, session)."""
         async with self._lock(device.id):
-            live = self._by_device.get(device.id)
-            if live is not None and live.state == SessionState.LIVE:
-                conn = live.connection
-                silence = min(RECONNECT_SILENCE_SECONDS, self.config.sessions.media_timeout_seconds)
-                if conn is not None and not conn.silent_for(silence):
-                    raise Conflict(
-                        f"device {device.id} already has a live session ({live.id});"
-                        " end it with DELETE on its session URL first"
-                    )
-                await self._link_lost(live, "new offer while the old link was silent")
+            previous = await self._take_over(device)
             pc, media = await accept_offer(offer_sdp)
             resource_id = secrets.token_urlsafe(24)
-            now = self.clock.now()
-            if live is not None and self._sessions.get(live.id) is not live:
-                live = None  # its grace window closed while the offer was being applied
-            if live is not None and live.state == SessionState.INTERRUPTED:
-                assert live.grace_task is not None
-                live.grace_task.cancel()
-                live.state = SessionState.LIVE
-                live.interrupted_at = None
-                await self.store.run(self.store.resume_session, live.id, resource_id, now)
-                # the camera may come back with other codecs (a new offer, a new answer)
-                await self.store.run(
-                    self.store.update_session_media, live.id, media.video_codec, media.audio_codec
-                )
-                self.metrics.reconnects.inc()
-                logger.info("session %s: device %s reconnected", live.id, device.id)
-            else:
-                live = LiveSession(_new_session_id(now), device, SessionState.LIVE, now)
-                record = Session(
-                    live.id,
-                    device.id,
-                    device.officer,
-                    SessionState.LIVE,
-                    now,
-                    video_codec=media.video_codec,
-                    audio_codec=media.audio_codec,
-                )
-                await self.store.run(self.store.create_session, record, resource_id)
-                await self.store.run(self.store.add_alert, live.id, now)
-                self._register(live)
-                self.metrics.sessions_started.inc()
-                logger.info(
-                    "session %s: device %s (%s) is live, %s",
-                    live.id,
-                    device.id,
-                    device.officer or "no officer",
-                    media.video_codec,
-                )
-            if live.recorder is None:
-                key = await self.store.run(self.keyring.session_key, live.id, True)
-                live.recorder = SessionRecorder(
-                    live.id,
-                    self.recordings_dir,
-                    self.store,
-                    self.config.recording,
-                    self.metrics,
-                    self.clock.monotonic,
-                    key,
-                )
-            conn = Connection(resource_id, pc, live, media, self)
-            try:
-                answer = await conn.answer()
-            except Exception as err:  # aiortc raises what its state machine meets
-                await conn.close()
-                await self._link_lost(live, f"answer failed: {err}")
-                raise BadRequest(f"could not answer the offer: {err}") from None
-            live.connection = conn
-            live.resource_id = resource_id
-            live.codecs = (media.video_codec, media.audio_codec)
-            await self._claim(live)
-            conn.start()
-            self.metrics.sessions_live.set(self._count_live())
-            await self.announce(live.id)
+            if (
+                previous is not None
+                and self._sessions.get(previous.id) is previous
+                and previous.state == SessionState.INTERRUPTED
+            ):
+                live = await self._continue(previous, resource_id, media)
+            else:  # a new session (or the grace window closed while the offer was applied)
+                live = await self._create(device, resource_id, media)
+            answer = await self._connect(live, resource_id, pc, media)
             session = await self.store.run(self.store.get_session, live.id)
             assert session is not None
             return resource_id, answer, session
+
+    async def _take_over(self, device: Device) -> LiveSession | None:
+        """The device's session to continue, if any; its old link, if silent, is lost."""
+        live = self._by_device.get(device.id)
+        if live is None or live.state != SessionState.LIVE:
+            return live
+        conn = live.connection
+        silence = min(RECONNECT_SILENCE_SECONDS, self.config.sessions.media_timeout_seconds)
+        if conn is not None and not conn.silent_for(silence):
+            raise Conflict(
+                f"device {device.id} already has a live session ({live.id});"
+                " end it with DELETE on its session URL first"
+            )
+        await self._link_lost(live, "new offer while the old link was silent")
+        return live
+
+    async def _continue(self, live: LiveSession, resource_id: str, media: MediaInfo) -> LiveSession:
+        """A reconnect within the grace window: the same session, live again."""
+        assert live.grace_task is not None
+        live.grace_task.cancel()
+        live.state = SessionState.LIVE
+        live.interrupted_at = None
+        now = self.clock.now()
+        await self.store.run(self.store.resume_session, live.id, resource_id, now)
+        # the camera may come back with other codecs (a new offer, a new answer)
+        await self.store.run(
+            self.store.update_session_media, live.id, media.video_codec, media.audio_codec
+        )
+        self.metrics.reconnects.inc()
+        live.log.info("session %s: device %s reconnected", live.id, live.device.id)
+        return live
+
+    async def _create(self, device: Device, resource_id: str, media: MediaInfo) -> LiveSession:
+        """A new session (the officer pressed the button), and its alert."""
+        now = self.clock.now()
+        live = LiveSession(_new_session_id(now), device, SessionState.LIVE, now)
+        record = Session(
+            live.id,
+            device.id,
+            device.officer,
+            SessionState.LIVE,
+            now,
+            video_codec=media.video_codec,
+            audio_codec=media.audio_codec,
+        )
+        await self.store.run(self.store.create_session, record, resource_id)
+        await self.store.run(self.store.add_alert, live.id, now)
+        self._register(live)
+        self.metrics.sessions_started.inc()
+        live.log.info(
+            "session %s: device %s (%s) is live, %s",
+            live.id,
+            device.id,
+            device.officer or "no officer",
+            media.video_codec,
+        )
+        return live
+
+    async def _connect(
+        self, live: LiveSession, resource_id: str, pc: RTCPeerConnection, media: MediaInfo
+    ) -> str:
+        """Hook the connection up to the session's recorder and relay, answer, go live."""
+        if live.recorder is None:
+            key = await self.store.run(self.keyring.session_key, live.id, True)
+            live.recorder = SessionRecorder(
+                live.id,
+                self.config.recordings_dir,
+                self.store,
+                self.config.recording,
+                self.metrics,
+                self.clock.monotonic,
+                key,
+            )
+        recorder, relay = live.recorder, live.relay
+        timeline = recorder.start_connection(
+            media.kinds, media.video_codec, live.request_keyframe, media.parameter_sets
+        )
+        relay.new_connection(media.parameter_sets)
+        conn = Connection(
+            resource_id,
+            live.id,
+            pc,
+            media,
+            self,
+            (recorder.push, relay.push),
+            timeline.on_sender_report,
+            self.metrics,
+            self.clock.monotonic,
+            self.config.sessions.media_timeout_seconds,
+        )
+        try:
+            answer = await conn.answer()
+        except Exception as err:
+            await conn.close()
+            await self._link_lost(live, f"answer failed: {err}")
+            raise BadRequest(f"could not answer the offer: {err}") from None
+        live.connection = conn
+        live.resource_id = resource_id
+        live.codecs = (media.video_codec, media.audio_codec)
+        await self._claim(live)
+        conn.start()
+        self.metrics.sessions_live.set(self._count_live())
+        await self.alerts.announce(live.id)
+        return answer
 
     async def delete(self, resource_id: str, device: Device) -> Session:
         """WHIP DELETE: end the session the resource belongs to (idempotent).
@@ -268,8 +318,6 @@ class SessionManager:
     def _lock(self, device_id: str) -> asyncio.Lock:
         return self._locks.setdefault(device_id, asyncio.Lock())
 
-    # lifecycle, called by connections
-
     async def end(self, live: LiveSession, reason: EndReason) -> None:
         """End a session for good: close its connection, seal its recording."""
         if self._sessions.get(live.id) is not live:
@@ -292,7 +340,7 @@ class SessionManager:
         try:
             await self.registry.release(live.id)
         except BodycamError as err:  # the claim expires by itself
-            logger.warning("session %s: claim not released: %s", live.id, err)
+            live.log.warning("session %s: claim not released: %s", live.id, err)
         await self.store.run(self.store.end_session, live.id, reason, self.clock.now())
         await self.store.run(
             self.store.update_session_telemetry,
@@ -301,51 +349,116 @@ class SessionManager:
             live.invalid_telemetry,
         )
         self.metrics.sessions_live.set(self._count_live())
-        await self.announce(live.id)
-        logger.info("session %s: ended (%s)", live.id, reason)
+        await self.alerts.announce(live.id)
+        live.log.info("session %s: ended (%s)", live.id, reason)
 
-    # alerts
+    # live views (WHEP)
 
-    def describe(self, session_id: str) -> dict[str, Any]:
-        """What only this node knows of a session, for its alert: state, battery, street."""
-        live = self._sessions.get(session_id)
+    async def watch(
+        self, live: LiveSession, offer: str, person: User, remote: str
+    ) -> tuple[str, str]:
+        """A new viewer of a live session: returns (viewer id, SDP answer).
+
+        The view's start and end (however it ends) are register entries of the person.
+        """
+        viewer, answer = await open_view(live.codecs, offer, f"{person.name}@{remote}")
+        relay, pc, store, clock = live.relay, viewer.pc, self.store, self.clock
+        assert pc is not None
+        started, actor = clock.now(), Actor.of(person)
+        detail = f"view {viewer.id[:8]}"
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and relay.viewer(viewer.id) is viewer:
+                await relay.remove(viewer.id)
+                live.log.info(
+                    "session %s: viewer %s left (%s)", live.id, viewer.label, pc.connectionState
+                )
+
+        async def view_ended() -> None:
+            end = clock.now()
+            entry = Entry(
+                Action.LIVE_VIEW_END,
+                actor,
+                end,
+                session_id=live.id,
+                time_from=started,
+                time_to=end,
+                detail=detail,
+            )
+            await store.run(store.record, entry)
+
+        start = Entry(
+            Action.LIVE_VIEW_START,
+            actor,
+            started,
+            session_id=live.id,
+            detail=f"{detail} from {remote}",
+        )
+        await store.run(store.record, start)
+        viewer.on_end = view_ended
+        relay.add(viewer)
+        live.log.info(
+            "session %s: viewer %s joined (%d watching)", live.id, viewer.label, len(relay)
+        )
+        return viewer.id, answer
+
+    # what connections tell their owner (ConnectionOwner)
+
+    def spawn(self, conn: Connection, make: Callable[[], Awaitable[object]]) -> None:
+        live = self._sessions.get(conn.session_id)
+        if live is not None:
+            self._spawn(live, make)
+
+    async def link_lost(self, conn: Connection, why: str) -> None:
+        live = self._sessions.get(conn.session_id)
+        if live is not None and live.connection is conn and live.state == SessionState.LIVE:
+            await self._link_lost(live, why)
+
+    def telemetry(self, conn: Connection, raw: str | bytes) -> None:
+        """A telemetry message: validated, counted, then acted on. A bad one is counted
+        and logged; it never reaches aiortc's DTLS loop as an exception."""
+        live = self._sessions.get(conn.session_id)
         if live is None:
-            return {"session_id": session_id, "session_state": SessionState.ENDED.value}
-        return {
-            "session_id": session_id,
-            "session_state": live.state.value,
-            "battery_percent": live.battery_percent,
-            "address": self.tracker.address(session_id),
-        }
-
-    async def alerts_in_view(self) -> list[dict[str, Any]]:
-        """Open alerts, and those raised within the last shift; newest first."""
-        since = self.clock.now() - ALERTS_IN_VIEW
-        alerts = await self.store.run(self.store.recent_alerts, since)
-        return [alert_json(a, self.describe(a.session_id)) for a in alerts]
-
-    async def announce(self, session_id: str) -> dict[str, Any] | None:
-        """Publish the session's alert as it stands (after any change); returns it."""
+            return
         try:
-            alert = await self.store.run(self.store.get_alert, session_id)
-            if alert is None:
-                return None
-            data = alert_json(alert, self.describe(session_id))
-            self.events.publish("alert", data)
-        except Exception:  # the console misses one update; the camera must not fail for it
-            logger.exception("session %s: alert not announced", session_id)
-            return None
-        return data
+            message = telemetry.parse(raw, self.config.telemetry.max_message_bytes)
+        except Exception as err:
+            if not isinstance(err, telemetry.TelemetryError):
+                live.log.exception("session %s: telemetry parser failed", live.id)
+            self._invalid_telemetry(live, err)
+            return
+        self.metrics.telemetry.labels(type(message).__name__.lower()).inc()
+        match message:
+            case Position():
+                if live.state == SessionState.LIVE and live.connection is conn:
+                    self.position(live, message)
+            case telemetry.Battery(percent=percent):
+                self.battery(live, percent)
+            case telemetry.ButtonPress():
+                live.log.info("session %s: button pressed on %s", live.id, live.device.id)
+                self._spawn(live, lambda: self.end(live, EndReason.BUTTON))
+            case telemetry.Hello(serial=serial, model=model, firmware=firmware):
+                store = self.store
+                self._spawn(
+                    live,
+                    lambda: store.run(
+                        store.set_device_identity, live.device.id, serial, model, firmware
+                    ),
+                )
 
-    def _street(self, session_id: str) -> str | None:
-        officer = self.tracker.officer(session_id)
-        return officer.address.street if officer and officer.address else None
+    def _invalid_telemetry(self, live: LiveSession, err: Exception) -> None:
+        live.invalid_telemetry += 1
+        self.metrics.telemetry_invalid.inc()
+        n = live.invalid_telemetry
+        if n <= LOGGED_INVALID_TELEMETRY or n % 100 == 0:
+            live.log.warning("session %s: invalid telemetry (#%d): %s", live.id, n, err)
 
     def battery(self, live: LiveSession, percent: float) -> None:
         """A battery reading: the alert is announced again when the whole percent changes."""
         before, live.battery_percent = live.battery_percent, percent
         if before is None or int(before) != int(percent):
-            self.spawn(live, lambda: self.announce(live.id))
+            self._spawn(live, lambda: self.alerts.announce(live.id))
 
     def position(self, live: LiveSession, fix: Position) -> None:
         """A GPS fix of a live session: to the tracker, and to the store with its verdict."""
@@ -353,16 +466,24 @@ class SessionManager:
         try:
             verdict: str = self.tracker.fix(live.id, live.device, fix)
             if self._street(live.id) != street:  # the alert shows the street
-                self.spawn(live, lambda: self.announce(live.id))
-        except Exception:  # geolocation must never cost the session or the fix itself
-            logger.exception("session %s: tracking failed on a GPS fix", live.id)
+                self._spawn(live, lambda: self.alerts.announce(live.id))
+        except Exception:
+            live.log.exception("session %s: tracking failed on a GPS fix", live.id)
             verdict = "unfiltered"
-        self.spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))
+        self._spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))
 
-    async def link_lost(self, conn: Connection, why: str) -> None:
-        live = conn.session
-        if live.connection is conn and live.state == SessionState.LIVE:
-            await self._link_lost(live, why)
+    def describe(self, session_id: str) -> LiveFacts:
+        """What only this node knows of a session, for its alert: state, battery, street."""
+        live = self._sessions.get(session_id)
+        if live is None:
+            return LiveFacts()
+        return LiveFacts(live.state, live.battery_percent, self.tracker.address(session_id))
+
+    def _street(self, session_id: str) -> str | None:
+        officer = self.tracker.officer(session_id)
+        return officer.address.street if officer and officer.address else None
+
+    # the link
 
     async def _link_lost(self, live: LiveSession, why: str) -> None:
         conn, live.connection = live.connection, None
@@ -378,8 +499,8 @@ class SessionManager:
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
         live.grace_task.add_done_callback(_log_failure)
         self.metrics.sessions_live.set(self._count_live())
-        await self.announce(live.id)
-        logger.warning(
+        await self.alerts.announce(live.id)
+        live.log.warning(
             "session %s: link lost (%s); waiting %.0f s for device %s to reconnect",
             live.id,
             why,
@@ -392,7 +513,7 @@ class SessionManager:
         if live.state == SessionState.INTERRUPTED:
             await self.end(live, EndReason.LINK_LOST)
 
-    def spawn(self, live: LiveSession, make: Callable[[], Awaitable[object]]) -> None:
+    def _spawn(self, live: LiveSession, make: Callable[[], Awaitable[object]]) -> None:
         """Run a coroutine for a session, keeping a reference until it is done."""
         task = asyncio.ensure_future(make())
         live.tasks.add(task)
@@ -404,7 +525,7 @@ class SessionManager:
         try:
             await self.registry.claim(live.id)
         except BodycamError as err:  # never refuse a camera because Redis is away
-            logger.warning("session %s: not announced to other nodes: %s", live.id, err)
+            live.log.warning("session %s: not announced to other nodes: %s", live.id, err)
 
     def _register(self, live: LiveSession) -> None:
         self._sessions[live.id] = live

@@ -7,76 +7,27 @@ there) is answered with a 307 to that node, found in the shared session registry
 `POST /whep/{session_id}` with an SDP offer (recvonly video and audio) answers `201` with
 the gateway's answer and a `Location` for the view (`/whep/{session_id}/{viewer_id}`, 128
 random bits); `DELETE` on it ends the view. The answer offers the session's own codecs
-only (the relay does not transcode): a viewer that cannot receive them gets `422`.
+only (the relay does not transcode): a viewer that cannot receive them gets `422`
+(`viewers`). The view's bookkeeping is `SessionManager.watch`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from typing import Any
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.sdp import SessionDescription
 
 from .. import access
-from ..errors import BadRequest, NotFound, Unprocessable
-from ..media.relay import Viewer
-from ..models import Action, Entry, SessionState
+from ..errors import NotFound
+from ..models import SessionState
 from . import auth
-from .appkeys import clock_key, config_key, live_key, sessions_key, store_key
-from .sessions import LiveSession
+from .appkeys import config_key, live_key, sessions_key
 from .whip import CORS, preflight, read_sdp
 
 logger = logging.getLogger(__name__)
 
 WHEP_PATH = "/whep/{session_id}"
 VIEW_PATH = "/whep/{session_id}/{viewer_id}"
-
-
-def _codecs(kind: str, name: str) -> list[Any]:
-    capabilities = RTCRtpSender.getCapabilities(kind)
-    assert capabilities is not None
-    return [c for c in capabilities.codecs if c.name.lower() == name.lower()]
-
-
-def _check_offer(sdp: str) -> None:
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception as err:  # aiortc's parser raises whatever the bad line provokes
-        raise BadRequest(f"SDP offer could not be parsed: {err}") from None
-    videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
-    if not any(m.direction in ("recvonly", "sendrecv") for m in videos):
-        raise Unprocessable("the offer does not receive video (direction must be recvonly)")
-
-
-async def open_view(live: LiveSession, offer: str, label: str) -> tuple[Viewer, str]:
-    """A viewer of a live session, with the SDP answer for it."""
-    if "m=" not in offer:
-        raise BadRequest("body is not an SDP offer (no m= line)")
-    _check_offer(offer)
-    video, audio = live.codecs
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    viewer = Viewer(secrets.token_urlsafe(16), label, pc)
-    try:
-        # As for WHIP: aiortc answers in the offer's codec order unless transceivers with
-        # preferences exist before the offer is applied; here they must be the session's.
-        for kind, name in (("video", video), ("audio", audio)):
-            if name:
-                transceiver = pc.addTransceiver(viewer.tracks[kind], direction="sendonly")
-                transceiver.setCodecPreferences(_codecs(kind, name))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-    except Exception as err:  # aiortc raises what its negotiation meets
-        await pc.close()
-        raise Unprocessable(f"cannot answer this viewer with {video}/{audio}: {err}") from None
-    sent = {t.kind for t in pc.getTransceivers() if t.sender.track is not None and t._codecs}
-    if "video" not in sent:
-        await pc.close()
-        raise Unprocessable(f"the viewer cannot receive {video}, the session's video codec")
-    return viewer, pc.localDescription.sdp
 
 
 async def redirect_to_holder(request: web.Request, session_id: str) -> web.Response | None:
@@ -104,44 +55,8 @@ async def post_offer(request: web.Request) -> web.Response:
     if live.state == SessionState.ENDED:
         raise NotFound(f"session {session_id} is over")
     sdp = await read_sdp(request, app[config_key].server.max_sdp_bytes)
-    label = f"{person.name}@{request.remote or '?'}"
-    viewer, answer = await open_view(live, sdp, label)
-    relay = live.relay
-    assert viewer.pc is not None
-    pc = viewer.pc
-
-    @pc.on("connectionstatechange")
-    async def on_state() -> None:
-        if pc.connectionState in ("failed", "closed") and relay.viewer(viewer.id) is viewer:
-            await relay.remove(viewer.id)
-            logger.info("session %s: viewer %s left (%s)", session_id, label, pc.connectionState)
-
-    await auth.record(
-        request,
-        Action.LIVE_VIEW_START,
-        person,
-        session_id=session_id,
-        detail=f"view {viewer.id[:8]} from {request.remote or '?'}",
-    )
-    store, clock = app[store_key], app[clock_key]
-    started = clock.now()
-
-    async def view_ended() -> None:
-        entry = Entry(
-            Action.LIVE_VIEW_END,
-            auth.actor(person),
-            clock.now(),
-            session_id=session_id,
-            time_from=started,
-            time_to=clock.now(),
-            detail=f"view {viewer.id[:8]}",
-        )
-        await store.run(store.record, entry)
-
-    viewer.on_end = view_ended
-    relay.add(viewer)
-    logger.info("session %s: viewer %s joined (%d watching)", session_id, label, len(relay))
-    location = VIEW_PATH.format(session_id=session_id, viewer_id=viewer.id)
+    viewer_id, answer = await app[sessions_key].watch(live, sdp, person, request.remote or "?")
+    location = VIEW_PATH.format(session_id=session_id, viewer_id=viewer_id)
     return web.Response(
         status=201,
         text=answer,

@@ -1,10 +1,6 @@
-"""Live, shared state: the event stream, officers' live positions, which node holds a session.
-
-DESIGN, "State": what several gateway nodes must share goes through the interface defined
-here (`LiveState`: `events`, `positions`, `sessions`), with two implementations: in process
-(`live_memory`: one node, the demo, the default) and Redis (`live_redis`, whose docstring
-gives the key layout: several nodes on one server, chosen by `redis.url`). Both behave
-alike, and one test suite (`tests/test_live_state.py`) runs against both.
+"""The interface of the live, shared state: the event stream, officers' live positions,
+which node holds a session (`LiveState`: `events`, `positions`, `sessions`). Implemented in
+process (`memory`) and in Redis (`redis`); `open_live` in the package chooses.
 
 - Events: `publish` is synchronous and never waits (it is called from GPS handling and
   camera polling); every node's subscribers see every node's events, in one order. Ids are
@@ -38,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..clock import Clock, iso
+from ..clock import iso
 from ..config import Config
 from ..errors import BadRequest, BodycamError
 
@@ -348,25 +344,3 @@ class LiveState:
     async def close(self) -> None:
         await self.sessions.close()
         self.events._end_subscriptions()
-
-
-async def open_live(config: Config, clock: Clock) -> LiveState:
-    """The live state `config` asks for: Redis at `redis.url`, or in process."""
-    node = this_node(config)
-    position_ttl = config.geo.position_ttl_seconds
-    claim_ttl = config.sessions.claim_ttl_seconds
-    if not config.redis.url:
-        from .memory import MemoryLive
-
-        return MemoryLive(node, clock, position_ttl=position_ttl, claim_ttl=claim_ttl)
-    from .redis import RedisLive
-
-    return await RedisLive.connect(
-        config.redis.url,
-        node,
-        clock,
-        prefix=config.redis.key_prefix,
-        max_events=config.redis.max_events,
-        position_ttl=position_ttl,
-        claim_ttl=claim_ttl,
-    )

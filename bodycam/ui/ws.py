@@ -94,7 +94,7 @@ async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "last_id": last_id,
-        "alerts": await manager.alerts_in_view(),
+        "alerts": await manager.alerts.in_view(),
         "positions": {
             p.session_id: {
                 "session_id": p.session_id,

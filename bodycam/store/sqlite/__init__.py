@@ -2,6 +2,8 @@
 the demo, the tests). Every line of SQL for SQLite is in this package: the schema
 (`schema`), the connection and its thread (`connection`), the queries (`catalogue`,
 `evidence`).
+
+May import: the store's interface (`store.base`) and the foundations.
 """
 
 from __future__ import annotations
