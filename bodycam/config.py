@@ -491,48 +491,65 @@ def _build(cls: Any, raw: Mapping[str, Any], prefix: str) -> Any:
     return cls(**values)
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool | float):  # 8.5 is not a port, True is not a count
+        raise ValueError
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError
+    return str(value)
+
+
+def _to_path(value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError
+    return Path(value)
+
+
+def _to_strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # from the environment: "eth0, 10.0.0.0/8"
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError
+    return tuple(value)
+
+
+# field type -> (how a TOML or environment value becomes it, what the error says)
+_COERCE: dict[Any, tuple[Any, str]] = {
+    bool: (_to_bool, "a boolean"),
+    int: (_to_int, "an integer"),
+    float: (_to_float, "a number"),
+    str: (_to_str, "a string"),
+    Path: (_to_path, "a path"),
+    tuple[str, ...]: (_to_strings, "a list of strings"),
+}
+
+
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or say what was wrong."""
+    if hint not in _COERCE:
+        raise ConfigError(f"{key}: unsupported type {hint}")
+    convert, expected = _COERCE[hint]
     try:
-        if hint is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if hint is int:
-            if isinstance(value, bool | float):
-                raise ValueError
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if hint is str:
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise ValueError
-            return str(value)
-        if hint is Path:
-            if not isinstance(value, str | os.PathLike):
-                raise ValueError
-            return Path(value)
-        if hint == tuple[str, ...]:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                raise ValueError
-            return tuple(value)
+        return convert(value)
     except (TypeError, ValueError):
-        expected = {
-            bool: "a boolean",
-            int: "an integer",
-            float: "a number",
-            str: "a string",
-            Path: "a path",
-        }.get(hint, "a list of strings")
         raise ConfigError(f"{key}: expected {expected}, got {value!r}") from None
-    raise ConfigError(f"{key}: unsupported type {hint}")

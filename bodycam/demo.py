@@ -139,7 +139,7 @@ async def run_demo(config: Config, duration: float) -> int:
         await asyncio.gather(*tasks)
     except (asyncio.CancelledError, KeyboardInterrupt):
         _out("\nstopping…")
-    except Exception as err:  # a simulated camera failed: say so, then clean up as usual
+    except Exception as err:  # noqa: BLE001 a simulated camera failed: say so, clean up
         _out(f"\ndemo stopped: {err}")
         code = 1
     finally:

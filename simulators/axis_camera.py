@@ -396,7 +396,7 @@ class AxisCameraSimulator:
             camera.kind,
             (camera.pan, camera.tilt, camera.zoom),
             size,
-            datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+            datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S"),  # local, as Axis
         )
         render = self._frames.get(view)
         if render is None:
@@ -477,7 +477,7 @@ async def run(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     try:
         for camera in sim.cameras:
-            print(camera.id, sim.base_url(camera.id), flush=True)
+            print(camera.id, sim.base_url(camera.id), flush=True)  # noqa: T201 its output
         await stop.wait()
     finally:
         await sim.close()

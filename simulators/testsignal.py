@@ -162,7 +162,7 @@ class TestCard:
 
 def wall_clock_text(timestamp: float) -> str:
     """Local wall-clock time as HH:MM:SS.mmm, as a camera overlays it."""
-    moment = datetime.datetime.fromtimestamp(timestamp)
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC).astimezone()
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 

@@ -10,7 +10,11 @@ import pytest
 
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
+from bodycam.geo.registry import import_cameras, import_places
+from bodycam.store import SqliteStore
+from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
+from .geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS
 from .helpers import Gateway, make_config, start_gateway
 
 
@@ -27,3 +31,40 @@ async def gateway(gateway_config: Config) -> AsyncIterator[Gateway]:
         yield gateway
     finally:
         await gateway.server.close()
+
+
+@pytest.fixture
+async def street_cameras() -> AsyncIterator[AxisCameraSimulator]:
+    sims = [
+        SimCamera(f["properties"]["id"], f["properties"]["name"], f["properties"]["kind"])
+        for f in SCENE_CAMERAS
+    ]
+    for sim in sims:
+        sim.password = CAMERA_PASSWORD
+    async with AxisCameraSimulator(sims) as simulator:
+        simulator.set_online("offline", False)
+        yield simulator
+
+
+@pytest.fixture
+def street_config(tmp_path: Path, street_cameras: AxisCameraSimulator) -> Config:
+    """A gateway configuration with the street scene imported, its cameras simulated."""
+    cameras = street_cameras
+    data = tmp_path / "data"
+    config = make_config(data, cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2)
+    wired = {c.id for c in cameras.cameras} - {"unwired"}
+    features = [
+        {**f, "properties": {**f["properties"], "vapix_url": cameras.base_url(cid)}}
+        if (cid := f["properties"]["id"]) in wired
+        else f
+        for f in SCENE_CAMERAS
+    ]
+    store = SqliteStore(config.database_path)
+    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
+    import_places(store, PLACES, "scene")
+    store.close()
+    config.camera_credentials_path.write_text(
+        f'[csu]\nusername = "root"\npassword = "{CAMERA_PASSWORD}"\n'
+    )
+    config.camera_credentials_path.chmod(0o600)
+    return config

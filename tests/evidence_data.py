@@ -14,7 +14,7 @@ from bodycam.metrics import Metrics
 from bodycam.models import Position, Session, SessionState
 from bodycam.store import Store
 
-from .test_bitstream import encode
+from .helpers import encode
 
 FRAMES = encode("libx264", 160, 120, frames=60, preset="ultrafast", tune="zerolatency", g="30")
 

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
+import pytest
+import redis
+import redis.asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -185,3 +197,91 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# encoded media, made by real encoders
+
+
+def encode(codec: str, width: int, height: int, frames: int = 3, **options: str) -> list[bytes]:
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, 30)
+    encoder.options = options
+    out: list[bytes] = []
+    for i in range(frames):
+        picture = np.random.default_rng(i).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        out += [bytes(p) for p in encoder.encode(frame)]
+    out += [bytes(p) for p in encoder.encode(None)]
+    return out
+
+
+# a real Redis for the live-state runs (CI starts one; elsewhere the runs are skipped)
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@cache
+def redis_problem() -> str | None:
+    """Why the Redis runs cannot happen here, or None."""
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as err:
+        return f"no Redis at {REDIS_URL} ({err})"
+    return None
+
+
+def require_redis() -> None:
+    problem = redis_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: CI must run the Redis tests")
+    pytest.skip(f"{problem}: Redis runs skipped (start redis-server to run them)")
+
+
+async def delete_keys(prefix: str) -> None:
+    async with redis.asyncio.Redis.from_url(REDIS_URL) as client:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+
+
+# Chromium in a loopback-only network namespace
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def browser_available() -> str | None:
+    """Why the browser test cannot run here, or None when it can."""
+    if not Path("/usr/bin/chromium").exists():
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare and ip (util-linux, iproute2) are needed for a loopback-only namespace"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return "cannot create a network namespace (unshare -n): run as root"
+    return None
+
+
+def run_scenario(module: str, out: Path) -> dict[str, Any]:
+    """Run a browser scenario in a loopback-only namespace; its printed JSON result."""
+    missing = browser_available()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # CI installs everything: a missing piece is a broken CI
+        pytest.skip(missing)
+    command = f"ip link set lo up; exec {sys.executable} -m {module} {out}"
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

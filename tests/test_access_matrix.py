@@ -270,7 +270,8 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
                 assert response.status == 400
                 assert "reason" in (await response.json())["error"]
         async with http.get(url + "?reason=rapport%20d%27intervention", headers=headers) as r:
-            assert r.status == 200 and r.content_type == "video/x-matroska"
+            assert r.status == 200
+            assert r.content_type == "video/x-matroska"
             body = await r.read()
     with av.open(io.BytesIO(body)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
@@ -281,9 +282,11 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
         for e in (await served.store.run(served.store.register_entries))
         if e["action"] == "recording_view"
     ]
-    assert view["user"] == "martin" and view["session"] == "s1"
+    assert view["user"] == "martin"
+    assert view["session"] == "s1"
     assert view["reason"] == "rapport d'intervention"
-    assert view["from"] == "2026-11-02T09:00:00.000Z" and view["to"] == "2026-11-02T09:00:02.000Z"
+    assert view["from"] == "2026-11-02T09:00:00.000Z"
+    assert view["to"] == "2026-11-02T09:00:02.000Z"
 
 
 async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: Path) -> None:
@@ -294,17 +297,20 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
         async with http.post(
             f"{base}/recordings/s1/holds", json={"reason": "x" * 10}, headers=headers
         ) as r:
-            assert r.status == 400 and "reference" in (await r.json())["error"]
+            assert r.status == 400
+            assert "reference" in (await r.json())["error"]
         async with http.post(f"{base}/recordings/s1/holds", json=REQUISITION, headers=headers) as r:
             assert r.status == 201
             hold = await r.json()
         async with http.get(f"{base}/recordings", headers=headers) as r:
             [listed] = await r.json()
-            assert listed["held"] is True and listed["expires_at"] == "2026-12-02T09:00:02.000Z"
+            assert listed["held"] is True
+            assert listed["expires_at"] == "2026-12-02T09:00:02.000Z"
         async with http.post(
             f"{base}/exports", json={"sessions": ["s1"], "reason": "enquête"}, headers=headers
         ) as r:
-            assert r.status == 400 and "reference" in (await r.json())["error"]
+            assert r.status == 400
+            assert "reference" in (await r.json())["error"]
         async with http.post(
             f"{base}/exports", json={"sessions": ["s1"], **REQUISITION}, headers=headers
         ) as r:
@@ -317,7 +323,8 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
         async with http.post(
             f"{base}/recordings/s1/holds/{hold['id']}/lift", json=lift, headers=headers
         ) as r:
-            assert r.status == 200 and (await r.json())["lifted_by"] == "durand"
+            assert r.status == 200
+            assert (await r.json())["lifted_by"] == "durand"
         async with http.post(
             f"{base}/recordings/s1/holds/{hold['id']}/lift", json=lift, headers=headers
         ) as r:
@@ -341,10 +348,12 @@ async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: 
         for e in (await served.store.run(served.store.register_entries))
         if e["action"] == "export_download"
     ]
-    assert len(downloads) == 1 and made["name"] in downloads[0]["detail"]
+    assert len(downloads) == 1
+    assert made["name"] in downloads[0]["detail"]
     assert not list(served.config.exports_dir.glob(".partial-*"))
     november = stats["months"]["2026-11"]
-    assert november["sessions"] == 1 and november["exports"] == 1
+    assert november["sessions"] == 1
+    assert november["exports"] == 1
     assert november["requisitions"] == 1  # the hold and the export share their reference
     assert stats["total"]["exports"] == 1
 
@@ -366,4 +375,5 @@ async def test_the_cic_steers_a_camera_only_after_notice_and_for_a_while(
         aiohttp.ClientSession() as http,
         http.put(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r,
     ):
-        assert r.status == 400 and message in (await r.json())["error"]
+        assert r.status == 400
+        assert message in (await r.json())["error"]

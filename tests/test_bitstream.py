@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
-import av
-import numpy as np
 import pytest
 
 from bodycam.media.bitstream import (
@@ -16,20 +12,7 @@ from bodycam.media.bitstream import (
     vp8_keyframe_info,
 )
 
-
-def encode(codec: str, width: int, height: int, frames: int = 3, **options: str) -> list[bytes]:
-    encoder = av.CodecContext.create(codec, "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-    encoder.time_base = Fraction(1, 30)
-    encoder.options = options
-    out: list[bytes] = []
-    for i in range(frames):
-        picture = np.random.default_rng(i).integers(0, 255, (height, width, 3), dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
-        frame.pts = i
-        out += [bytes(p) for p in encoder.encode(frame)]
-    out += [bytes(p) for p in encoder.encode(None)]
-    return out
+from .helpers import encode
 
 
 @pytest.mark.parametrize(
@@ -66,7 +49,8 @@ def test_vp8_keyframe_size(width: int, height: int) -> None:
     assert vp8_is_keyframe(packets[0])
     assert not vp8_is_keyframe(packets[1])
     info = vp8_keyframe_info(packets[0])
-    assert info is not None and (info.width, info.height) == (width, height)
+    assert info is not None
+    assert (info.width, info.height) == (width, height)
     assert vp8_keyframe_info(packets[1]) is None
 
 

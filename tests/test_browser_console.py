@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .test_browser_whip import run_scenario
+from .helpers import run_scenario
 
 
 def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> None:
@@ -19,15 +19,19 @@ def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> Non
     assert "Brigadier Lefèvre" in result["alert_text"]
     assert "Rue du Test" in result["alert_text"]  # the officer's street
     video = result["video"]
-    assert video["width"] == 320 and video["height"] == 240  # the camera's own picture
-    assert video["advanced"] > 0.5 and not video["paused"]  # and it plays
+    assert video["width"] == 320
+    assert video["height"] == 240
+    assert video["advanced"] > 0.5
+    assert not video["paused"]
     assert video["audio_tracks"] == 1  # the officer is heard too
     shown = [camera for camera, width in result["camera_tiles"] if width > 0]
-    assert shown and set(shown) <= {"fixed-west", "fixed-east", "ptz-1", "behind"}
+    assert shown
+    assert set(shown) <= {"fixed-west", "fixed-east", "ptz-1", "behind"}
     assert result["officer_on_map"] < 2
     assert "fixed-west" in result["map_selected"]  # the camera that sees them, highlighted
     # the officer runs east: the east camera comes onto the wall, the pinned west one stays
-    assert result["east_followed"] < 15 and result["west_pinned"] is True
+    assert result["east_followed"] < 15
+    assert result["west_pinned"] is True
     assert result["actions"] == [
         ["prise_en_compte", "dupont", "operator"],
         ["renforts_envoyes", "dupont", "operator"],

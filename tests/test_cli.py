@@ -25,10 +25,12 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert code == 0
     token = out.strip().splitlines()[-1]
-    assert token.startswith("bcd_") and len(token) > 40
+    assert token.startswith("bcd_")
+    assert len(token) > 40
     store = SqliteStore(tmp_path / "bodycam.sqlite3")
     device = store.call(store.device_by_token_hash, token_hash(token))
-    assert device is not None and device.officer == "Brigadier Martin"
+    assert device is not None
+    assert device.officer == "Brigadier Martin"
     with sqlite3.connect(store.path) as db:
         raw = db.execute("SELECT * FROM devices").fetchone()
     assert token not in [str(v) for v in tuple(raw)]  # only the hash is kept
@@ -37,11 +39,13 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, tmp_path, "devices", "list", "--json")
     assert code == 0
     listed = json.loads(out)
-    assert [d["id"] for d in listed] == ["cam-17"] and listed[0]["revoked_at"] is None
+    assert [d["id"] for d in listed] == ["cam-17"]
+    assert listed[0]["revoked_at"] is None
     assert token not in out
 
     code, out, _ = run(capsys, tmp_path, "devices", "revoke", "cam-17")
-    assert code == 0 and "revoked" in out
+    assert code == 0
+    assert "revoked" in out
     code, out, _ = run(capsys, tmp_path, "devices", "list")
     assert "revoked" in out
     store = SqliteStore(tmp_path / "bodycam.sqlite3")
@@ -49,7 +53,8 @@ def test_devices_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     store.close()
     assert [e["action"] for e in entries] == ["device_added", "device_revoked"]
     assert entries[0]["detail"] == "cam-17 (Brigadier Martin)"
-    assert entries[0]["role"] == "system" and entries[0]["service"] == "command line"
+    assert entries[0]["role"] == "system"
+    assert entries[0]["service"] == "command line"
 
 
 @pytest.mark.parametrize(
@@ -72,10 +77,12 @@ def test_errors_are_named(
 def test_duplicate_and_double_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, tmp_path, "devices", "add", "cam-1")[0] == 0
     code, _, err = run(capsys, tmp_path, "devices", "add", "cam-1")
-    assert code == 2 and "already enrolled" in err
+    assert code == 2
+    assert "already enrolled" in err
     assert run(capsys, tmp_path, "devices", "revoke", "cam-1")[0] == 0
     code, _, err = run(capsys, tmp_path, "devices", "revoke", "cam-1")
-    assert code == 2 and "already revoked" in err
+    assert code == 2
+    assert "already revoked" in err
 
 
 def test_bad_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,12 +17,22 @@ import aiohttp
 import pytest
 
 from bodycam import users
+from bodycam.config import Config
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 
+from .geo_scene import CAMERA_PASSWORD, street_walk
 from .helpers import PASSWORD, Gateway, add_login, small_media, wait_for
-from .test_geo_live import PASSWORD as CAMERA_PASSWORD
-from .test_geo_live import cameras, gateway_config, street_walk  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def gateway_config(street_config: Config) -> Config:
+    return street_config  # the street scene of test_geo_live
+
+
+@pytest.fixture
+def cameras(street_cameras: AxisCameraSimulator) -> AxisCameraSimulator:
+    return street_cameras
 
 
 class Console:
@@ -71,7 +81,8 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
             assert await login(http, gateway.url, "dupont", "wrong password!") == 401
             assert await login(http, gateway.url, "nobody", PASSWORD) == 401
         failed = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
-        assert len(failed) == 2 and "'nobody'" in failed[1]
+        assert len(failed) == 2
+        assert "'nobody'" in failed[1]
         async with http.post(
             f"{gateway.url}/api/v1/login", json={"name": "dupont", "password": PASSWORD}
         ) as r:
@@ -83,18 +94,22 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
             "role": "operator",
             "service": "Police municipale",
         }
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
         # only the token's hash is stored
         rows = sqlite3.connect(gateway.store.path).execute("SELECT token_hash FROM logins")
         hashes = [r[0] for r in rows]
-        assert users.login_hash(body["token"]) in hashes and body["token"] not in hashes
+        assert users.login_hash(body["token"]) in hashes
+        assert body["token"] not in hashes
         # the cookie serves our own page only: another origin's request is refused
         async with http.post(
             f"{gateway.url}/api/v1/alerts/x/ack", headers={"Origin": "http://127.0.0.1:1"}
         ) as r:
-            assert r.status == 403 and "another origin" in (await r.json())["error"]
+            assert r.status == 403
+            assert "another origin" in (await r.json())["error"]
         async with http.get(f"{gateway.url}/api/v1/me") as r:  # the cookie, from now on
-            assert r.status == 200 and (await r.json())["name"] == "dupont"
+            assert r.status == 200
+            assert (await r.json())["name"] == "dupont"
         async with http.post(f"{gateway.url}/api/v1/logout") as r:
             assert r.status == 204
         # the token itself is dead, not only the cookie
@@ -113,7 +128,8 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
         ("login", "dupont"),
         ("logout", "dupont"),
     ]
-    assert entries[0]["role"] == "operator" and entries[1]["role"] == "none"
+    assert entries[0]["role"] == "operator"
+    assert entries[1]["role"] == "none"
     assert "1 failures in a row" in entries[0]["detail"]
     assert "2 failures in a row" in entries[1]["detail"]
     assert "answered in 2.0 s" in failed[1]
@@ -161,15 +177,19 @@ def test_users_are_added_from_the_command_line(tmp_path: Any) -> None:
     short = bodycam(
         "users", "add", "martin", "--role", "operator", "--password-stdin", password="x"
     )
-    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+    assert short.returncode == 2
+    assert "at least 10 characters" in short.stderr
     again = bodycam(
         "users", "add", "dupont", "--role", "auditor", "--password-stdin", password=PASSWORD
     )
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
     listed = bodycam("users", "list")
-    assert "dupont" in listed.stdout and "operator" in listed.stdout
+    assert "dupont" in listed.stdout
+    assert "operator" in listed.stdout
     database = (data / "bodycam.sqlite3").read_bytes()
-    assert PASSWORD.encode() not in database and b"scrypt$16384$8$1$" in database
+    assert PASSWORD.encode() not in database
+    assert b"scrypt$16384$8$1$" in database
 
 
 async def test_an_officer_going_live_raises_an_alert_that_operators_work_through(
@@ -190,8 +210,10 @@ async def test_an_officer_going_live_raises_an_alert_that_operators_work_through
             sid = session.id
             await wait_for(lambda: bool(console.alerts(sid)))
             raised = console.alerts(sid)[0]
-            assert raised["state"] == "nouvelle" and raised["session_state"] == "live"
-            assert raised["officer"] == "Brigadier Lefèvre" and raised["device_id"] == "cam-geo"
+            assert raised["state"] == "nouvelle"
+            assert raised["session_state"] == "live"
+            assert raised["officer"] == "Brigadier Lefèvre"
+            assert raised["device_id"] == "cam-geo"
             # the battery and the street follow in later versions of the alert
             await wait_for(
                 lambda: any(a["battery_percent"] is not None for a in console.alerts(sid)),
@@ -223,7 +245,9 @@ async def test_an_officer_going_live_raises_an_alert_that_operators_work_through
         reader.cancel()
     assert listed["state"] == "cloturee"
     [closed] = listed["actions"]
-    assert closed["user"] == "dupont" and closed["role"] == "operator" and closed["at"]
+    assert closed["user"] == "dupont"
+    assert closed["role"] == "operator"
+    assert closed["at"]
 
 
 async def test_each_action_records_who_and_when(gateway: Gateway) -> None:
@@ -244,7 +268,8 @@ async def test_each_action_records_who_and_when(gateway: Gateway) -> None:
             assert r.status == 200
             alert = await r.json()
         async with http.post(f"{url}/reopen") as r:
-            assert r.status == 404 and "ack, dispatch or close" in (await r.json())["error"]
+            assert r.status == 404
+            assert "ack, dispatch or close" in (await r.json())["error"]
         async with http.post(f"{gateway.url}/api/v1/alerts/nope/ack") as r:
             assert r.status == 404
         await bodycam.press()
@@ -255,7 +280,8 @@ async def test_each_action_records_who_and_when(gateway: Gateway) -> None:
     ]
     # durable: in the database, not only in the event
     stored = await gateway.store.run(gateway.store.get_alert, session.id)
-    assert stored is not None and [a.user for a in stored.actions] == ["dupont", "martin"]
+    assert stored is not None
+    assert [a.user for a in stored.actions] == ["dupont", "martin"]
 
 
 async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -> None:
@@ -289,10 +315,12 @@ async def test_the_console_needs_a_login_for_everything_but_the_page(gateway: Ga
     auditor = await gateway.login("audit", "auditor")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{gateway.url}/ui/", allow_redirects=False) as r:
-            assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+            assert r.status == 200
+            assert "text/html" in r.headers["Content-Type"]
         # the page's modules, revalidated so that an upgrade never mixes old and new files
         async with http.get(f"{gateway.url}/ui/static/console.js") as r:
-            assert r.status == 200 and r.content_type.endswith("/javascript")
+            assert r.status == 200
+            assert r.content_type.endswith("/javascript")
             assert r.headers["Cache-Control"] == "no-cache"
         for path in ("/ui/city.json", "/ui/ws", "/ui/cameras/x/mjpeg", "/api/v1/alerts"):
             async with http.get(gateway.url + path) as r:
@@ -300,7 +328,8 @@ async def test_the_console_needs_a_login_for_everything_but_the_page(gateway: Ga
             async with http.get(gateway.url + path, headers=auditor) as r:
                 assert r.status == 403, path
         async with http.get(f"{gateway.url}/ui/ws?after=yesterday", headers=gateway.auth) as r:
-            assert r.status == 400 and "event id" in (await r.json())["error"]
+            assert r.status == 400
+            assert "event id" in (await r.json())["error"]
 
 
 async def test_the_map_has_streets_buildings_and_camera_sectors(
@@ -318,13 +347,15 @@ async def test_the_map_has_streets_buildings_and_camera_sectors(
     by_id = {f["properties"]["id"]: f for f in city["cameras"]["features"]}
     assert set(by_id) == {c.id for c in cameras.cameras}
     west = by_id["fixed-west"]["properties"]
-    assert "credentials_ref" not in west and "vapix_url" not in west
+    assert "credentials_ref" not in west
+    assert "vapix_url" not in west
     # a 60° sector 100 m long looking east: its far points are east of the camera
     lon0 = by_id["fixed-west"]["geometry"]["coordinates"][0]
     assert max(p[0] for p in west["sector"]) > lon0 + 0.001
     assert min(p[0] for p in west["sector"]) == pytest.approx(lon0, abs=1e-6)
     (south, west_lon), (north, east_lon) = city["bounds"]
-    assert south < north and west_lon < east_lon
+    assert south < north
+    assert west_lon < east_lon
     assert CAMERA_PASSWORD not in str(city)
 
 
@@ -352,7 +383,8 @@ async def test_fixed_camera_pictures_are_relayed_once_for_many_tiles(
             assert all(j.startswith(b"\xff\xd8") and j.endswith(b"\xff\xd9") for j in jpegs)
         assert cameras.streams - streams_before == 1  # three tiles, one camera stream
         async with http.get(f"{gateway.url}/ui/cameras/nope/mjpeg") as r:
-            assert r.status == 404 and "no camera nope" in (await r.json())["error"]
+            assert r.status == 404
+            assert "no camera nope" in (await r.json())["error"]
         async with http.get(f"{gateway.url}/ui/cameras/offline/mjpeg") as r:
             assert r.status == 502
             error = (await r.json())["error"]

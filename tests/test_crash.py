@@ -99,7 +99,8 @@ async def test_kill_9_mid_recording(tmp_path: Path) -> None:
     # the restart interrupted the session (the camera may come back within the grace window)
     assert session.state in (SessionState.INTERRUPTED, SessionState.ENDED)
     segments = await store.run(store.segments_of, session.id)
-    assert segments and not [s for s in segments if s.state == "open"]
+    assert segments
+    assert not [s for s in segments if s.state == "open"]
     # the segment being written when the gateway died is sealed as it was found
     assert segments[-1].state in ("recovered", "empty")
     assert all(s.state == "closed" for s in segments[:-1])

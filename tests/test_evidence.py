@@ -94,24 +94,24 @@ async def test_purge_under_the_calendar_month(tmp_path: Path) -> None:
     ended = JAN31 + timedelta(seconds=2)
 
     before = await purge_at(store, config, datetime(2027, 2, 28, 10, 0, 1, tzinfo=UTC))
-    assert before.destroyed == [] and folder.is_dir()
+    assert before.destroyed == []
+    assert folder.is_dir()
     dry = await purge_at(
         store,
         config,
         datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC),
         dry_run=True,
     )
-    assert (
-        dry.due == ["jan31"] and folder.is_dir() and (await store.run(store.wrapped_key, "jan31"))
-    )
+    assert dry.due == ["jan31"]
+    assert folder.is_dir()
+    assert await store.run(store.wrapped_key, "jan31")
 
     report = await purge_at(store, config, datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC))
     assert report.destroyed == ["jan31"]
     assert not folder.exists()
     assert (config.recordings_dir / "feb01").is_dir()  # expires on 1 March
-    assert (await store.run(store.segments_of, "jan31")) == [] and (
-        await store.run(store.positions_of, "jan31")
-    ) == []
+    assert (await store.run(store.segments_of, "jan31")) == []
+    assert (await store.run(store.positions_of, "jan31")) == []
     assert (await store.run(store.get_session, "jan31")).destroyed_at is not None
     with pytest.raises(KeyDestroyed, match="destroyed"):
         await store.run(keyring.session_key, "jan31")
@@ -120,9 +120,12 @@ async def test_purge_under_the_calendar_month(tmp_path: Path) -> None:
         for e in (await store.run(store.register_entries, session_id="jan31"))
         if e["action"] == "destruction"
     ]
-    assert entry["user"] == "bodycam" and entry["from"] == "2027-01-31T10:00:00.000Z"
-    assert entry["to"] == "2027-01-31T10:00:02.000Z" and "automatic" in entry["detail"]
-    assert "cam-1" in entry["detail"] and "retention 1 month" in entry["detail"]
+    assert entry["user"] == "bodycam"
+    assert entry["from"] == "2027-01-31T10:00:00.000Z"
+    assert entry["to"] == "2027-01-31T10:00:02.000Z"
+    assert "automatic" in entry["detail"]
+    assert "cam-1" in entry["detail"]
+    assert "retention 1 month" in entry["detail"]
     assert ended < datetime(2027, 2, 28, 10, 0, 2, tzinfo=UTC)
     assert (await store.run(register.verify, store)).ok
     # a second purge has nothing left to do and registers nothing more
@@ -160,7 +163,8 @@ async def test_a_held_session_survives_the_purge_until_lifted(tmp_path: Path) ->
     )
     late = JAN31 + timedelta(days=400)
     report = await purge_at(store, config, late)
-    assert report.held == ["held"] and report.destroyed == []
+    assert report.held == ["held"]
+    assert report.destroyed == []
     assert sealed.digest(
         config.recordings_dir / (await store.run(store.segments_of, "held"))[0].path,
         await store.run(keyring.session_key, "held"),
@@ -219,9 +223,8 @@ async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path
     await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
     now = JAN31 + timedelta(days=40)
     # s1: the purge stopped right after destroying the key; s2: after removing the files too
-    assert (await store.run(store.shred_key, "s1", now)) and (
-        await store.run(store.shred_key, "s2", now)
-    )
+    assert await store.run(store.shred_key, "s1", now)
+    assert await store.run(store.shred_key, "s2", now)
     shutil.rmtree(config.recordings_dir / "s2")
     store.close()
 
@@ -243,9 +246,8 @@ async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path
     assert sorted(e["session"] for e in destructions) == ["s1", "s2"]
     # a second purge running beside this one finds nothing left, and registers nothing
     late = Entry(Action.DESTRUCTION, SYSTEM, now, session_id="s1")
-    assert not (await store.run(store.shred_key, "s1", now)) and not (
-        await store.run(store.finish_destruction, "s1", late)
-    )
+    assert not (await store.run(store.shred_key, "s1", now))
+    assert not (await store.run(store.finish_destruction, "s1", late))
     assert (
         len([e for e in (await store.run(store.register_entries)) if e["action"] == "destruction"])
         == 2
@@ -330,7 +332,8 @@ def test_register_verify_names_the_first_broken_entry(
     tamper(data / "bodycam.sqlite3", sql)
     assert main(["register", "verify", "--data-dir", str(data)]) == 1
     out = capsys.readouterr().out
-    assert f"BROKEN at entry {seq}" in out and problem in out
+    assert f"BROKEN at entry {seq}" in out
+    assert problem in out
 
 
 def test_pruning_keeps_the_chain_verifiable(tmp_path: Path) -> None:
@@ -343,7 +346,8 @@ def test_pruning_keeps_the_chain_verifiable(tmp_path: Path) -> None:
     assert [e["seq"] for e in entries] == ["5", "6", "7"]
     assert entries[-1]["action"] == "register_pruned"
     verdict = store.call(register.verify, store)
-    assert verdict.ok and "checkpoint after entry 4" in verdict.text(), verdict.text()
+    assert verdict.ok, verdict.text()
+    assert "checkpoint after entry 4" in verdict.text(), verdict.text()
     store.close()
     tamper(tmp_path / "db.sqlite3", "UPDATE register SET user_name = 'x' WHERE seq = 5")
     store = SqliteStore(tmp_path / "db.sqlite3")
@@ -428,8 +432,10 @@ async def test_a_bundle_verifies_and_plays(
     bundle, keyring, store, _ = await make_bundle(tmp_path)
     manifest = json.loads((bundle / "manifest.json").read_text())
     [session] = manifest["sessions"]
-    assert session["officer"] == "Agent Martin" and session["device"] == "cam-1"
-    assert len(session["segments"]) == 2 and len(session["track"]) == 3
+    assert session["officer"] == "Agent Martin"
+    assert session["device"] == "cam-1"
+    assert len(session["segments"]) == 2
+    assert len(session["track"]) == 3
     assert [e["action"] for e in session["register"]] == ["recording_view"]
     assert manifest["requisition"]["reference"] == "PV 2027/118"
     assert manifest["gateway"]["fingerprint"] == keyring.fingerprint
@@ -446,7 +452,9 @@ async def test_a_bundle_verifies_and_plays(
         for e in (await store.run(store.register_entries, session_id="s1"))
         if e["action"] == "export"
     ]
-    assert export and export[0]["reference"] == "PV 2027/118" and export[0]["user"] == "durand"
+    assert export
+    assert export[0]["reference"] == "PV 2027/118"
+    assert export[0]["user"] == "durand"
     store.close()
 
 
@@ -502,7 +510,8 @@ async def test_verify_names_what_was_altered(
         == 1
     )
     out = capsys.readouterr().out
-    assert "ALTERED" in out and named in out, out
+    assert "ALTERED" in out, out
+    assert named in out, out
 
 
 async def test_an_altered_segment_at_rest_stops_the_export(
@@ -526,7 +535,9 @@ async def test_an_altered_segment_at_rest_stops_the_export(
         == 1
     )
     out = capsys.readouterr().out
-    assert "segment 2:" in out and "chunk 0" in out and "does not authenticate" in out, out
+    assert "segment 2:" in out, out
+    assert "chunk 0" in out, out
+    assert "does not authenticate" in out, out
     store = SqliteStore(config.database_path)
     keyring = await store.run(Keyring.load, config, store)
     requisition = Requisition("PV 1", "test", SUPERVISOR)

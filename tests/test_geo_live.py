@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,110 +16,27 @@ import pytest
 
 from bodycam.config import Config
 from bodycam.gateway.appkeys import live_key, tracker_key
-from bodycam.geo.registry import import_cameras, import_places
 from bodycam.live.base import Event
 from bodycam.models import SessionState
-from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
-from simulators.axis_camera import AxisCameraSimulator, SimCamera
+from simulators.axis_camera import AxisCameraSimulator
 from simulators.gps import Position as GpsPosition
-from simulators.gps import Route, Walk
+from simulators.gps import Walk
 
-from .geo_scene import at, line
-from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
+from .geo_scene import CAMERA_PASSWORD, SCENE_CAMERAS, SPEED, at, street_walk
+from .helpers import Gateway, small_media, wait_for, wait_for_store
 
 MEDIA = small_media()
-PASSWORD = "s3cret-csu"
-SPEED = 20.0  # m/s: the officer runs the 200 m street in 10 s
-
-
-def point(x: float, y: float) -> list[float]:
-    lat, lon = at(x, y)
-    return [lon, lat]
-
-
-def camera(cid: str, kind: str, x: float, y: float, heading: float, **props: Any) -> dict:
-    return {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": point(x, y)},
-        "properties": {
-            "id": cid,
-            "name": f"Caméra {cid}",
-            "kind": kind,
-            "heading_deg": heading,
-            "fov_deg": 60,
-            "range_m": 100,
-            "height_m": 8,
-            "credentials_ref": "csu",
-            **props,
-        },
-    }
-
-
-SCENE_CAMERAS = [
-    camera("fixed-west", "fixed", -120, 5, 90),  # looks east along the street
-    camera("fixed-east", "fixed", 120, 5, 270),  # looks west along the street
-    camera("ptz-1", "ptz", 0, -10, 0, range_m=150),  # zero north: must turn to the street
-    camera("behind", "fixed", 0, 70, 180),  # looks south, but through the block
-    camera("offline", "dome", 300, 300, 0),  # far away, and switched off
-    camera("unwired", "fixed", -300, 300, 0),  # in the registry, no VAPIX URL yet
-]
-BLOCK = [[point(-100, 15), point(100, 15), point(100, 60), point(-100, 60), point(-100, 15)]]
-PLACES = {
-    "type": "FeatureCollection",
-    "features": [
-        {
-            "type": "Feature",
-            "properties": {"name": "Rue du Test"},
-            "geometry": line((-200, 0), (200, 0)),
-        },
-        {
-            "type": "Feature",
-            "properties": {},
-            "geometry": {"type": "Polygon", "coordinates": BLOCK},
-        },
-    ],
-}
 
 
 @pytest.fixture
-async def cameras() -> AsyncIterator[AxisCameraSimulator]:
-    sims = [
-        SimCamera(f["properties"]["id"], f["properties"]["name"], f["properties"]["kind"])
-        for f in SCENE_CAMERAS
-    ]
-    for sim in sims:
-        sim.password = PASSWORD
-    async with AxisCameraSimulator(sims) as simulator:
-        simulator.set_online("offline", False)
-        yield simulator
+def gateway_config(street_config: Config) -> Config:
+    return street_config  # the street scene, for every test here
 
 
 @pytest.fixture
-def gateway_config(tmp_path: Path, cameras: AxisCameraSimulator) -> Config:
-    data = tmp_path / "data"
-    config = make_config(data, cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2)
-    wired = {c.id for c in cameras.cameras} - {"unwired"}
-    features = [
-        {**f, "properties": {**f["properties"], "vapix_url": cameras.base_url(cid)}}
-        if (cid := f["properties"]["id"]) in wired
-        else f
-        for f in SCENE_CAMERAS
-    ]
-    store = SqliteStore(config.database_path)
-    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
-    import_places(store, PLACES, "scene")
-    store.close()
-    config.camera_credentials_path.write_text(
-        f'[csu]\nusername = "root"\npassword = "{PASSWORD}"\n'
-    )
-    config.camera_credentials_path.chmod(0o600)
-    return config
-
-
-def street_walk() -> Walk:
-    route = Route("rue du Test", tuple(GpsPosition(*at(x, 0)) for x in (-100, 100)))
-    return Walk(route=route, speed=SPEED, end="bounce", seed=3)
+def cameras(street_cameras: AxisCameraSimulator) -> AxisCameraSimulator:
+    return street_cameras
 
 
 async def collect(gateway: Gateway, events: list[Event]) -> None:
@@ -173,7 +88,8 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
     status, body = await get_json(
         gateway.auth, f"{gateway.url}/api/v1/sessions/{session.id}/position"
     )
-    assert status == 404 and "over" in body["error"]
+    assert status == 404
+    assert "over" in body["error"]
     listener.cancel()
 
     selections = [e.data for e in events if e.type == "selection"]
@@ -186,9 +102,11 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
     assert seen[-1] == set()  # the session ended: no cameras any more
     assert all(s["session_id"] == session.id for s in selections)
     moves = [e.data for e in events if e.type == "ptz"]
-    assert moves and all(m["camera_id"] == "ptz-1" for m in moves)
+    assert moves
+    assert all(m["camera_id"] == "ptz-1" for m in moves)
     pans = [m["pan"] for m in moves]
-    assert min(pans) < -45 and max(pans) > 45  # it followed the officer from west to east
+    assert min(pans) < -45
+    assert max(pans) > 45
     kept = await gateway.store.run(gateway.store.positions_of, session.id, track_only=True)
     assert len(kept) >= 30
 
@@ -250,7 +168,7 @@ async def test_when_manual_control_expires_the_camera_follows_the_officer_again(
         async with http.put(f"{base}/control", json={"seconds": 1}) as r:
             assert r.status == 200
         # the CIC turns it from its own VMS, straight to the camera: bodycam does not know
-        digest = aiohttp.DigestAuthMiddleware("root", PASSWORD)
+        digest = aiohttp.DigestAuthMiddleware("root", CAMERA_PASSWORD)
         vms = cameras.base_url("ptz-1") + "axis-cgi/com/ptz.cgi?pan=120&tilt=-10&zoom=1"
         async with (
             aiohttp.ClientSession() as vms_http,
@@ -287,7 +205,8 @@ async def test_camera_health_counts_the_offline_camera(
     states = {c["camera_id"]: c for c in health["cameras"]}
     assert states["offline"]["state"] == "down"
     assert "offline" in states["offline"]["error"]
-    assert states["ptz-1"]["model"] and states["ptz-1"]["serial"]
+    assert states["ptz-1"]["model"]
+    assert states["ptz-1"]["serial"]
     cameras.set_online("offline", True)
     await wait_for_async(lambda r: r["down"] == 0, report)
     assert 'bodycam_cameras{state="up"} 5.0' in await metrics_text(gateway)
@@ -355,20 +274,24 @@ async def test_selection_and_registry_api(gateway: Gateway) -> None:
     assert body["address"] == "Rue du Test, 0 m"
     assert [c["camera_id"] for c in body["cameras"]][:2] == ["fixed-west", "ptz-1"]
     west, ptz = body["cameras"][:2]
-    assert west["reason"] == "sees" and "pan" not in west
+    assert west["reason"] == "sees"
+    assert "pan" not in west
     assert ptz["reason"] == "can_aim"
     expected_bearing = math.degrees(math.atan2(-60, 10)) % 360
     assert ptz["bearing_deg"] == pytest.approx(expected_bearing, abs=0.5)
-    assert ptz["tilt"] < 0 and ptz["zoom"] >= 1
+    assert ptz["tilt"] < 0
+    assert ptz["zoom"] >= 1
     status, registry = await get_json(gateway.auth, f"{gateway.url}/api/v1/cameras")
-    assert status == 200 and registry["type"] == "FeatureCollection"
+    assert status == 200
+    assert registry["type"] == "FeatureCollection"
     assert {f["properties"]["id"] for f in registry["features"]} == {
         f["properties"]["id"] for f in SCENE_CAMERAS
     }
     for feature in registry["features"]:  # cameras are reached through the gateway only
         assert not {"credentials_ref", "vapix_url", "mjpeg_url"} & set(feature["properties"])
     status, body = await get_json(gateway.auth, f"{gateway.url}/api/v1/sessions/nope/position")
-    assert status == 404 and body["error"] == "no session nope"
+    assert status == 404
+    assert body["error"] == "no session nope"
 
 
 async def test_a_camera_that_is_down_is_not_selected(

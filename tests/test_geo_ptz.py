@@ -52,7 +52,8 @@ def test_zoom_bounds(distance, zoom):
 
 def test_zoom_grows_with_distance_so_the_scene_keeps_its_width():
     zooms = [aim(PTZ, d, 90).zoom for d in (20, 40, 80, 160)]
-    assert zooms == sorted(zooms) and len(set(zooms)) == 4
+    assert zooms == sorted(zooms)
+    assert len(set(zooms)) == 4
     # at 40 m the optical factor is tan(30°) / tan(atan(6 / 40)) = 3.85
     factor = math.tan(math.radians(30)) / (6 / 40)
     assert aim(PTZ, 40, 90).zoom == round(1 + (factor - 1) / (MAX_OPTICAL_ZOOM - 1) * 9998)

@@ -158,7 +158,8 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text(json.dumps(collection(feature(id="cam-03"), feature(id="cam-04", fov_deg=400))))
     assert main(["cameras", "import", str(bad), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "feature 1.properties.fov_deg" in err and "nothing imported" in err
+    assert "feature 1.properties.fov_deg" in err
+    assert "nothing imported" in err
     store = SqliteStore(tmp_path / "bodycam.sqlite3")
     features = store.call(store.camera_features)
     assert [c.id for c in load_cameras(features)] == ["cam-01", "cam-02"]  # unchanged

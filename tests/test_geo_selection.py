@@ -200,7 +200,8 @@ def test_visible_area_is_what_lines_of_sight_reach(
     blocked = np.any([shapely.intersects(sights, b) for b in buildings], axis=0)
     ambiguous = shapely.dwithin(shapely.boundary(seen), points, 1e-3)  # rounding at the edge
     expected = shapely.intersects(field, points) & ~blocked
-    assert expected.any() and (blocked & shapely.intersects(field, points)).any()
+    assert expected.any()
+    assert (blocked & shapely.intersects(field, points)).any()
     wrong = (shapely.intersects(seen, points) != expected) & ~ambiguous
     assert not wrong.any(), shapely.to_wkt(points[wrong][:5])
     in_range = shapely.dwithin(points, shapely.Point(x, y), 100.0)

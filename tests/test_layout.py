@@ -178,3 +178,17 @@ def test_each_package_says_what_it_holds_and_may_import(package: str) -> None:
     doc = ast.get_docstring(ast.parse(MODULES[package].read_text())) or ""
     assert len(doc) > 80, f"{package} has no docstring saying what it holds"
     assert "May import" in doc, f"{package}'s docstring does not say what it may import"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in helpers.py (and a few named helper modules), fixtures in
+    conftest.py: a test module never imports a test module or conftest."""
+    tests = Path(__file__).resolve().parent
+    wrong = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                last = node.module.split(".")[-1]
+                if last.startswith("test_") or last == "conftest":
+                    wrong.append(f"{path.relative_to(tests)}:{node.lineno} imports {node.module}")
+    assert not wrong, "\n".join(wrong)

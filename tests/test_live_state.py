@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -47,39 +45,11 @@ from bodycam.live.memory import MemoryHub, MemoryLive
 from bodycam.live.redis import RedisLive
 from bodycam.models import Device, Position
 
-from .helpers import make_config
+from .helpers import REDIS_URL, delete_keys, make_config, require_redis
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WHEN = datetime(2026, 11, 22, 5, 0, 0, 123_000, tzinfo=UTC)  # ms: what ISO 8601 keeps
 
 MakeNode = Callable[..., Awaitable[LiveState]]
-
-
-@cache
-def redis_problem() -> str | None:
-    """Why the Redis runs cannot happen here, or None."""
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as err:
-        return f"no Redis at {REDIS_URL} ({err})"
-    return None
-
-
-def require_redis() -> None:
-    problem = redis_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}: CI must run the Redis tests")
-    pytest.skip(f"{problem}: Redis runs skipped (start redis-server to run them)")
-
-
-async def delete_keys(prefix: str) -> None:
-    async with redis.asyncio.Redis.from_url(REDIS_URL) as client:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -147,10 +117,12 @@ async def test_events_reach_two_subscribers_in_order(make_node: MakeNode) -> Non
     assert numbers(one) == numbers(two) == list(range(50))
     assert [e.id for e in one] == [e.id for e in two]
     keys = [event_key(e.id) for e in one]
-    assert keys == sorted(keys) and len(set(keys)) == 50
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 50
     assert {(e.type, e.node) for e in one} == {("tick", "node-a")}
     assert one[7].data == {"n": 7, "nested": {"list": [7, "é"]}}
-    assert one[0].to_json()["node"] == "node-a" and one[0].to_json()["id"] == one[0].id
+    assert one[0].to_json()["node"] == "node-a"
+    assert one[0].to_json()["id"] == one[0].id
 
 
 async def test_resuming_after_an_id_replays_exactly_what_followed(make_node: MakeNode) -> None:
@@ -209,7 +181,8 @@ async def test_a_slow_subscriber_is_dropped_and_resumes_without_loss(
     assert numbers(await take(fast, 105)) == list(range(105))
     async with asyncio.timeout(5):
         assert await slow.get() is None
-    assert slow.dropped and slow.last_id == read[-1].id
+    assert slow.dropped
+    assert slow.last_id == read[-1].id
     assert not fast.dropped
     resumed = a.events.subscribe(after=slow.last_id)
     assert numbers(await take(resumed, 100)) == list(range(5, 105))
@@ -366,7 +339,8 @@ async def test_the_trackers_kept_fixes_are_live_positions(kind: str, tmp_path: P
             "session-7", "cam-7", 49.1196, 6.1757, 9.0, fix.time
         )
         [event] = await take(subscription, 1)
-        assert event.type == "position" and event.node == live.node.id
+        assert event.type == "position"
+        assert event.node == live.node.id
         assert event.data["session_id"] == "session-7"
         tracker.end("session-7")
         assert await live.positions.get("session-7") is None
@@ -385,7 +359,8 @@ async def test_the_gateway_names_the_redis_it_cannot_reach(tmp_path: Path) -> No
     await server.close()
     message = str(caught.value)
     assert "Redis at redis://:***@127.0.0.1:1/0 is unreachable" in message
-    assert "BODYCAM_REDIS_URL" in message and "hunter2" not in message
+    assert "BODYCAM_REDIS_URL" in message
+    assert "hunter2" not in message
 
 
 def test_redis_is_chosen_by_file_environment_or_flag(tmp_path: Path) -> None:

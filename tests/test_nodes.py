@@ -14,8 +14,17 @@ from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, add_login, free_port, make_config, small_media, wait_for
-from .test_live_state import REDIS_URL, delete_keys, require_redis
+from .helpers import (
+    REDIS_URL,
+    Gateway,
+    add_login,
+    delete_keys,
+    free_port,
+    make_config,
+    require_redis,
+    small_media,
+    wait_for,
+)
 from .whep_client import watch
 
 

@@ -86,12 +86,11 @@ async def test_reconnect_after_grace_is_a_new_session(gateway: Gateway) -> None:
     )
     first, second = await gateway.store.run(gateway.store.list_sessions)
     assert first.end_reason == "link_lost"
-    assert first.connections == 1 and second.connections == 1
+    assert first.connections == 1
+    assert second.connections == 1
     assert second.end_reason == "button"
-    assert (await gateway.store.run(gateway.store.segments_of, first.id)) and (
-        await gateway.store.run(gateway.store.segments_of, second.id)
-    )
+    assert await gateway.store.run(gateway.store.segments_of, first.id)
+    assert await gateway.store.run(gateway.store.segments_of, second.id)
     # positions belong to the session that was live when they were sent
-    assert (await gateway.store.run(gateway.store.positions_of, first.id)) and (
-        await gateway.store.run(gateway.store.positions_of, second.id)
-    )
+    assert await gateway.store.run(gateway.store.positions_of, first.id)
+    assert await gateway.store.run(gateway.store.positions_of, second.id)

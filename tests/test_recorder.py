@@ -22,7 +22,7 @@ from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
 from bodycam.store import SqliteStore, Store
 
-from .test_bitstream import encode
+from .helpers import encode
 
 T0 = 1_800_000_000.0
 KEY = sealed.new_key()

@@ -69,7 +69,8 @@ async def test_recording_is_playable_aligned_and_complete(
         assert path.stat().st_size > segment.bytes  # sealed: header, chunk heads and tags
         assert segment.prev_sha256 == previous
         previous = segment.sha256
-        assert segment.ended_at is not None and segment.ended_at > segment.started_at
+        assert segment.ended_at is not None
+        assert segment.ended_at > segment.started_at
 
     out = tmp_path / "export.mkv"
     _, readable = await gateway.store.run(recorded, gateway.store, session.id)

@@ -78,7 +78,8 @@ def test_round_trip(tmp_path: Path, size: int) -> None:
 def test_writes_reach_the_disk_at_once_encrypted(tmp_path: Path) -> None:
     key, path = new_key(), tmp_path / "seg.mkv.sealed"
     writer = SealedWriter(path, key, LABEL)
-    assert path.stat().st_size == 16 and path.read_bytes().startswith(MAGIC)
+    assert path.stat().st_size == 16
+    assert path.read_bytes().startswith(MAGIC)
     pieces = [MARKER * 10, bytearray(MARKER * 3), memoryview(MARKER * 5)]
     size = 16
     for piece in pieces:
@@ -92,9 +93,11 @@ def test_writes_reach_the_disk_at_once_encrypted(tmp_path: Path) -> None:
     with pytest.raises(SealedError, match="ends without its final chunk"):
         got.extend(read_plaintext(path, key, LABEL))
     assert b"".join(got) == MARKER * 18
-    assert writer.seekable() is False and not writer.closed
+    assert writer.seekable() is False
+    assert not writer.closed
     result = writer.close()
-    assert writer.closed and writer.close() == result  # a second close changes nothing
+    assert writer.closed
+    assert writer.close() == result
     assert result == (len(MARKER) * 18, hashlib.sha256(MARKER * 18).hexdigest())
     assert MARKER[:16] not in path.read_bytes()
     with pytest.raises(SealedError):
@@ -135,7 +138,8 @@ def test_pyav_matroska_through_writer_and_reader(tmp_path: Path) -> None:
     assert b"matroska" in b"".join(read_plaintext(path, key, LABEL))
     assert b"matroska" not in path.read_bytes()
     reader = SealedReader(path, key, LABEL)
-    assert reader.readable() and not reader.seekable()
+    assert reader.readable()
+    assert not reader.seekable()
     with av.open(reader) as container:
         video = container.streams.video[0]
         assert (video.codec_context.name, video.width, video.height) == ("mpeg4", 64, 48)
@@ -319,9 +323,11 @@ def test_kill_9_leaves_every_written_chunk(tmp_path: Path) -> None:
 
 def test_wrap_and_unwrap(tmp_path: Path) -> None:
     master, key = new_key(), new_key()
-    assert len(key) == 32 and key != new_key()
+    assert len(key) == 32
+    assert key != new_key()
     wrapped = wrap_key(master, key, "session-1")
-    assert key not in wrapped and wrapped != wrap_key(master, key, "session-1")
+    assert key not in wrapped
+    assert wrapped != wrap_key(master, key, "session-1")
     assert unwrap_key(master, wrapped, "session-1") == key
     message = "key for session-1 does not unwrap: wrong master key, or the key was altered"
     with pytest.raises(SealedError, match=message):
@@ -338,4 +344,5 @@ def test_wrap_and_unwrap(tmp_path: Path) -> None:
 
 
 def test_sealed_error_is_a_bodycam_error() -> None:
-    assert issubclass(SealedError, BodycamError) and SealedError.status == 500
+    assert issubclass(SealedError, BodycamError)
+    assert SealedError.status == 500

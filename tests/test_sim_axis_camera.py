@@ -170,7 +170,8 @@ async def test_basicdeviceinfo_errors_are_vapix_json_errors(
     resp, body = await vapix(session, sim, "fixed-1", INFO, "POST", data=payload, headers=headers)
     assert resp.status == 200
     reply = json.loads(body)
-    assert reply["error"]["code"] == code and reply["error"]["message"]
+    assert reply["error"]["code"] == code
+    assert reply["error"]["message"]
     assert "data" not in reply
 
 
@@ -183,7 +184,9 @@ async def test_without_credentials_every_cgi_challenges_with_digest(
             assert resp.status == 401, path
             md5, sha256 = resp.headers.getall("WWW-Authenticate")
         assert md5.startswith(f'Digest realm="AXIS_{camera.serial}", nonce="')
-        assert "algorithm=MD5" in md5 and 'qop="auth"' in md5 and "stale" not in md5
+        assert "algorithm=MD5" in md5
+        assert 'qop="auth"' in md5
+        assert "stale" not in md5
         assert "algorithm=SHA-256" in sha256
         assert re.search(r'nonce="[0-9a-f]{32}"', md5)
 
@@ -198,7 +201,8 @@ async def test_wrong_credentials_get_401_and_move_nothing(
         async with session.get(url, middlewares=(digest,)) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Digest ")
-    assert sim.camera("ptz-1").moves == [] and sim.camera("ptz-1").pan == 0.0
+    assert sim.camera("ptz-1").moves == []
+    assert sim.camera("ptz-1").pan == 0.0
 
 
 async def test_digest_by_hand_sha256_replay_stale_nonce_and_wrong_uri(
@@ -214,13 +218,15 @@ async def test_digest_by_hand_sha256_replay_stale_nonce_and_wrong_uri(
         assert resp.status == 200
         assert (await resp.text()).startswith("pan=0.0000\n")
     async with session.get(url, headers=first) as resp:  # replayed: same nonce count
-        assert resp.status == 401 and "stale" not in resp.headers["WWW-Authenticate"]
+        assert resp.status == 401
+        assert "stale" not in resp.headers["WWW-Authenticate"]
     second = {"Authorization": authorization(challenge, camera, uri, "00000002")}
     async with session.get(url, headers=second) as resp:
         assert resp.status == 200
     unknown = {"Authorization": authorization(challenge, camera, uri, "00000001", nonce="ab" * 16)}
     async with session.get(url, headers=unknown) as resp:  # right password, nonce not ours
-        assert resp.status == 401 and "stale=true" in resp.headers["WWW-Authenticate"]
+        assert resp.status == 401
+        assert "stale=true" in resp.headers["WWW-Authenticate"]
     elsewhere = {"Authorization": authorization(challenge, camera, f"/ptz-1/{IMAGE}", "00000003")}
     async with session.get(url, headers=elsewhere) as resp:
         assert resp.status == 400
@@ -281,7 +287,8 @@ async def test_ptz_refusals_are_400_with_a_message_and_move_nothing(
     resp, body = await vapix(session, sim, camera_id, PTZ, params=params)
     assert (resp.status, resp.content_type) == (400, "text/plain")
     assert body.decode().startswith(message)
-    assert sim.camera(camera_id).moves == [] and sim.camera(camera_id).pan == 0.0
+    assert sim.camera(camera_id).moves == []
+    assert sim.camera(camera_id).pan == 0.0
 
 
 async def test_image_cgi_is_a_jpeg_of_the_requested_size(
@@ -433,7 +440,8 @@ async def test_unknown_camera_is_404_and_unknown_cgi_404_after_auth(
     async with session.get(f"http://127.0.0.1:{sim.port}/nope/{IMAGE}") as resp:
         assert resp.status == 404
     resp, body = await vapix(session, sim, "fixed-1", "axis-cgi/param.cgi?action=list")
-    assert resp.status == 404 and b"not simulated" in body
+    assert resp.status == 404
+    assert b"not simulated" in body
 
 
 async def test_three_hundred_cameras_answer_concurrently(session: aiohttp.ClientSession) -> None:

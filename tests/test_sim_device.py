@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_serial_is_axis_like_and_stable() -> None:
     serial = axis_serial("cam-17")
     assert serial == axis_serial("cam-17") != axis_serial("cam-18")
-    assert serial.startswith("ACCC8E") and len(serial) == 12
+    assert serial.startswith("ACCC8E")
+    assert len(serial) == 12
     int(serial, 16)
 
 
@@ -39,12 +40,14 @@ async def test_camera_battery_follows_its_state() -> None:
     )
     now[0] = 60.0
     assert cam.battery == pytest.approx(79.9)
-    assert cam.state == "idle" and cam.frames_sent == 0 and cam.session_url is None
+    assert cam.state == "idle"
+    assert cam.frames_sent == 0
+    assert cam.session_url is None
     await cam.close()
 
 
 @pytest.mark.parametrize(
-    "base, endpoint",
+    ("base", "endpoint"),
     [
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080/whip"),
         ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/whip"),
@@ -57,7 +60,7 @@ def test_whip_endpoint(base: str, endpoint: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url, addresses",
+    ("url", "addresses"),
     [
         ("http://127.0.0.1:8080", ["127.0.0.1"]),
         ("http://localhost:8080", ["127.0.0.1"]),
@@ -70,7 +73,7 @@ def test_default_ice_addresses(url: str, addresses: list[str]) -> None:
     assert default_ice_addresses(url) == addresses
 
 
-@pytest.mark.parametrize("codec, mime", [("h264", "video/H264"), ("vp8", "video/VP8")])
+@pytest.mark.parametrize(("codec", "mime"), [("h264", "video/H264"), ("vp8", "video/VP8")])
 def test_codec_preferences_offer_one_codec(codec: str, mime: str) -> None:
     video = {c.mimeType for c in codec_preferences("video", codec)}
     assert video == {mime, "video/rtx"}
@@ -85,9 +88,12 @@ def test_command_line_options() -> None:
         ["--gateway", "http://gw", "--device", "cam-1", "--token", "t", "--size", "640x360",
          "--speed", "run", "--ice-address", "lo", "10.0.0.0/8", "--encode", "loop"]
     )  # fmt: skip
-    assert args.size == (640, 360) and args.speed == RUNNING_SPEED
-    assert args.ice_addresses == ["lo", "10.0.0.0/8"] and args.encode == "loop"
-    assert args.duration is None and args.codec == "h264"
+    assert args.size == (640, 360)
+    assert args.speed == RUNNING_SPEED
+    assert args.ice_addresses == ["lo", "10.0.0.0/8"]
+    assert args.encode == "loop"
+    assert args.duration is None
+    assert args.codec == "h264"
     bare = parse_args(["--gateway", "g", "--device", "d", "--token", "t", "--ice-address"])
     assert bare.ice_addresses == []
     assert parse_args(["--gateway", "g", "--device", "d", "--token", "t"]).ice_addresses is None

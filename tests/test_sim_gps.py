@@ -55,7 +55,7 @@ def test_routes_parse_from_any_geojson_shape_in_lon_lat_order(document: dict[str
 
 
 @pytest.mark.parametrize(
-    "document, message",
+    ("document", "message"),
     [
         ({"type": "Point", "coordinates": [6.17, 49.11]}, "not a LineString"),
         ({"type": "LineString", "coordinates": [[6.17, 49.11]]}, "two points"),
@@ -150,10 +150,11 @@ def test_position_message_format() -> None:
     assert message["type"] == "position"
     assert message["time"] == "2026-11-22T10:00:00.123Z"
     assert set(message) == {"type", "lat", "lon", "accuracy", "heading", "speed", "time"}
-    assert 49.11 < message["lat"] < 49.13 and 6.17 < message["lon"] < 6.19
+    assert 49.11 < message["lat"] < 49.13
+    assert 6.17 < message["lon"] < 6.19
     assert message["speed"] == pytest.approx(WALKING_SPEED, abs=0.11)
 
 
 def test_route_needs_two_points() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="two"):
         Route("one", (Position(49.0, 6.0),))

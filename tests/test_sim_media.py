@@ -80,7 +80,8 @@ def test_loop_counters_flashes_keyframes(codec: str) -> None:
         # Annex B, SPS and PPS in front of the IDR, so any keyframe starts a decoder.
         assert loop.payloads[0].startswith(b"\x00\x00\x00\x01")
         assert key.index(7) < key.index(8) < key.index(5)
-        assert 5 in nal_types(loop.payloads[30]) and 7 in nal_types(loop.payloads[30])
+        assert 5 in nal_types(loop.payloads[30])
+        assert 7 in nal_types(loop.payloads[30])
         assert all(5 not in nal_types(p) and 7 not in nal_types(p) for p in loop.payloads[1:30])
 
 
@@ -117,7 +118,8 @@ def test_counter_reader_refuses_what_it_cannot_read() -> None:
     flipped[cell] = 255 - flipped[cell]
     assert read_frame_counter(flipped) is None
     assert not is_flash(gray)
-    assert counter_cells(0)[:2] == [1, 0] and len(counter_cells(0)) == 24
+    assert counter_cells(0)[:2] == [1, 0]
+    assert len(counter_cells(0)) == 24
 
 
 def test_beeps_start_on_flash_frames() -> None:
@@ -188,10 +190,12 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
     assert [f[0] for f in frames] == [n * 3000 for n in range(15)]
     assert [n for n, f in enumerate(frames) if f[1]] == [0, 10]
     first = frames[0][2]
-    assert first is not None and [f[2] for f in frames] == list(range(first, first + 15))
+    assert first is not None
+    assert [f[2] for f in frames] == list(range(first, first + 15))
     assert [n for n, f in enumerate(frames) if f[3]] == [6]
     assert audio_pts == [840 + 960 * n for n in range(20)]
-    assert counters.keyframes_forced == 1 and counters.video_frames == 15
+    assert counters.keyframes_forced == 1
+    assert counters.video_frames == 15
     video.stop()
     with pytest.raises(MediaStreamError):
         await video.recv()
@@ -206,12 +210,14 @@ async def test_loop_cache_builds_each_loop_once() -> None:
         return "loop"
 
     results = await asyncio.gather(*(cache.get("key", build) for _ in range(5)))
-    assert results == ["loop"] * 5 and len(builds) == 1
-    assert await cache.get("key", build) == "loop" and len(builds) == 1
+    assert results == ["loop"] * 5
+    assert len(builds) == 1
+    assert await cache.get("key", build) == "loop"
+    assert len(builds) == 1
 
 
 @pytest.mark.parametrize(
-    "changes, message",
+    ("changes", "message"),
     [
         ({"codec": "av1"}, "codec"),
         ({"encode": "replay"}, "encode"),

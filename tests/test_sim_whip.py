@@ -131,15 +131,19 @@ async def test_live_h264_session(endpoint: tuple[str, Answerer]) -> None:
         assert request["headers"]["Content-Type"] == "application/sdp"
         assert request["headers"]["User-Agent"].startswith("AXIS W110/")
         sdp = request["sdp"]
-        assert "H264/90000" in sdp and "VP8" not in sdp
-        assert "opus/48000" in sdp and "PCMU" not in sdp
-        assert "m=application" in sdp and "a=candidate" in sdp
+        assert "H264/90000" in sdp
+        assert "VP8" not in sdp
+        assert "opus/48000" in sdp
+        assert "PCMU" not in sdp
+        assert "m=application" in sdp
+        assert "a=candidate" in sdp
 
         await until(lambda: len(answerer.counters["r1"]) >= 20)
         counters = [c for c in answerer.counters["r1"] if c is not None]
         assert len(counters) >= 18
         steps = [b - a for a, b in itertools.pairwise(counters)]
-        assert all(step >= 1 for step in steps) and steps.count(1) >= len(steps) - 2
+        assert all(step >= 1 for step in steps)
+        assert steps.count(1) >= len(steps) - 2
 
         # A PLI from the receiver must force an IDR on the live encoder.
         receiver = next(
@@ -159,10 +163,13 @@ async def test_live_h264_session(endpoint: tuple[str, Answerer]) -> None:
             "model": "AXIS W110",
             "firmware": cam.firmware,
         }
-        assert len(hello["serial"]) == 12 and hello["serial"].startswith("ACCC8E")
+        assert len(hello["serial"]) == 12
+        assert hello["serial"].startswith("ACCC8E")
         position = next(m for _, m in answerer.messages if m["type"] == "position")
-        assert abs(position["lat"] - 49.1183) < 0.001 and abs(position["lon"] - 6.1733) < 0.001
-        assert position["time"].endswith("Z") and 0 <= position["heading"] < 360
+        assert abs(position["lat"] - 49.1183) < 0.001
+        assert abs(position["lon"] - 6.1733) < 0.001
+        assert position["time"].endswith("Z")
+        assert 0 <= position["heading"] < 360
 
         await cam.press()
         assert cam.state == "idle"
@@ -181,24 +188,28 @@ async def test_loop_vp8_drop_and_reconnect(endpoint: tuple[str, Answerer]) -> No
             cam.run_timeline([(0.0, "press"), (1.2, "drop", 1.0), (3.5, "press")])
         )
         await until(lambda: cam.state == "dropped")
-        assert "VP8/90000" in answerer.posts[0]["sdp"] and "H264" not in answerer.posts[0]["sdp"]
+        assert "VP8/90000" in answerer.posts[0]["sdp"]
+        assert "H264" not in answerer.posts[0]["sdp"]
         seen_before_drop = len(answerer.counters["r1"])
         # Loop mode: the counter is the loop frame, and one frame per second is a flash.
         counters = [c for c in answerer.counters["r1"] if c is not None]
         assert counters[:5] == [0, 1, 2, 3, 4]
         flashes = [i for i, f in enumerate(answerer.flashes["r1"]) if f]
-        assert flashes and all(media.flash(answerer.counters["r1"][i] or 0) for i in flashes)
+        assert flashes
+        assert all(media.flash(answerer.counters["r1"][i] or 0) for i in flashes)
 
         await until(lambda: cam.state == "live" and len(answerer.posts) == 2)
         # Silence, not a goodbye: no DELETE, and the first peer connection never saw a close.
         assert answerer.deletes == []
         assert answerer.pcs["r1"].connectionState == "connected"
         assert len(answerer.counters["r1"]) <= seen_before_drop + 3
-        assert cam.reconnects == 1 and cam.session_url == f"{base_url}/whip/r2"
+        assert cam.reconnects == 1
+        assert cam.session_url == f"{base_url}/whip/r2"
         await until(lambda: len(answerer.counters["r2"]) >= 5)
 
         await timeline
-        assert cam.state == "idle" and answerer.deletes == ["r2"]
+        assert cam.state == "idle"
+        assert answerer.deletes == ["r2"]
 
 
 async def test_refused_post_raises(endpoint: tuple[str, Answerer]) -> None:
@@ -209,7 +220,8 @@ async def test_refused_post_raises(endpoint: tuple[str, Answerer]) -> None:
             await cam.press()
         assert raised.value.status == 403
         assert "not enrolled" in str(raised.value)
-        assert cam.state == "idle" and cam.last_error is not None
+        assert cam.state == "idle"
+        assert cam.last_error is not None
     assert len(answerer.posts) == 1
 
 
@@ -220,9 +232,11 @@ async def test_command_line_session(endpoint: tuple[str, Answerer]) -> None:
          "--fps", "15", "--duration", "1.5", "--route", "metz-charrons", "--codec", "vp8"]
     )  # fmt: skip
     assert await run(args) == 0
-    assert answerer.deletes == ["r1"] and len(answerer.counters["r1"]) >= 10
+    assert answerer.deletes == ["r1"]
+    assert len(answerer.counters["r1"]) >= 10
     positions = [m for _, m in answerer.messages if m["type"] == "position"]
-    assert positions and abs(positions[0]["lat"] - 49.1157) < 0.001
+    assert positions
+    assert abs(positions[0]["lat"] - 49.1157) < 0.001
 
     answerer.status = 401
     assert await run(args) == 1
@@ -237,5 +251,6 @@ async def test_gateway_closing_the_session_makes_the_camera_idle(
         await until(lambda: len(answerer.counters["r1"]) >= 3)
         await answerer.pcs["r1"].close()  # DTLS close_notify, as a gateway ending the session
         await until(lambda: cam.state == "idle")
-        assert cam.last_error == "closed by gateway" and answerer.deletes == []
+        assert cam.last_error == "closed by gateway"
+        assert answerer.deletes == []
         assert len(answerer.posts) == 1

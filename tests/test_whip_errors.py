@@ -160,7 +160,8 @@ async def test_options_advertises_sdp_and_cors(gateway: Gateway) -> None:
         assert response.status == 204
         assert response.headers["Accept-Post"] == "application/sdp"
         allowed = response.headers["Access-Control-Allow-Headers"]
-        assert "Authorization" in allowed and "Content-Type" in allowed
+        assert "Authorization" in allowed
+        assert "Content-Type" in allowed
         assert "POST" in response.headers["Access-Control-Allow-Methods"]
 
 

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from ..errors import Conflict, NotFound
+from ..logs import ids
 from ..models import Action, Actor, Entry, Hold
 from ..store import Store
 from . import reasons
@@ -47,7 +48,7 @@ def place(
         hold_id,
         actor.user,
         reference,
-        extra={"session_id": session_id},
+        extra=ids(session_id=session_id),
     )
     return _find(store, session_id, hold_id)
 
@@ -82,7 +83,7 @@ def lift(
         hold_id,
         actor.user,
         reference,
-        extra={"session_id": session_id},
+        extra=ids(session_id=session_id),
     )
     return _find(store, session_id, hold_id)
 

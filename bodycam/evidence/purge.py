@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..clock import iso
+from ..logs import ids
 from ..models import SYSTEM, Action, Actor, Entry, Retention
 from ..store import Store
 from .retention import expires_at, years_before
@@ -49,27 +50,7 @@ def purge(
     report = PurgeReport()
     if not dry_run:
         store.call(store.forget_deleted)  # in case a reader kept the last round's back
-    held = store.call(store.held_sessions)
-    shredded: list[tuple[str, datetime]] = []
-    for pending in store.call(store.pending_destructions):
-        session_id, until = pending.session_id, pending.recorded_until
-        if pending.state == "shredded":  # a purge stopped after the key: finish it
-            if not dry_run:
-                shredded.append((session_id, until))
-            else:
-                report.due.append(session_id)
-            continue
-        if expires_at(until, retention) > now:
-            continue
-        if session_id in held:
-            report.held.append(session_id)
-        elif dry_run:
-            report.due.append(session_id)
-        elif store.call(store.shred_key, session_id, now):
-            shredded.append((session_id, until))
-        elif session_id in store.call(store.held_sessions):
-            report.held.append(session_id)  # a hold placed while we were looking
-        # else another purge (the gateway's, the command line's) is destroying it
+    shredded = _shred_expired(store, retention, now, dry_run, report)
     if not shredded:
         return report
     if not store.call(store.forget_deleted):
@@ -83,9 +64,36 @@ def purge(
                 "session %s: key destroyed, files not removed: %s",
                 session_id,
                 err,
-                extra={"session_id": session_id},
+                extra=ids(session_id=session_id),
             )
     return report
+
+
+def _shred_expired(
+    store: Store, retention: Retention, now: datetime, dry_run: bool, report: PurgeReport
+) -> list[tuple[str, datetime]]:
+    """Destroy the key of each expired session not on hold (the first, decisive step);
+    returns those whose destruction is to be finished, with a crash's leftovers."""
+    held = store.call(store.held_sessions)
+    shredded: list[tuple[str, datetime]] = []
+    for pending in store.call(store.pending_destructions):
+        session_id, until = pending.session_id, pending.recorded_until
+        if pending.state == "shredded" and dry_run:
+            report.due.append(session_id)
+        elif pending.state == "shredded":  # a purge stopped after the key: finish it
+            shredded.append((session_id, until))
+        elif expires_at(until, retention) > now:
+            continue
+        elif session_id in held:
+            report.held.append(session_id)
+        elif dry_run:
+            report.due.append(session_id)
+        elif store.call(store.shred_key, session_id, now):
+            shredded.append((session_id, until))
+        elif session_id in store.call(store.held_sessions):
+            report.held.append(session_id)  # a hold placed while we were looking
+        # else another purge (the gateway's, the command line's) is destroying it
+    return shredded
 
 
 def prune_register(store: Store, years: int, now: datetime) -> int:
@@ -127,7 +135,7 @@ def _finish(
         iso(until),
         retention,
         how,
-        extra={"session_id": session_id},
+        extra=ids(session_id=session_id),
     )
     return True
 

@@ -134,7 +134,7 @@ class Alerts:
                 return None
             data = alert_json(alert, self._facts(session_id))
             self._events.publish("alert", data)
-        except Exception:
+        except Exception:  # the console misses one update; the camera must not fail for it
             logger.exception("session %s: alert not announced", session_id)
             return None
         return data

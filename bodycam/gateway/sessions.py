@@ -281,7 +281,7 @@ class SessionManager:
         )
         try:
             answer = await conn.answer()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 aiortc raises what its state machine meets
             await conn.close()
             await self._link_lost(live, f"answer failed: {err}")
             raise BadRequest(f"could not answer the offer: {err}") from None
@@ -423,7 +423,7 @@ class SessionManager:
             return
         try:
             message = telemetry.parse(raw, self.config.telemetry.max_message_bytes)
-        except Exception as err:
+        except Exception as err:  # a parser bug must not cost the connection
             if not isinstance(err, telemetry.TelemetryError):
                 live.log.exception("session %s: telemetry parser failed", live.id)
             self._invalid_telemetry(live, err)
@@ -467,7 +467,7 @@ class SessionManager:
             verdict: str = self.tracker.fix(live.id, live.device, fix)
             if self._street(live.id) != street:  # the alert shows the street
                 self._spawn(live, lambda: self.alerts.announce(live.id))
-        except Exception:
+        except Exception:  # geolocation must never cost the session or the fix
             live.log.exception("session %s: tracking failed on a GPS fix", live.id)
             verdict = "unfiltered"
         self._spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))

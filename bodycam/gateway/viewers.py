@@ -29,7 +29,7 @@ def _check_offer(sdp: str) -> None:
         raise BadRequest("body is not an SDP offer (no m= line)")
     try:
         parsed = SessionDescription.parse(sdp)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 aiortc's parser raises whatever a bad line provokes
         raise BadRequest(f"SDP offer could not be parsed: {err}") from None
     videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
     if not any(m.direction in ("recvonly", "sendrecv") for m in videos):
@@ -52,7 +52,7 @@ async def open_view(codecs: tuple[str, str], offer: str, label: str) -> tuple[Vi
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 aiortc raises what its negotiation meets
         await pc.close()
         raise Unprocessable(f"cannot answer this viewer with {video}/{audio}: {err}") from None
     sent = {t.kind for t in pc.getTransceivers() if t.sender.track is not None and t._codecs}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ URL_SCHEMES = {
     "rtsp_url": ("rtsp", "rtsps"),
 }
 MAX_ERRORS_SHOWN = 20
+Masks = tuple[tuple[tuple[tuple[float, float], ...], ...], ...]
 
 
 class GeoJSONError(Unprocessable):
@@ -109,23 +109,50 @@ def _rings(coordinates: Any, where: str, errors: list[str]) -> list[list[tuple[f
     return rings
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """A camera property's allowed range, and its default when a feature leaves it out."""
+
+    low: float
+    high: float
+    unit: str
+    default: float | None = None  # None: required
+    low_open: bool = False  # (low, high] rather than [low, high]
+
+    def allows(self, value: float) -> bool:
+        return (self.low < value if self.low_open else self.low <= value) and value <= self.high
+
+    def rule(self) -> str:
+        opening = "(" if self.low_open else "["
+        return f"a number of {self.unit} in {opening}{self.low:g}, {self.high:g}]"
+
+
+# The camera properties that are numbers, checked the same way; an error names the property
+# and says the rule ("feature 3.properties.fov_deg: a number of degrees in (0, 360], got 0").
+CAMERA_NUMBERS = {
+    "heading_deg": Bounds(0, 360, "degrees"),
+    "fov_deg": Bounds(0, 360, "degrees", low_open=True),
+    "range_m": Bounds(0, 5000, "metres", low_open=True),
+    "height_m": Bounds(0, 300, "metres", default=5.0),
+    "pan_min_deg": Bounds(0, 360, "degrees", default=0.0),
+    "pan_max_deg": Bounds(0, 360, "degrees", default=360.0),
+    "tilt_min_deg": Bounds(-90, 90, "degrees", default=-90.0),
+    "tilt_max_deg": Bounds(-90, 90, "degrees", default=0.0),
+}
+CAMERA_TEXTS = ("name", "commune", "vapix_url", "credentials_ref", "mjpeg_url", "rtsp_url")
+
+
 def _number(
-    props: dict[str, Any],
-    key: str,
-    check: Callable[[float], bool],
-    rule: str,
-    where: str,
-    errors: list[str],
-    default: float | None = None,
+    props: dict[str, Any], key: str, bounds: Bounds, where: str, errors: list[str]
 ) -> float:
-    value = props.get(key, default)
+    value = props.get(key, bounds.default)
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or not check(value)
+        or not bounds.allows(value)
     ):
-        errors.append(f"{where}.properties.{key}: {rule}, got {value!r}")
+        errors.append(f"{where}.properties.{key}: {bounds.rule()}, got {value!r}")
         return 0.0
     return float(value)
 
@@ -150,148 +177,96 @@ def parse_cameras(document: Any, source: str = "cameras") -> list[Camera]:
     cameras: list[Camera] = []
     seen: set[str] = set()
     for index, feature in enumerate(_features(document, source)):
-        where = f"feature {index}"
-        if not isinstance(feature, dict) or feature.get("type") != "Feature":
-            errors.append(f"{where}: not a GeoJSON Feature")
-            continue
-        geometry = feature.get("geometry") or {}
-        point = _lonlat(geometry.get("coordinates")) if geometry.get("type") == "Point" else None
-        if point is None:
-            errors.append(f"{where}.geometry: a Point with [lon, lat] in range is required")
-        props = feature.get("properties")
-        if not isinstance(props, dict):
-            errors.append(f"{where}.properties: missing")
-            continue
-        count = len(errors)
-        camera_id = _text(props, "id", where, errors, required=True)
-        if camera_id and not CAMERA_ID.fullmatch(camera_id):
-            errors.append(
-                f"{where}.properties.id: letters, digits, '.', '_' or '-' (at most 64),"
-                f" got {camera_id!r}"
-            )
-        if camera_id in seen:
-            errors.append(f"{where}.properties.id: {camera_id!r} appears twice")
-        seen.add(camera_id)
-        kind = props.get("kind")
-        if kind not in {k.value for k in CameraKind}:
-            errors.append(f"{where}.properties.kind: one of fixed, ptz, dome, got {kind!r}")
-        masks = []
-        raw_masks = props.get("privacy_masks", [])
-        if not isinstance(raw_masks, list):
-            errors.append(f"{where}.properties.privacy_masks: a list of Polygon geometries")
-            raw_masks = []
-        for m, mask in enumerate(raw_masks):
-            mask_where = f"{where}.properties.privacy_masks[{m}]"
-            if not isinstance(mask, dict) or mask.get("type") != "Polygon":
-                errors.append(f"{mask_where}: a GeoJSON Polygon geometry is required")
-                continue
-            rings = _rings(mask.get("coordinates"), mask_where, errors)
-            masks.append(tuple(tuple(ring) for ring in rings))
-        values: dict[str, Any] = {
-            "heading_deg": _number(
-                props,
-                "heading_deg",
-                lambda v: 0 <= v <= 360,
-                "a number of degrees in [0, 360]",
-                where,
-                errors,
-            ),
-            "fov_deg": _number(
-                props,
-                "fov_deg",
-                lambda v: 0 < v <= 360,
-                "a number of degrees in (0, 360]",
-                where,
-                errors,
-            ),
-            "range_m": _number(
-                props,
-                "range_m",
-                lambda v: 0 < v <= 5000,
-                "a number of metres in (0, 5000]",
-                where,
-                errors,
-            ),
-            "height_m": _number(
-                props,
-                "height_m",
-                lambda v: 0 <= v <= 300,
-                "a number of metres in [0, 300]",
-                where,
-                errors,
-                5.0,
-            ),
-            "pan_min_deg": _number(
-                props,
-                "pan_min_deg",
-                lambda v: 0 <= v <= 360,
-                "a number of degrees in [0, 360]",
-                where,
-                errors,
-                0.0,
-            ),
-            "pan_max_deg": _number(
-                props,
-                "pan_max_deg",
-                lambda v: 0 <= v <= 360,
-                "a number of degrees in [0, 360]",
-                where,
-                errors,
-                360.0,
-            ),
-            "tilt_min_deg": _number(
-                props,
-                "tilt_min_deg",
-                lambda v: -90 <= v <= 90,
-                "a number of degrees in [-90, 90]",
-                where,
-                errors,
-                -90.0,
-            ),
-            "tilt_max_deg": _number(
-                props,
-                "tilt_max_deg",
-                lambda v: -90 <= v <= 90,
-                "a number of degrees in [-90, 90]",
-                where,
-                errors,
-                0.0,
-            ),
-        }
-        texts: dict[str, Any] = {
-            key: _text(props, key, where, errors)
-            for key in ("name", "commune", "vapix_url", "credentials_ref", "mjpeg_url", "rtsp_url")
-        }
-        for key, schemes in URL_SCHEMES.items():
-            url = urlsplit(texts[key])
-            if not texts[key]:
-                continue
-            if url.scheme not in schemes or not url.hostname:
-                errors.append(
-                    f"{where}.properties.{key}: a {' or '.join(schemes)} URL, got {texts[key]!r}"
-                )
-            elif url.username is not None or url.password is not None:
-                # said without echoing the URL: it holds a password
-                errors.append(
-                    f"{where}.properties.{key}: no user or password in the URL;"
-                    " name the credentials with credentials_ref"
-                )
-        if len(errors) > count or point is None:
-            continue
-        cameras.append(
-            Camera(
-                id=camera_id,
-                kind=CameraKind(str(kind)),
-                lat=point[1],
-                lon=point[0],
-                privacy_masks=tuple(masks),
-                **values,
-                **texts,
-            )
-        )
+        camera = _camera(feature, f"feature {index}", seen, errors)
+        if camera is not None:
+            cameras.append(camera)
     if errors:
         raise GeoJSONError(source, errors)
     return cameras
+
+
+def _camera(feature: Any, where: str, seen: set[str], errors: list[str]) -> Camera | None:
+    """One camera feature checked property by property; None (and `errors` says why) if any
+    property is wrong."""
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        errors.append(f"{where}: not a GeoJSON Feature")
+        return None
+    geometry = feature.get("geometry") or {}
+    point = _lonlat(geometry.get("coordinates")) if geometry.get("type") == "Point" else None
+    if point is None:
+        errors.append(f"{where}.geometry: a Point with [lon, lat] in range is required")
+    props = feature.get("properties")
+    if not isinstance(props, dict):
+        errors.append(f"{where}.properties: missing")
+        return None
+    count = len(errors)
+    camera_id = _camera_id(props, where, seen, errors)
+    kind = props.get("kind")
+    if kind not in {k.value for k in CameraKind}:
+        errors.append(f"{where}.properties.kind: one of fixed, ptz, dome, got {kind!r}")
+    masks = _privacy_masks(props, where, errors)
+    numbers: dict[str, Any] = {
+        key: _number(props, key, bounds, where, errors) for key, bounds in CAMERA_NUMBERS.items()
+    }
+    texts: dict[str, Any] = {key: _text(props, key, where, errors) for key in CAMERA_TEXTS}
+    _check_urls(texts, where, errors)
+    if len(errors) > count or point is None:
+        return None
+    return Camera(
+        id=camera_id,
+        kind=CameraKind(str(kind)),
+        lat=point[1],
+        lon=point[0],
+        privacy_masks=masks,
+        **numbers,
+        **texts,
+    )
+
+
+def _camera_id(props: dict[str, Any], where: str, seen: set[str], errors: list[str]) -> str:
+    camera_id = _text(props, "id", where, errors, required=True)
+    if camera_id and not CAMERA_ID.fullmatch(camera_id):
+        errors.append(
+            f"{where}.properties.id: letters, digits, '.', '_' or '-' (at most 64),"
+            f" got {camera_id!r}"
+        )
+    if camera_id in seen:
+        errors.append(f"{where}.properties.id: {camera_id!r} appears twice")
+    seen.add(camera_id)
+    return camera_id
+
+
+def _privacy_masks(props: dict[str, Any], where: str, errors: list[str]) -> Masks:
+    raw = props.get("privacy_masks", [])
+    if not isinstance(raw, list):
+        errors.append(f"{where}.properties.privacy_masks: a list of Polygon geometries")
+        return ()
+    masks = []
+    for m, mask in enumerate(raw):
+        mask_where = f"{where}.properties.privacy_masks[{m}]"
+        if not isinstance(mask, dict) or mask.get("type") != "Polygon":
+            errors.append(f"{mask_where}: a GeoJSON Polygon geometry is required")
+            continue
+        rings = _rings(mask.get("coordinates"), mask_where, errors)
+        masks.append(tuple(tuple(ring) for ring in rings))
+    return tuple(masks)
+
+
+def _check_urls(texts: dict[str, str], where: str, errors: list[str]) -> None:
+    for key, schemes in URL_SCHEMES.items():
+        if not texts[key]:
+            continue
+        url = urlsplit(texts[key])
+        if url.scheme not in schemes or not url.hostname:
+            errors.append(
+                f"{where}.properties.{key}: a {' or '.join(schemes)} URL, got {texts[key]!r}"
+            )
+        elif url.username is not None or url.password is not None:
+            # said without echoing the URL: it holds a password
+            errors.append(
+                f"{where}.properties.{key}: no user or password in the URL;"
+                " name the credentials with credentials_ref"
+            )
 
 
 def camera_from_feature(feature: dict[str, Any]) -> Camera:

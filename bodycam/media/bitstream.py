@@ -102,6 +102,37 @@ class _Bits:
         return (k + 1) // 2 if k & 1 else -(k // 2)
 
 
+# profile_idc values whose SPS carries chroma format, bit depths and scaling matrices
+HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def _skip_high_profile_fields(bits: _Bits) -> int:
+    """Read past the fields of the high profiles; returns chroma_format_idc."""
+    chroma_format_idc = bits.ue()
+    if chroma_format_idc == 3:
+        bits.u(1)  # separate_colour_plane_flag
+    bits.ue()  # bit_depth_luma
+    bits.ue()  # bit_depth_chroma
+    bits.u(1)  # qpprime_y_zero_transform_bypass_flag
+    if bits.u(1):  # seq_scaling_matrix_present_flag
+        for i in range(8 if chroma_format_idc != 3 else 12):
+            if bits.u(1):
+                _skip_scaling_list(bits, 16 if i < 6 else 64)
+    return chroma_format_idc
+
+
+def _skip_picture_order(bits: _Bits) -> None:
+    poc_type = bits.ue()
+    if poc_type == 0:
+        bits.ue()  # log2_max_pic_order_cnt_lsb_minus4
+    elif poc_type == 1:
+        bits.u(1)
+        bits.se()
+        bits.se()
+        for _ in range(bits.ue()):
+            bits.se()
+
+
 def h264_sps_size(sps: bytes) -> tuple[int, int]:
     """Width and height (after cropping) from an SPS NAL unit (ITU-T H.264 7.3.2.1.1)."""
     try:
@@ -110,27 +141,10 @@ def h264_sps_size(sps: bytes) -> tuple[int, int]:
         bits.u(16)  # constraint flags, level_idc
         bits.ue()  # seq_parameter_set_id
         chroma_format_idc = 1
-        if profile_idc in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
-            chroma_format_idc = bits.ue()
-            if chroma_format_idc == 3:
-                bits.u(1)
-            bits.ue()  # bit_depth_luma
-            bits.ue()  # bit_depth_chroma
-            bits.u(1)
-            if bits.u(1):  # seq_scaling_matrix_present_flag
-                for i in range(8 if chroma_format_idc != 3 else 12):
-                    if bits.u(1):
-                        _skip_scaling_list(bits, 16 if i < 6 else 64)
+        if profile_idc in HIGH_PROFILES:
+            chroma_format_idc = _skip_high_profile_fields(bits)
         bits.ue()  # log2_max_frame_num_minus4
-        poc_type = bits.ue()
-        if poc_type == 0:
-            bits.ue()
-        elif poc_type == 1:
-            bits.u(1)
-            bits.se()
-            bits.se()
-            for _ in range(bits.ue()):
-                bits.se()
+        _skip_picture_order(bits)
         bits.ue()  # max_num_ref_frames
         bits.u(1)
         width_mbs = bits.ue() + 1

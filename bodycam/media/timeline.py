@@ -184,7 +184,8 @@ class Timeline:
             stream.last_wall = frame.wall
             return
         sender = stream.sender_time(frame.rtp_time)
-        assert sender is not None and self._offset is not None
+        assert sender is not None
+        assert self._offset is not None
         # A re-anchor must never reorder a stream's frames: decoders need them in order.
         frame.wall = max(sender + self._offset, stream.last_wall + MIN_STEP_SECONDS)
         stream.last_wall = frame.wall

@@ -34,9 +34,8 @@ from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
+from ..geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS, street_walk
 from ..helpers import PASSWORD, add_login, small_media
-from ..test_geo_live import PASSWORD as CAMERA_PASSWORD
-from ..test_geo_live import PLACES, SCENE_CAMERAS, street_walk
 from .scenario import CHROMIUM, FLAGS
 
 PORT = 8080
