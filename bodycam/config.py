@@ -422,7 +422,7 @@ class Config:
         for key, value in overrides.items():
             if value is not None:
                 _set_flat(raw, key, value)
-        config = _build(cls, raw, "")
+        config: Config = _build(cls, raw, "")
         config.validate()
         return config
 

@@ -219,7 +219,7 @@ class EncodedLoop:
         cycle, j = divmod(n, len(self.payloads))
         return cycle * self.period + self.pts[j]
 
-    def packet(self, n: int) -> av.Packet:
+    def packet(self, n: int) -> av.Packet[Any]:
         """The n-th packet of the endless replay."""
         j = n % len(self.payloads)
         packet = av.Packet(self.payloads[j])
@@ -380,7 +380,7 @@ class LoopTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """Ignore keyframe requests: loops carry a keyframe every second anyway."""
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         """The next packet, returned when it is due."""
         if self.readyState != "live":
             raise MediaStreamError
@@ -435,7 +435,7 @@ class LiveVideoTrack(MediaStreamTrack):
         frame.pict_type = av.video.frame.PictureType.I if keyframe else _NONE
         return b"".join(bytes(p) for p in self._encoder.encode(frame))
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         """The next encoded frame, returned when it is due."""
         settings = self._settings
         while True:

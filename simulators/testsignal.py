@@ -149,7 +149,7 @@ class TestCard:
             for n, text in enumerate(lines):
                 draw.text((margin, margin + n * size * 1.25), text, fill=(240, 240, 240))
         self._draw_strip(draw, counter)
-        return av.VideoFrame.from_image(picture)
+        return av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24")
 
     def _draw_strip(self, draw: ImageDraw.ImageDraw, counter: int) -> None:
         top, row = self._strip_top, self._row

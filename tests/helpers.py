@@ -36,9 +36,9 @@ from bodycam import devices, users
 from bodycam.clock import Clock, SystemClock
 from bodycam.config import Config
 from bodycam.gateway.appkeys import clock_key, metrics_key, sessions_key, store_key
-from bodycam.gateway.sessions import SessionManager
+from bodycam.gateway.sessions import LiveSession, SessionManager
 from bodycam.metrics import Metrics
-from bodycam.models import SessionState
+from bodycam.models import Session, SessionState
 from bodycam.store import Store
 from simulators.media import MediaSettings
 
@@ -114,6 +114,20 @@ async def start_gateway(app: web.Application, config: Config) -> Gateway:
     gateway = Gateway(config, server, app)
     gateway.auth = await gateway.login()
     return gateway
+
+
+async def session_of(store: Store, session_id: str) -> Session:
+    """A session the test knows exists (an assertion, not a None, if it does not)."""
+    session = await store.run(store.get_session, session_id)
+    assert session is not None, f"no session {session_id} in the catalogue"
+    return session
+
+
+def live_of(gateway: Gateway, session_id: str) -> LiveSession:
+    """A session the gateway holds live (or interrupted)."""
+    live = gateway.sessions.session(session_id)
+    assert live is not None, f"session {session_id} is not held by the gateway"
+    return live
 
 
 async def add_login(
@@ -203,7 +217,8 @@ def free_port() -> int:
 
 
 def encode(codec: str, width: int, height: int, frames: int = 3, **options: str) -> list[bytes]:
-    encoder = av.CodecContext.create(codec, "w")
+    """Frames of noise encoded by a real encoder (libx264, libvpx), one payload each."""
+    encoder: Any = av.CodecContext.create(codec, "w")
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base = Fraction(1, 30)
     encoder.options = options

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -70,14 +71,15 @@ def analyse(path: Path) -> Analysis:
         result.first_time, result.last_time = min(times), max(times)
     if audio is not None:
         with av.open(str(path)) as container:
-            chunks, start = [], None
-            for frame in container.decode(audio=0):
-                if start is None:
-                    start = float(frame.time)
+            chunks: list[Any] = []
+            start = 0.0
+            for n, sound in enumerate(container.decode(audio=0)):
+                if n == 0:
+                    start = float(sound.time or 0.0)
                 chunks.append(
-                    frame.to_ndarray().reshape(frame.layout.nb_channels, -1)
-                    if frame.format.is_planar
-                    else frame.to_ndarray()
+                    sound.to_ndarray().reshape(sound.layout.nb_channels, -1)
+                    if sound.format.is_planar
+                    else sound.to_ndarray()
                 )
             if chunks:
                 samples = np.concatenate([c if c.shape[0] <= 2 else c.T for c in chunks], axis=1)

@@ -273,7 +273,7 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
             assert r.status == 200
             assert r.content_type == "video/x-matroska"
             body = await r.read()
-    with av.open(io.BytesIO(body)) as container:
+    with av.open(io.BytesIO(body), "r") as container:
         assert container.streams.video[0].codec_context.name == "h264"
         frames = sum(1 for p in container.demux(video=0) if p.size)
     assert frames == 60  # both segments, decrypted on the fly

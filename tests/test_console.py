@@ -97,7 +97,9 @@ async def test_an_operator_logs_in_and_out_with_a_cookie(
         assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
         # only the token's hash is stored
-        rows = sqlite3.connect(gateway.store.path).execute("SELECT token_hash FROM logins")
+        rows = sqlite3.connect(gateway.config.database_path).execute(
+            "SELECT token_hash FROM logins"
+        )
         hashes = [r[0] for r in rows]
         assert users.login_hash(body["token"]) in hashes
         assert body["token"] not in hashes
@@ -369,7 +371,7 @@ async def test_fixed_camera_pictures_are_relayed_once_for_many_tiles(
             assert r.status == 200, await r.text()
             assert r.content_type == "multipart/x-mixed-replace"
             reader = aiohttp.MultipartReader(r.headers, r.content)
-            found = []
+            found: list[bytes] = []
             while len(found) < count:
                 part = await reader.next()
                 assert isinstance(part, aiohttp.BodyPartReader)
@@ -398,4 +400,5 @@ async def test_fixed_camera_pictures_are_relayed_once_for_many_tiles(
             cameras.set_online("fixed-west", False)
             async with asyncio.timeout(15):
                 while (part := await reader.next()) is not None:
+                    assert isinstance(part, aiohttp.BodyPartReader)
                     await part.read()

@@ -33,7 +33,7 @@ from bodycam.models import SYSTEM, Action, Actor, Entry, Hold, Retention
 from bodycam.store import SqliteStore, Store
 
 from .evidence_data import record_session
-from .helpers import PASSWORD, Gateway, make_config, wait_for_store
+from .helpers import PASSWORD, Gateway, make_config, session_of, wait_for_store
 
 JAN31 = datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
 SUPERVISOR = Actor("durand", "supervisor", "CSU Metz")
@@ -112,7 +112,7 @@ async def test_purge_under_the_calendar_month(tmp_path: Path) -> None:
     assert (config.recordings_dir / "feb01").is_dir()  # expires on 1 March
     assert (await store.run(store.segments_of, "jan31")) == []
     assert (await store.run(store.positions_of, "jan31")) == []
-    assert (await store.run(store.get_session, "jan31")).destroyed_at is not None
+    assert (await session_of(store, "jan31")).destroyed_at is not None
     with pytest.raises(KeyDestroyed, match="destroyed"):
         await store.run(keyring.session_key, "jan31")
     [entry] = [
@@ -198,6 +198,8 @@ async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_pa
     del key  # what an attacker could not have kept: the gateway never writes it anywhere
 
     database, wal = config.database_path, config.data_dir / "bodycam.sqlite3-wal"
+    assert wrapped is not None
+    assert session.ended_at is not None
     assert wrapped in database.read_bytes() + wal.read_bytes()  # where it was
     await purge_at(store, config, session.ended_at + timedelta(days=31))
     # the copy is intact, the master key is still there, but the session's key is gone:
@@ -235,7 +237,7 @@ async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path
             await store.run(
                 keyring.session_key, sid
             )  # consistent: nothing readable, whatever is on disk
-        assert (await store.run(store.get_session, sid)).destroyed_at == now
+        assert (await session_of(store, sid)).destroyed_at == now
     assert (config.recordings_dir / "s1").is_dir()
     report = await purge_at(store, config, now + timedelta(hours=1))
     assert sorted(report.destroyed) == ["s1", "s2"]

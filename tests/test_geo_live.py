@@ -24,7 +24,7 @@ from simulators.gps import Position as GpsPosition
 from simulators.gps import Walk
 
 from .geo_scene import CAMERA_PASSWORD, SCENE_CAMERAS, SPEED, at, street_walk
-from .helpers import Gateway, small_media, wait_for, wait_for_store
+from .helpers import Gateway, small_media, wait_for, wait_for_session
 
 MEDIA = small_media()
 
@@ -45,9 +45,10 @@ async def collect(gateway: Gateway, events: list[Event]) -> None:
             events.append(event)
 
 
-async def get_json(headers: dict[str, str], url: str) -> tuple[int, Any]:
+async def get_json(headers: dict[str, str], url: str) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession(headers=headers) as http, http.get(url) as response:
-        return response.status, await response.json()
+        body: dict[str, Any] = await response.json()
+        return response.status, body
 
 
 async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
@@ -82,9 +83,7 @@ async def test_the_selection_follows_the_officer_and_the_ptz_camera_turns(
         assert len(cameras.camera("ptz-1").moves) >= 3
         # geolocation lives with the session only
         await bodycam.press()
-        await wait_for_store(
-            gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
-        )
+        await wait_for_session(gateway.store, session.id, SessionState.ENDED)
     status, body = await get_json(
         gateway.auth, f"{gateway.url}/api/v1/sessions/{session.id}/position"
     )

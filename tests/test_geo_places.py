@@ -36,22 +36,22 @@ STREETS = StreetIndex(
         (-240, 230, "Place de la Comédie", 10.0),  # second part of a MultiLineString
     ],
 )
-def test_nearest_street(x, y, street, distance):
+def test_nearest_street(x: float, y: float, street: str, distance: float) -> None:
     address = STREETS.nearest(fix(x, y))
     assert address is not None
     assert address.street == street
     assert address.distance_m == pytest.approx(distance, abs=0.2)
 
 
-def test_far_from_every_street_there_is_no_address():
+def test_far_from_every_street_there_is_no_address() -> None:
     # 177 m from the end of En Fournirue, 270 m from rue Dupont-des-Loges
     assert STREETS.nearest(fix(0, -270)) is None
     assert STREETS.nearest(fix(0, -MAX_STREET_DISTANCE_M + 5)) is not None
 
 
-def test_an_address_reads_as_an_operator_says_it():
+def test_an_address_reads_as_an_operator_says_it() -> None:
     assert str(Address("Rue Dupont-des-Loges", 14.6)) == "Rue Dupont-des-Loges, 15 m"
 
 
-def test_a_city_without_streets_has_no_addresses():
+def test_a_city_without_streets_has_no_addresses() -> None:
     assert StreetIndex([], FRAME).nearest(fix(0, 0)) is None

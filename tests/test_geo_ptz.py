@@ -19,11 +19,11 @@ PTZ = Camera(
     ("bearing", "pan"),
     [(90, 0.0), (0, -90.0), (180, 90.0), (270, -180.0), (300, -150.0), (89, -1.0), (91, 1.0)],
 )
-def test_pan_is_relative_to_the_cameras_zero(bearing, pan):
+def test_pan_is_relative_to_the_cameras_zero(bearing: float, pan: float) -> None:
     assert aim(PTZ, 40.0, bearing).pan == pytest.approx(pan)
 
 
-def test_tilt_looks_down_at_the_officer_more_the_closer_they_are():
+def test_tilt_looks_down_at_the_officer_more_the_closer_they_are() -> None:
     drop = PTZ.height_m - OFFICER_HEIGHT_M
     near, far = aim(PTZ, 10.0, 90), aim(PTZ, 100.0, 90)
     assert near.tilt == pytest.approx(-math.degrees(math.atan2(drop, 10.0)), abs=0.01)
@@ -31,7 +31,7 @@ def test_tilt_looks_down_at_the_officer_more_the_closer_they_are():
     assert near.tilt < far.tilt < 0
 
 
-def test_tilt_stays_within_the_cameras_limits():
+def test_tilt_stays_within_the_cameras_limits() -> None:
     low = Camera(**{**PTZ.__dict__, "height_m": 0.5})  # below the officer's chest
     assert aim(low, 20.0, 90).tilt == low.tilt_max_deg
     limited = Camera(**{**PTZ.__dict__, "tilt_min_deg": -30.0})
@@ -46,11 +46,11 @@ def test_tilt_stays_within_the_cameras_limits():
         (1000.0, 9999),  # clamped at the longest focal length
     ],
 )
-def test_zoom_bounds(distance, zoom):
+def test_zoom_bounds(distance: float, zoom: int) -> None:
     assert aim(PTZ, distance, 90).zoom == zoom
 
 
-def test_zoom_grows_with_distance_so_the_scene_keeps_its_width():
+def test_zoom_grows_with_distance_so_the_scene_keeps_its_width() -> None:
     zooms = [aim(PTZ, d, 90).zoom for d in (20, 40, 80, 160)]
     assert zooms == sorted(zooms)
     assert len(set(zooms)) == 4
@@ -73,5 +73,7 @@ def test_zoom_grows_with_distance_so_the_scene_keeps_its_width():
         (Aim(10, -5, 130), Aim(10, -5, 100), True),
     ],
 )
-def test_a_move_is_sent_only_when_it_changes_the_picture(new, old, worth):
+def test_a_move_is_sent_only_when_it_changes_the_picture(
+    new: Aim, old: Aim | None, worth: bool
+) -> None:
     assert new.differs(old, degrees=2.0, zoom_ratio=0.25) is worth

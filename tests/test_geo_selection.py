@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import shapely
 from shapely import Polygon
 
 from bodycam.geo.geometry import LocalFrame, sector, shadow, visible_area
+from bodycam.geo.registry import Masks
 from bodycam.geo.selection import CameraIndex, Choice, Reason, hold
 from bodycam.models import Camera, CameraKind, Position
 
@@ -35,8 +37,8 @@ def camera(
     fov: float = 60.0,
     range_m: float = 100.0,
     kind: CameraKind = CameraKind.FIXED,
-    masks: tuple = (),
-    **limits: float,
+    masks: Masks = (),
+    **limits: Any,
 ) -> Camera:
     lat, lon = at(x, y)
     return Camera(cid, cid, kind, lat, lon, heading, fov, range_m, privacy_masks=masks, **limits)
@@ -49,7 +51,7 @@ def square(x0: float, y0: float, x1: float, y1: float) -> list[list[list[float]]
 
 
 BUILDING = square(40, -10, 50, 10)  # east of the origin
-MASK = tuple(tuple(tuple(p) for p in ring) for ring in square(17, 2, 23, 8))
+MASK = tuple(tuple((p[0], p[1]) for p in ring) for ring in square(17, 2, 23, 8))
 CAMERAS = [
     camera("east", 0, 0, heading=90, masks=(MASK,)),  # looks east, across the building
     camera("west", 10, 0, heading=270),  # fixed, faces away from the points east of it

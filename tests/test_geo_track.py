@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bodycam.geo.track import Limits, Track, Verdict, judge
+from bodycam.models import Position
 from tests.geo_scene import T0, fix
 
 LIMITS = Limits(max_accuracy_m=50.0, max_speed_mps=60.0, restart_after=3, future_seconds=30)
@@ -33,11 +34,11 @@ NOW = T0 + timedelta(seconds=10)  # the gateway's clock when the fixes arrive
         (None, fix(0, 0, 39), Verdict.KEPT),  # 29 s ahead: clocks differ that much
     ],
 )
-def test_judge(last, new, verdict):
+def test_judge(last: Position | None, new: Position, verdict: Verdict) -> None:
     assert judge(last, new, LIMITS, NOW) == verdict
 
 
-def test_an_outlier_is_left_out_and_the_track_goes_on():
+def test_an_outlier_is_left_out_and_the_track_goes_on() -> None:
     track = Track(LIMITS)
     verdicts = [
         track.add(fix(0, 0, 0), NOW),
@@ -63,7 +64,7 @@ def test_an_outlier_is_left_out_and_the_track_goes_on():
     }
 
 
-def test_a_bad_first_fix_does_not_freeze_the_track():
+def test_a_bad_first_fix_does_not_freeze_the_track() -> None:
     """The first fix was the outlier: agreeing fixes elsewhere restart the track there."""
     track = Track(LIMITS)
     assert track.add(fix(2000, 0, 0), NOW) == Verdict.KEPT
@@ -74,7 +75,7 @@ def test_a_bad_first_fix_does_not_freeze_the_track():
     assert track.add(fix(3, 0, 4), NOW) == Verdict.KEPT
 
 
-def test_jumps_that_disagree_do_not_restart_the_track():
+def test_jumps_that_disagree_do_not_restart_the_track() -> None:
     track = Track(LIMITS)
     track.add(fix(0, 0, 0), NOW)
     scattered = [fix(1000, 0, 1), fix(-1000, 0, 2), fix(0, 1000, 3), fix(0, -1000, 4)]
@@ -82,7 +83,7 @@ def test_jumps_that_disagree_do_not_restart_the_track():
     assert track.current == fix(0, 0, 0)
 
 
-def test_a_fix_dated_ahead_does_not_freeze_the_track():
+def test_a_fix_dated_ahead_does_not_freeze_the_track() -> None:
     """A kept fix dated 25 s ahead makes the next ones look stale; they restart the track."""
     track = Track(LIMITS)
     assert track.add(fix(0, 0, 35), NOW) == Verdict.KEPT  # within the 30 s allowed

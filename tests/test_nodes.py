@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -66,7 +67,7 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
             await camera.press()
             [session] = await b.store.run(b.store.list_sessions)
             # an event raised on B (the officer's position) reaches a console on A
-            seen = {}
+            seen: dict[str, Any] = {}
             while "position" not in seen:
                 event = await console_on_a.get()
                 assert event is not None

@@ -13,7 +13,14 @@ from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
+from .helpers import (
+    Gateway,
+    make_config,
+    session_of,
+    small_media,
+    wait_for,
+    wait_for_session,
+)
 
 MEDIA = small_media()
 
@@ -34,11 +41,10 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
         await camera.press()
         await asyncio.sleep(2)
         first_url = camera.session_url
+        assert first_url is not None
         drop = asyncio.create_task(camera.drop_link(2.0))  # back well within the 3 s grace
         [session] = await gateway.store.run(gateway.store.list_sessions)
-        await wait_for_store(
-            gateway.store, lambda s: s.get_session(session.id).state == "interrupted"
-        )
+        await wait_for_session(gateway.store, session.id, SessionState.INTERRUPTED)
         await drop
         await wait_for(lambda: camera.state == "live")
         assert camera.session_url != first_url
@@ -49,14 +55,10 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
         ):
             assert late.status == 200
         await asyncio.sleep(0.5)
-        assert (
-            await gateway.store.run(gateway.store.get_session, session.id)
-        ).state == SessionState.LIVE
+        assert (await session_of(gateway.store, session.id)).state == SessionState.LIVE
         await asyncio.sleep(1.5)
         await camera.press()
-    await wait_for_store(
-        gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
-    )
+    await wait_for_session(gateway.store, session.id, SessionState.ENDED)
     [again] = await gateway.store.run(gateway.store.list_sessions)
     assert again.id == session.id
     assert again.connections == 2
@@ -66,6 +68,7 @@ async def test_reconnect_within_grace_continues_the_session(gateway: Gateway) ->
     assert len(segments) >= 2
     assert all(s.state == "closed" for s in segments)
     assert segments[1].prev_sha256 == segments[0].sha256
+    assert segments[0].ended_at is not None
     assert segments[1].started_at - segments[0].ended_at >= timedelta(seconds=1)  # the gap
 
 

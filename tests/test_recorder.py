@@ -22,7 +22,7 @@ from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
 from bodycam.store import SqliteStore, Store
 
-from .helpers import encode
+from .helpers import encode, session_of
 
 T0 = 1_800_000_000.0
 KEY = sealed.new_key()
@@ -45,7 +45,7 @@ def video_frames(packets: list[bytes], start: int) -> list[EncodedFrame]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     store = SqliteStore(tmp_path / "db.sqlite3")
     started = utc_from_timestamp(T0)
     store.call(store.add_device, "cam-1", "", "hash", started)
@@ -88,7 +88,7 @@ async def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
     out = []
     for segment in await store.run(store.segments_of, "s1"):
         path = tmp_path / "rec" / segment.path
-        with av.open(sealed.SealedReader(path, KEY, segment_label(segment))) as container:
+        with av.open(sealed.SealedReader(path, KEY, segment_label(segment)), "r") as container:
             stream = container.streams.video[0]
             frames = sum(1 for _ in container.decode(stream))
             out.append((stream.codec_context.width, stream.codec_context.height, frames))
@@ -140,14 +140,16 @@ async def test_keyframes_without_parameter_sets_reuse_the_last_ones(
 
 async def test_parameter_sets_from_the_offer(store: Store, tmp_path: Path) -> None:
     packets = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
-    parameter_sets = h264_keyframe_info(packets[0]).extradata  # what sprop-parameter-sets gives
+    info = h264_keyframe_info(packets[0])
+    assert info is not None
+    parameter_sets = info.extradata  # what sprop-parameter-sets gives
     stripped = [without_parameter_sets(p) for p in packets]
     await record(store, tmp_path, video_frames(stripped, 0), parameter_sets=parameter_sets)
     assert await sizes(store, tmp_path) == [(320, 240, 30)]
 
 
 async def test_a_catalogue_failure_loses_one_segment_not_the_recording(
-    store: Store, tmp_path: Path
+    store: SqliteStore, tmp_path: Path
 ) -> None:
     # A real SQLite failure: the catalogue refuses the first (320x240) segment's row.
     with sqlite3.connect(store.path) as db:  # another connection: the trigger is in the file
@@ -173,7 +175,7 @@ async def test_export_errors_are_named(store: Store, tmp_path: Path) -> None:
         ),
     )
     [segment] = await store.run(store.segments_of, "s1")
-    session = await store.run(store.get_session, "s1")
+    session = await session_of(store, "s1")
     with pytest.raises(BodycamError, match="nowhere"):
         remux(
             session.started_at,

@@ -15,10 +15,10 @@ from aiortc.codecs.vpx import Vp8Decoder
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.evidence.recordings import opener, recorded, remux
-from bodycam.models import GENESIS_HASH
+from bodycam.models import GENESIS_HASH, SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, small_media, wait_for_store
+from .helpers import Gateway, session_of, small_media, wait_for_session
 from .media_check import analyse, session_key
 
 LIVE_SECONDS = 7.0
@@ -52,8 +52,8 @@ async def test_recording_is_playable_aligned_and_complete(
     await camera.close()
 
     [session] = await gateway.store.run(gateway.store.list_sessions)
-    await wait_for_store(gateway.store, lambda s: s.get_session(session.id).state == "ended")
-    session = await gateway.store.run(gateway.store.get_session, session.id)
+    await wait_for_session(gateway.store, session.id, SessionState.ENDED)
+    session = await session_of(gateway.store, session.id)
     assert session.end_reason == "button"
     assert session.video_codec == {"h264": "H264", "vp8": "VP8"}[codec]
     assert len(await gateway.store.run(gateway.store.positions_of, session.id)) >= LIVE_SECONDS - 2

@@ -128,7 +128,7 @@ def test_beeps_start_on_flash_frames() -> None:
     assert audio.time_base == AUDIO_TIME_BASE
     assert all(len(p) > 0 for p in audio.payloads)
 
-    decoder = av.CodecContext.create("opus", "r")
+    decoder: Any = av.CodecContext.create("opus", "r")
     periods = 3
     samples = np.zeros(periods * audio.period + 960, dtype=np.float32)
     for n in range(periods * len(audio.payloads)):
@@ -139,7 +139,7 @@ def test_beeps_start_on_flash_frames() -> None:
     onsets = beep_onsets(samples, 48000)
 
     flash_times = [
-        float(video.packet(n).pts * VIDEO_TIME_BASE)
+        float((video.packet(n).pts or 0) * VIDEO_TIME_BASE)
         for n in range(periods * LOOP.fps)
         if LOOP.flash(n % LOOP.loop_frames)
     ]
@@ -171,6 +171,7 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
             if n == 10:
                 video.request_keyframe()
             packet = await video.recv()
+            assert packet.pts is not None
             late = clock.elapsed() - float(packet.pts * packet.time_base)
             assert -0.005 < late < 0.030
             idr = 5 in nal_types(bytes(packet))
@@ -180,7 +181,7 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
         return out
 
     async def pull_audio() -> list[int]:
-        return [(await audio.recv()).pts for _ in range(20)]
+        return [(await audio.recv()).pts or 0 for _ in range(20)]
 
     started = time.monotonic()
     frames, audio_pts = await asyncio.gather(pull_video(), pull_audio())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from simulators.axis_bodycam import AxisBodycam, axis_serial, parse_args, run
@@ -45,7 +45,7 @@ class Answerer:
         self.counters[rid], self.flashes[rid] = [], []
 
         @pc.on("datachannel")
-        def on_datachannel(channel: Any) -> None:
+        def on_datachannel(channel: RTCDataChannel) -> None:
             @channel.on("message")
             def on_message(message: str) -> None:
                 decoded = json.loads(message)

@@ -9,7 +9,7 @@ import pytest
 from bodycam.gateway import telemetry
 from bodycam.models import Position, SessionState
 
-from .helpers import Gateway, wait_for_store
+from .helpers import Gateway, live_of, wait_for_store
 from .whip_client import publish
 
 FIX = {
@@ -79,7 +79,7 @@ async def test_bad_messages_are_counted_and_the_session_goes_on(gateway: Gateway
     channel.send(json.dumps(FIX))
     [session] = await gateway.store.run(gateway.store.list_sessions)
     await wait_for_store(gateway.store, lambda s: len(s.positions_of(session.id)) == 1)
-    live = gateway.sessions.session(session.id)
+    live = live_of(gateway, session.id)
     assert live.invalid_telemetry == len(bad)
     assert live.state == SessionState.LIVE
     assert gateway.metrics.telemetry_invalid._value.get() == len(bad)

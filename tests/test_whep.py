@@ -17,7 +17,15 @@ from bodycam.config import Config
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, make_config, small_media, wait_for, wait_for_store
+from .helpers import (
+    Gateway,
+    live_of,
+    make_config,
+    session_of,
+    small_media,
+    wait_for,
+    wait_for_session,
+)
 from .whep_client import stop, watch
 
 
@@ -56,7 +64,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         assert encoders_at_work() == before
         assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
         assert await stop(view, gateway.auth) == 200
-        assert len(gateway.sessions.session(session.id).relay) == 0
+        assert len(live_of(gateway, session.id).relay) == 0
         views = [
             e
             for e in (await gateway.store.run(gateway.store.register_entries))
@@ -68,9 +76,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         ]
         assert views[1]["from"] < views[1]["to"]  # how long the view lasted
         await camera.press()
-    await wait_for_store(
-        gateway.store, lambda s: s.get_session(session.id).state == SessionState.ENDED
-    )
+    await wait_for_session(gateway.store, session.id, SessionState.ENDED)
 
 
 async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
@@ -86,7 +92,7 @@ async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
         start = received._value.get()
         await wait_for(lambda: len(good.counters) >= 90, within=15)
         # the stalled viewer's queues stayed bounded: it dropped, nobody waited for it
-        relay = gateway.sessions.session(session.id).relay
+        relay = live_of(gateway, session.id).relay
         stuck = relay.viewer(stalled.location.rsplit("/", 1)[1])
         fine = relay.viewer(good.location.rsplit("/", 1)[1])
         assert stuck is not None
@@ -215,7 +221,7 @@ async def test_a_view_goes_on_across_a_camera_reconnect(gateway: Gateway) -> Non
         before = len(view.counters)
         await wait_for(lambda: len(view.counters) > before + 30, within=10)
         assert not view.ended.is_set()
-        assert (await gateway.store.run(gateway.store.get_session, session.id)).connections == 2
+        assert (await session_of(gateway.store, session.id)).connections == 2
         await view.close()
         await camera.press()
 

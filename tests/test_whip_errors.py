@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -31,7 +32,9 @@ a=setup:actpass
 """
 
 
-async def post(gateway: Gateway, body: str | bytes, headers: dict[str, str]) -> tuple[int, dict]:
+async def post(
+    gateway: Gateway, body: str | bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as http,
         http.post(gateway.url + "/whip", data=body, headers=headers) as response,
@@ -56,7 +59,7 @@ async def offer() -> str:
     ],
 )
 async def test_bad_credentials(
-    gateway: Gateway, offer: str, headers: dict, status: int, message: str
+    gateway: Gateway, offer: str, headers: dict[str, str], status: int, message: str
 ) -> None:
     got, body = await post(gateway, offer, headers)
     assert got == status

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import av
 import yarl
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -39,6 +40,7 @@ class View:
                 self.video_frames += 1
                 if self.first_video_at is None:
                     self.first_video_at = time.monotonic()
+                assert isinstance(frame, av.VideoFrame)
                 counter = read_frame_counter(frame.to_ndarray(format="gray"))
                 if counter is not None:
                     self.counters.append(counter)

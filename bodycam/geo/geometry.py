@@ -91,7 +91,8 @@ class LocalFrame:
             return np.empty(0, dtype=object)
         x, y = self.lonlat_to_xy_arrays(np.array(lons), np.array(lats))
         rings_array = shapely.linearrings(np.column_stack([x, y]), indices=ring_of_point)
-        return shapely.polygons(rings_array, indices=polygon_of_ring)
+        made: NDArray[Any] = shapely.polygons(rings_array, indices=polygon_of_ring)
+        return made
 
 
 def bearing_deg(dx: float, dy: float) -> float:
@@ -201,7 +202,8 @@ class _Casts:
             pentagons = np.stack([a, b, b_, self.middle[wide], a_], axis=1)
             polygons = np.concatenate([polygons, shapely.polygons(pentagons)])
         # buffer(0): an edge in line with the viewpoint casts a degenerate one; this drops it
-        return shapely.buffer(polygons, 0)
+        shadows: NDArray[Any] = shapely.buffer(polygons, 0)
+        return shadows
 
     def far_within(self, x: float, y: float, distance: float, count: int) -> NDArray[np.bool_]:
         """Per footprint: whether the far side of one of its polygons (a' b', or a' m' and
@@ -234,7 +236,8 @@ class _Casts:
             points, indices = points[order], indices[order]
         lines = np.full(len(footprints), None, dtype=object)
         shapely.linestrings(points, indices=indices, out=lines)
-        return shapely.convex_hull(lines[footprints])
+        hulls: NDArray[Any] = shapely.convex_hull(lines[footprints])
+        return hulls
 
 
 def _middle(

@@ -59,7 +59,7 @@ def judge(last: Position | None, fix: Position, limits: Limits, now: datetime) -
 def plausible(a: Position, b: Position, elapsed: float, max_speed_mps: float) -> bool:
     """Whether going from a to b in `elapsed` seconds is possible, given both accuracies."""
     distance = geodesic((a.lat, a.lon), (b.lat, b.lon)).m
-    return distance - a.accuracy_m - b.accuracy_m <= max_speed_mps * elapsed
+    return bool(distance - a.accuracy_m - b.accuracy_m <= max_speed_mps * elapsed)
 
 
 class Track:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -43,9 +44,9 @@ class ViewerTrack(MediaStreamTrack):
     def __init__(self, kind: str, size: int) -> None:
         super().__init__()
         self.kind = kind
-        self.queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(size)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         packet = await self.queue.get()
         if packet is None:
             self.stop()
@@ -184,7 +185,7 @@ class Relay:
         return self._parameter_sets + data
 
 
-def _drain(queue: asyncio.Queue[av.Packet | None]) -> int:
+def _drain(queue: asyncio.Queue[av.Packet[Any] | None]) -> int:
     count = 0
     while not queue.empty():
         queue.get_nowait()

@@ -91,13 +91,14 @@ async def video_playing(page: Page) -> dict[str, Any]:
     )
     first = await page.eval_on_selector(video, "v => v.currentTime")
     await page.wait_for_timeout(1000)
-    return await page.eval_on_selector(
+    state: dict[str, Any] = await page.eval_on_selector(
         video,
         f"""v => ({{width: v.videoWidth, height: v.videoHeight,
                  advanced: v.currentTime - {first}, paused: v.paused,
                  frames: v.getVideoPlaybackQuality().totalVideoFrames,
                  audio_tracks: v.srcObject ? v.srcObject.getAudioTracks().length : 0}})""",
     )
+    return state
 
 
 async def act(page: Page, session_id: str, button: str, state: str) -> None:
