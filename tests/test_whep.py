@@ -14,6 +14,7 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
 from bodycam.config import Config
+from bodycam.media.tap import request_keyframe
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
@@ -195,6 +196,25 @@ async def test_a_new_viewer_gets_a_keyframe_at_once(gateway: Gateway) -> None:
         view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 0, within=5)
         assert camera.counters.keyframes_forced > forced
+        await view.close()
+        await camera.press()
+
+
+async def test_a_viewers_keyframe_request_reaches_the_camera(gateway: Gateway) -> None:
+    """A viewer that lost its picture sends a PLI: aiortc's sender would only flag an encoder
+    it does not have; the camera (a keyframe every 10 s) must make one now instead."""
+    token = await gateway.enroll("cam-1")
+    media = dataclasses.replace(small_media(), encode="live", keyframe_interval=10.0)
+    async with AxisBodycam(gateway.url, "cam-1", token, media=media) as camera:
+        await camera.press()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        view = await watch(gateway.url, session.id, gateway.auth)
+        await wait_for(lambda: view.video_frames > 0, within=5)
+        await asyncio.sleep(1.0)  # past the join's own request (the relay spaces them)
+        forced = camera.counters.keyframes_forced
+        [receiver] = [t.receiver for t in view.pc.getTransceivers() if t.kind == "video"]
+        assert await request_keyframe(receiver)  # the PLI a browser sends on loss
+        await wait_for(lambda: camera.counters.keyframes_forced > forced, within=2)
         await view.close()
         await camera.press()
 

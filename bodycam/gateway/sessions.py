@@ -361,7 +361,9 @@ class SessionManager:
 
         The view's start and end (however it ends) are register entries of the person.
         """
-        viewer, answer = await open_view(live.codecs, offer, f"{person.name}@{remote}")
+        viewer, answer = await open_view(
+            live.codecs, offer, f"{person.name}@{remote}", live.relay.keyframe_wanted
+        )
         relay, pc, store, clock = live.relay, viewer.pc, self.store, self.clock
         assert pc is not None
         started, actor = clock.now(), Actor.of(person)

@@ -9,6 +9,7 @@ entries, its end) is `SessionManager.watch`'s.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
@@ -16,6 +17,7 @@ from aiortc.sdp import SessionDescription
 
 from ..errors import BadRequest, Unprocessable
 from ..media.relay import Viewer
+from ..media.tap import forward_keyframe_requests
 
 
 def _codecs(kind: str, name: str) -> list[RTCRtpCodecCapability]:
@@ -36,8 +38,13 @@ def _check_offer(sdp: str) -> None:
         raise Unprocessable("the offer does not receive video (direction must be recvonly)")
 
 
-async def open_view(codecs: tuple[str, str], offer: str, label: str) -> tuple[Viewer, str]:
-    """A viewer of a session sending (video, audio) `codecs`, with the SDP answer for it."""
+async def open_view(
+    codecs: tuple[str, str], offer: str, label: str, request_keyframe: Callable[[], None]
+) -> tuple[Viewer, str]:
+    """A viewer of a session sending (video, audio) `codecs`, with the SDP answer for it.
+
+    The viewer's own keyframe requests (PLI, FIR on loss) go to `request_keyframe`.
+    """
     _check_offer(offer)
     video, audio = codecs
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -49,6 +56,8 @@ async def open_view(codecs: tuple[str, str], offer: str, label: str) -> tuple[Vi
             if name:
                 transceiver = pc.addTransceiver(viewer.tracks[kind], direction="sendonly")
                 transceiver.setCodecPreferences(_codecs(kind, name))
+                if kind == "video":
+                    forward_keyframe_requests(transceiver.sender, request_keyframe)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)

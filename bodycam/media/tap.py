@@ -18,7 +18,10 @@ Two more per-receiver adjustments, both on instance attributes of aiortc 1.16 ob
 - sender reports (the only standard way to align audio with video) are seen by wrapping
   the receiver's `_handle_rtcp_packet`.
 Without decoding nothing asks the camera for keyframes on loss; `request_keyframe` sends a
-PLI (RFC 4585) for that receiver's stream. pyproject pins aiortc to 1.16.x for this module;
+PLI (RFC 4585) for that receiver's stream. On the way out, aiortc's sender answers a
+viewer's PLI/FIR by marking its own encoder's next frame as a keyframe: a sender fed encoded
+packets has no encoder, so `forward_keyframe_requests` hands those requests on (to the
+camera, through the relay). pyproject pins aiortc to 1.16.x for this module;
 tests/test_recording.py fails first if an upgrade breaks it.
 """
 
@@ -31,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSrPacket
 
@@ -162,6 +165,21 @@ def _watch_sender_reports(
         await handle(packet)
 
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Call `request()` for every PLI or FIR a viewer sends about this sender's stream.
+
+    Without it, a viewer that lost part of a keyframe stays black until the camera's next
+    keyframe of its own accord: seconds, or with a long (dynamic) GOP, tens of seconds.
+    """
+    own = sender._send_keyframe  # aiortc 1.16: called for each PLI and FIR received
+
+    def send_keyframe() -> None:
+        own()
+        request()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
 
 
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
