@@ -3,7 +3,8 @@ tests call are in helpers.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,30 @@ from bodycam.store import SqliteStore
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
 from .geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS
-from .helpers import Gateway, make_config, start_gateway
+from .helpers import SLOW_CALLBACK_SECONDS, Gateway, SlowCallbacks, make_config, start_gateway
+
+
+@pytest.fixture(autouse=True)
+def no_blocked_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose event loop ran a callback longer than 100 ms.
+
+    pyproject's `asyncio_debug` runs each test's loop in debug mode, in which asyncio logs
+    "Executing <handle> took 0.123 seconds" for such a callback: the gateway (or the test)
+    did blocking work on the loop. The report names the callback.
+    """
+    handler = SlowCallbacks()
+    watched = logging.getLogger("asyncio")
+    watched.addHandler(handler)
+    try:
+        yield
+    finally:
+        watched.removeHandler(handler)
+    if handler.seen and request.node.get_closest_marker("blocks_the_loop") is None:
+        pytest.fail(
+            f"the event loop was blocked over {SLOW_CALLBACK_SECONDS * 1000:.0f} ms"
+            f" {len(handler.seen)} time(s):\n" + "\n".join(handler.seen[:5]),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

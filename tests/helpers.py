@@ -8,14 +8,18 @@ loop, `store.call(...)` from a synchronous test.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -300,3 +304,52 @@ def run_scenario(module: str, out: Path) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+# the event loop held too long (asyncio's debug mode reports it; conftest fails the test)
+
+SLOW_CALLBACK_SECONDS = 0.1  # what asyncio's debug mode reports (loop.slow_callback_duration)
+
+
+class GarbageCollections:
+    """When the garbage collector ran (monotonic start, seconds): a full collection of the
+    test process's heap takes up to ~90 ms here, which is not the callback's doing."""
+
+    def __init__(self) -> None:
+        self.pauses: deque[tuple[float, float]] = deque(maxlen=256)
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            self.pauses.append((self._started, time.monotonic() - self._started))
+
+    def within(self, start: float, end: float) -> float:
+        """Seconds of collection between two monotonic moments."""
+        return sum(
+            min(end, t + d) - max(start, t) for t, d in self.pauses if t < end and t + d > start
+        )
+
+
+GC = GarbageCollections()
+
+
+class SlowCallbacks(logging.Handler):
+    """Collects asyncio's debug-mode reports of callbacks that held the loop too long, less
+    the garbage collector's share of that time."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        took = re.search(r" took (\d+\.\d+) seconds$", message)
+        if not message.startswith("Executing ") or took is None:
+            return
+        end = time.monotonic()  # asyncio logs the moment the callback returns
+        held = float(took[1]) - GC.within(end - float(took[1]), end)
+        if held >= SLOW_CALLBACK_SECONDS:
+            self.seen.append(f"{message} ({held:.3f} s without garbage collection)")

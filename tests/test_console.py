@@ -51,6 +51,11 @@ class Console:
             else:
                 self.events.append(data)
 
+    async def close(self, reader: asyncio.Task[None]) -> None:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await self.ws.close()
+
     def alerts(self, session_id: str) -> list[dict[str, Any]]:
         return [
             e["data"]
@@ -244,7 +249,7 @@ async def test_an_officer_going_live_raises_an_alert_that_operators_work_through
         await wait_for(lambda: console.alerts(sid)[-1]["session_state"] == "ended")
         async with http.get(f"{gateway.url}/api/v1/alerts") as r:
             [listed] = await r.json()
-        reader.cancel()
+        await console.close(reader)
     assert listed["state"] == "cloturee"
     [closed] = listed["actions"]
     assert closed["user"] == "dupont"
@@ -292,8 +297,7 @@ async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -
         console, reader = await connect(http, f"{gateway.url}/ui/ws")
         await wait_for(lambda: bool(console.snapshot))
         last_id = console.snapshot["last_id"]
-        reader.cancel()
-        await console.ws.close()
+        await console.close(reader)
         # while it is away, an officer goes live and an operator acknowledges
         async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as bodycam:
             await bodycam.press()
@@ -310,7 +314,7 @@ async def test_a_console_that_reconnects_gets_what_it_missed(gateway: Gateway) -
                 "prise_en_compte",
             ]
             await bodycam.press()
-        reader.cancel()
+        await back.close(reader)
 
 
 async def test_the_console_needs_a_login_for_everything_but_the_page(gateway: Gateway) -> None:

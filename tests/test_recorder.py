@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from bodycam.media.bitstream import START_CODE, h264_is_keyframe, h264_keyframe_
 from bodycam.media.recorder import SessionRecorder
 from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
-from bodycam.models import Session, SessionState
+from bodycam.models import Segment, Session, SessionState
 from bodycam.store import SqliteStore, Store
 
 from .helpers import encode, session_of
@@ -84,20 +85,30 @@ async def record(
     return asked
 
 
+async def h264(width: int, height: int, frames: int, **options: str) -> list[bytes]:
+    """Real H.264 frames, encoded on a worker thread (the loop is not the encoder's)."""
+    return await asyncio.to_thread(
+        encode, "libx264", width, height, frames, preset="ultrafast", tune="zerolatency", **options
+    )
+
+
 async def sizes(store: Store, tmp_path: Path) -> list[tuple[int, int, int]]:
-    out = []
-    for segment in await store.run(store.segments_of, "s1"):
-        path = tmp_path / "rec" / segment.path
-        with av.open(sealed.SealedReader(path, KEY, segment_label(segment)), "r") as container:
-            stream = container.streams.video[0]
-            frames = sum(1 for _ in container.decode(stream))
-            out.append((stream.codec_context.width, stream.codec_context.height, frames))
-    return out
+    """(width, height, frames) of each recorded segment, decoded on a worker thread."""
+    segments = await store.run(store.segments_of, "s1")
+    return await asyncio.to_thread(lambda: [decoded(tmp_path / "rec", s) for s in segments])
+
+
+def decoded(recordings: Path, segment: Segment) -> tuple[int, int, int]:
+    path = recordings / segment.path
+    with av.open(sealed.SealedReader(path, KEY, segment_label(segment)), "r") as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.width, stream.codec_context.height, frames
 
 
 async def test_a_new_picture_size_starts_a_new_segment(store: Store, tmp_path: Path) -> None:
-    small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
-    large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
+    small = await h264(320, 240, 30)
+    large = await h264(640, 360, 30)
     await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30))
     assert await sizes(store, tmp_path) == [(320, 240, 30), (640, 360, 30)]
     first, second = await store.run(store.segments_of, "s1")
@@ -107,7 +118,7 @@ async def test_a_new_picture_size_starts_a_new_segment(store: Store, tmp_path: P
 
 
 async def test_frames_before_the_first_keyframe_ask_for_one(store: Store, tmp_path: Path) -> None:
-    packets = encode("libx264", 320, 240, frames=40, preset="ultrafast", tune="zerolatency", g="20")
+    packets = await h264(320, 240, 40, g="20")
     frames = video_frames(packets, 0)[5:]  # joined mid-GOP: no keyframe until frame 20
     asked = await record(store, tmp_path, frames)
     assert asked, "no keyframe request was sent"
@@ -115,7 +126,7 @@ async def test_frames_before_the_first_keyframe_ask_for_one(store: Store, tmp_pa
 
 
 async def test_rotation_waits_for_a_keyframe_and_asks_for_it(store: Store, tmp_path: Path) -> None:
-    packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="45")
+    packets = await h264(320, 240, 90, g="45")
     asked = await record(store, tmp_path, video_frames(packets, 0), segment_seconds=1.0)
     # keyframes at 0 and 45: the 1 s segment runs on to frame 45 while PLIs are sent
     assert await sizes(store, tmp_path) == [(320, 240, 45), (320, 240, 45)]
@@ -132,14 +143,14 @@ def without_parameter_sets(data: bytes) -> bytes:
 async def test_keyframes_without_parameter_sets_reuse_the_last_ones(
     store: Store, tmp_path: Path
 ) -> None:
-    packets = encode("libx264", 320, 240, frames=90, preset="ultrafast", tune="zerolatency", g="30")
+    packets = await h264(320, 240, 90, g="30")
     stripped = packets[:1] + [without_parameter_sets(p) for p in packets[1:]]
     await record(store, tmp_path, video_frames(stripped, 0), segment_seconds=1.0)
     assert await sizes(store, tmp_path) == [(320, 240, 30)] * 3
 
 
 async def test_parameter_sets_from_the_offer(store: Store, tmp_path: Path) -> None:
-    packets = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
+    packets = await h264(320, 240, 30)
     info = h264_keyframe_info(packets[0])
     assert info is not None
     parameter_sets = info.extradata  # what sprop-parameter-sets gives
@@ -157,8 +168,8 @@ async def test_a_catalogue_failure_loses_one_segment_not_the_recording(
             "CREATE TRIGGER refuse BEFORE INSERT ON segments WHEN NEW.width = 320"
             " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
-    small = encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency")
-    large = encode("libx264", 640, 360, frames=30, preset="ultrafast", tune="zerolatency")
+    small = await h264(320, 240, 30)
+    large = await h264(640, 360, 30)
     metrics = Metrics()
     await record(store, tmp_path, video_frames(small, 0) + video_frames(large, 30), metrics=metrics)
     assert await sizes(store, tmp_path) == [(640, 360, 30)]
@@ -170,9 +181,7 @@ async def test_export_errors_are_named(store: Store, tmp_path: Path) -> None:
     await record(
         store,
         tmp_path,
-        video_frames(
-            encode("libx264", 320, 240, frames=30, preset="ultrafast", tune="zerolatency"), 0
-        ),
+        video_frames(await h264(320, 240, 30), 0),
     )
     [segment] = await store.run(store.segments_of, "s1")
     session = await session_of(store, "s1")

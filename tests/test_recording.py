@@ -45,7 +45,7 @@ async def test_recording_is_playable_aligned_and_complete(
     await asyncio.sleep(LIVE_SECONDS / 2)
     # Mid-recording: frames flow through the tap, and no decoder exists anywhere.
     assert gateway.metrics.frames.labels("video")._value.get() > 30
-    assert decoders_alive() == []
+    assert await asyncio.to_thread(decoders_alive) == []  # (a heap scan: not on the loop)
     await asyncio.sleep(LIVE_SECONDS / 2)
     await camera.press()  # stop: the button message ends the session
     sent = camera.frames_sent
@@ -65,7 +65,8 @@ async def test_recording_is_playable_aligned_and_complete(
     for segment in segments:
         assert segment.state == "closed"
         path = gateway.config.recordings_dir / segment.path
-        assert sealed.digest(path, key, segment_label(segment)) == (segment.bytes, segment.sha256)
+        digest = await asyncio.to_thread(sealed.digest, path, key, segment_label(segment))
+        assert digest == (segment.bytes, segment.sha256)
         assert path.stat().st_size > segment.bytes  # sealed: header, chunk heads and tags
         assert segment.prev_sha256 == previous
         previous = segment.sha256
@@ -74,8 +75,9 @@ async def test_recording_is_playable_aligned_and_complete(
 
     out = tmp_path / "export.mkv"
     _, readable = await gateway.store.run(recorded, gateway.store, session.id)
-    remux(session.started_at, readable, opener(gateway.config.recordings_dir, key), out)
-    media = analyse(out)
+    open_segment = opener(gateway.config.recordings_dir, key)
+    await asyncio.to_thread(remux, session.started_at, readable, open_segment, out)
+    media = await asyncio.to_thread(analyse, out)
     assert media.video_codec == {"h264": "h264", "vp8": "vp8"}[codec]
     assert media.audio_codec == "opus"
     assert (media.width, media.height) == (320, 240)

@@ -346,24 +346,14 @@ async def test_mjpeg_stream_for_a_duration_is_well_framed_jpegs(
 async def test_viewers_share_one_render_a_second_and_the_loop_stays_free(
     sim: AxisCameraSimulator, session: aiohttp.ClientSession
 ) -> None:
-    loop = asyncio.get_running_loop()
-    lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - before - 0.01)
-
-    prober = asyncio.create_task(probe())
+    # 1080p renders run on a thread: a render on the loop would hold it for longer than
+    # the 100 ms the suite allows a callback (conftest.no_blocked_event_loop)
     params = {"fps": "10", "duration": "1", "resolution": "1920x1080"}
     streams = await asyncio.gather(
         *(vapix(session, sim, "ptz-1", VIDEO, params=params) for _ in range(20))
     )
-    prober.cancel()
     assert all(len(mjpeg_parts(body)) >= 5 for _, body in streams)
     assert 1 <= sim.renders <= 3  # one per second of the clock, however many watch
-    assert max(lags) < 0.1  # 1080p renders run on a thread, not on the event loop
 
 
 async def test_mjpeg_stream_stops_when_the_viewer_leaves(

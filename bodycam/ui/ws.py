@@ -60,9 +60,12 @@ async def _stream(
             await ws.send_json(await snapshot(app, sub.last_id))
             while True:
                 getter = asyncio.ensure_future(sub.get())
-                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # (cancelled too: the browser went away, the gateway stops)
+                    if not getter.done():
+                        getter.cancel()
                 if reader.done():  # the browser went away
-                    getter.cancel()
                     return
                 event = getter.result()
                 if event is None:
