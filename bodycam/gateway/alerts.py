@@ -135,6 +135,8 @@ class Alerts:
             data = alert_json(alert, self._facts(session_id))
             self._events.publish("alert", data)
         except Exception:  # the console misses one update; the camera must not fail for it
-            logger.exception("session %s: alert not announced", session_id)
+            logger.exception(
+                "session %s: alert not announced", session_id, extra=ids(session_id=session_id)
+            )
             return None
         return data

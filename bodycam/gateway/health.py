@@ -18,6 +18,7 @@ from typing import Any
 
 from ..clock import Clock, iso
 from ..live.base import EventStream
+from ..logs import ids
 from ..metrics import Metrics
 from ..models import Camera
 from .vapix import CameraAuthFailed, CameraError, CameraNotConfigured, Vapix
@@ -119,9 +120,20 @@ class HealthMonitor:
             return
         was, health.state, health.since = health.state, state, now
         if state == Health.UP:
-            logger.info("camera %s: up (was %s)", health.camera_id, was)
+            logger.info(
+                "camera %s: up (was %s)",
+                health.camera_id,
+                was,
+                extra=ids(camera_id=health.camera_id),
+            )
         else:
-            logger.warning("camera %s: %s: %s", health.camera_id, state, error)
+            logger.warning(
+                "camera %s: %s: %s",
+                health.camera_id,
+                state,
+                error,
+                extra=ids(camera_id=health.camera_id),
+            )
         self._events.publish(
             "camera_health",
             {"camera_id": health.camera_id, "state": state.value, "was": was.value, "error": error},

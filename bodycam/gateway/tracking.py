@@ -28,6 +28,7 @@ from ..geo.registry import load_cameras
 from ..geo.selection import CameraIndex, Choice, Reason, hold
 from ..geo.track import Limits, Track, Verdict
 from ..live.base import LivePosition, LiveState
+from ..logs import ids
 from ..metrics import Metrics
 from ..models import Camera, CameraKind, Device, Position
 from ..store import Store
@@ -191,6 +192,7 @@ class Tracker:
                 fix.lat,
                 fix.lon,
                 fix.accuracy_m,
+                extra=ids(session_id=session_id, device_id=device.id),
             )
             return verdict
         officer.address = self.city.streets.nearest(fix)
@@ -332,7 +334,9 @@ class Tracker:
             except CameraError as err:
                 self._metrics.ptz_commands.labels("failed").inc()
                 self._sent.pop(camera.id, None)  # unknown position: resend next time
-                logger.warning("camera %s: PTZ move failed: %s", camera.id, err)
+                logger.warning(
+                    "camera %s: PTZ move failed: %s", camera.id, err, extra=ids(camera_id=camera.id)
+                )
                 continue
             self._metrics.ptz_commands.labels("sent").inc()
             if self.control(camera.id) is not None:
@@ -378,7 +382,13 @@ class Tracker:
         self._owner.pop(camera.id, None)
         self._pending.pop(camera.id, None)
         self._sent.pop(camera.id, None)
-        logger.info("camera %s: manual control by %s until %s", camera.id, holder, control.until)
+        logger.info(
+            "camera %s: manual control by %s until %s",
+            camera.id,
+            holder,
+            control.until,
+            extra=ids(camera_id=camera.id),
+        )
         self._events.publish("ptz_control", {**control.to_json(), "taken": True})
         return control
 
@@ -394,7 +404,13 @@ class Tracker:
         del self._controls[control.camera_id]
         # The camera was turned by hand: the next fix aims it afresh, even if unchanged.
         self._sent.pop(control.camera_id, None)
-        logger.info("camera %s: manual control by %s %s", control.camera_id, control.holder, why)
+        logger.info(
+            "camera %s: manual control by %s %s",
+            control.camera_id,
+            control.holder,
+            why,
+            extra=ids(camera_id=control.camera_id),
+        )
         self._events.publish("ptz_control", {**control.to_json(), "taken": False, "why": why})
 
     async def manual_move(self, camera_id: str, holder: str, target: Aim) -> None:

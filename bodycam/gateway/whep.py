@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .. import access
 from ..errors import NotFound
+from ..logs import ids
 from ..models import SessionState
 from . import auth
 from .appkeys import config_key, live_key, sessions_key
@@ -72,7 +73,9 @@ async def delete_view(request: web.Request) -> web.Response:
     live = app[sessions_key].session(session_id)
     if live is None or await live.relay.remove(viewer_id) is None:
         raise NotFound("no such view (it may have ended with its session)")
-    logger.info("session %s: a view ended", session_id)
+    logger.info(
+        "session %s: view %s ended", session_id, viewer_id[:8], extra=ids(session_id=session_id)
+    )
     return web.Response(status=200, headers=CORS)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from ..clock import iso
 from ..config import Config
 from ..errors import BadRequest, BodycamError
+from ..logs import ids
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,11 @@ class SessionRegistry(ABC):
                 logger.warning("session claims not refreshed: %s", err)
                 continue
             for session_id in lost:
-                logger.info("session %s: now held by another node", session_id)
+                logger.info(
+                    "session %s: now held by another node",
+                    session_id,
+                    extra=ids(session_id=session_id),
+                )
                 self._claimed.discard(session_id)
 
     async def close(self) -> None:

@@ -40,6 +40,7 @@ from ..clock import utc_from_timestamp
 from ..config import RecordingConfig
 from ..evidence import sealed
 from ..evidence.keyring import chunk_label
+from ..logs import bind
 from ..metrics import Metrics
 from ..store import Store
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
@@ -148,6 +149,7 @@ class SessionRecorder:
         key: bytes,
     ) -> None:
         self.session_id = session_id
+        self._log = bind(logger, session_id=session_id)
         self._key = key
         self.directory = recordings_dir / session_id
         self._recordings_dir = recordings_dir
@@ -288,36 +290,40 @@ class SessionRecorder:
             now = self._monotonic()
             if now - self._last_behind_log >= BEHIND_LOG_SECONDS:
                 self._last_behind_log = now
-                logger.warning("session %s: recording is behind, frames dropped", self.session_id)
+                self._log.warning(
+                    "session %s: recording is behind, frames dropped", self.session_id
+                )
             return
         self._queue.put(item)
 
     # writer thread side
 
     def _writer(self) -> None:
+        """The writer thread: ("open", …), ("frame", …) and ("close", …) items in order."""
         writer: SegmentWriter | None = None
         segment_id = 0
         written = {"video": 0, "audio": 0}  # published per segment: no lock per frame
         while (item := self._queue.get()) is not None:
             try:
-                if item[0] == "frame":
-                    if writer is not None:
-                        writer.write(item[1], item[2], item[3], item[4])
-                        written[item[1]] += 1
-                elif item[0] == "open":
-                    if writer is not None:  # a close that failed: seal what we can
-                        self._seal(writer, segment_id, None)
-                    writer = None
-                    writer, segment_id = self._open_file(*item[1:])
-                elif item[0] == "close" and writer is not None:
-                    closing, writer = writer, None
-                    self._seal(closing, segment_id, item[1])
-                    self._publish(written)
-            except Exception:
+                match item:
+                    case ("frame", kind, data, pts, keyframe):
+                        if writer is not None:
+                            writer.write(kind, data, pts, keyframe)
+                            written[kind] += 1
+                    case ("open", wall, codec, info, audio):
+                        if writer is not None:  # a close that failed: seal what we can
+                            self._seal(writer, segment_id, None)
+                        writer = None
+                        writer, segment_id = self._open_file(wall, codec, info, audio)
+                    case ("close", wall) if writer is not None:
+                        closing, writer = writer, None
+                        self._seal(closing, segment_id, wall)
+                        self._publish(written)
+            except Exception:  # noqa: BLE001 logged: the thread must outlive any failure
                 # Whatever failed (disk, codec, catalogue), the thread goes on: the next
                 # segment starts afresh, and recovery seals a segment left open.
                 self._metrics.recording_errors.inc()
-                logger.exception(
+                self._log.exception(
                     "session %s: recording failed on %s (%s)",
                     self.session_id,
                     item[0],
@@ -328,9 +334,9 @@ class SessionRecorder:
         if writer is not None:
             try:
                 self._seal(writer, segment_id, None)
-            except Exception:
+            except Exception:  # noqa: BLE001 logged: the session's end must go on
                 self._metrics.recording_errors.inc()
-                logger.exception("session %s: last segment not sealed", self.session_id)
+                self._log.exception("session %s: last segment not sealed", self.session_id)
         self._publish(written)
 
     def _publish(self, written: dict[str, int]) -> None:
@@ -356,7 +362,7 @@ class SessionRecorder:
             lambda seq: f"{self.session_id}/{seq:05d}-{stamp}.mkv",
         )
         path = self._recordings_dir / self.session_id / f"{seq:05d}-{stamp}.mkv"
-        logger.info(
+        self._log.info(
             "session %s: segment %d started (%s %dx%d)",
             self.session_id,
             seq,
@@ -374,7 +380,7 @@ class SessionRecorder:
         self._metrics.segments.inc()
         self._metrics.bytes_recorded.inc(size)
         self.sealed.append((segment_id, digest))
-        logger.info(
+        self._log.info(
             "session %s: segment %s sealed (%d bytes, sha256 %s)",
             self.session_id,
             writer.path.name,

@@ -18,6 +18,7 @@ import av
 
 from ..evidence import sealed
 from ..evidence.keyring import Keyring, segment_label
+from ..logs import bind
 from ..store import Store
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,10 @@ def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> in
     """
     found = store.call(store.open_segments)
     for segment in found:
+        log = bind(logger, session_id=segment.session_id)
         path = recordings_dir / segment.path
         if not path.exists() or path.stat().st_size == 0:
-            logger.warning(
+            log.warning(
                 "recovery: session %s segment %d has no file, forgotten",
                 segment.session_id,
                 segment.seq,
@@ -67,16 +69,16 @@ def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> in
             size, digest, _ = sealed.finish_truncated(path, key, label)
         except sealed.SealedError as err:
             # Never destroyed: kept open in the catalogue, for a person to look at.
-            logger.error("recovery: %s cannot be sealed, left as found: %s", path, err)
+            log.error("recovery: %s cannot be sealed, left as found: %s", path, err)
             continue
         try:
             seconds = media_seconds(path, key, label)
         except (av.FFmpegError, OSError, sealed.SealedError) as err:
-            logger.warning("recovery: %s holds no readable media: %s", path, err)
+            log.warning("recovery: %s holds no readable media: %s", path, err)
         state = "recovered" if seconds is not None else "empty"
         ended = segment.started_at + timedelta(seconds=seconds or 0.0)
         store.call(store.close_segment, segment.id, ended, size, digest, state)
-        logger.warning(
+        log.warning(
             "recovery: session %s segment %d sealed as %s (%.1f s of media)",
             segment.session_id,
             segment.seq,

@@ -26,6 +26,7 @@ import av
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from ..logs import ids
 from .bitstream import h264_keyframe_info
 from .tap import EncodedFrame
 
@@ -167,6 +168,7 @@ class Relay:
                     "session %s: viewer %s fell behind; restarting it on a keyframe",
                     self.session_id,
                     viewer.label,
+                    extra=ids(session_id=self.session_id, viewer_id=viewer.id),
                 )
                 viewer.waiting_keyframe = True
                 self.keyframe_wanted()

@@ -17,6 +17,7 @@ import aiohttp
 
 from ..errors import BodycamError
 from ..gateway.vapix import CameraError, Vapix
+from ..logs import ids
 from ..models import Camera
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Feed:
 
     def __init__(self, camera: Camera, vapix: Vapix, on_idle: Callable[[Feed], None]) -> None:
         self.camera = camera
+        self._ids = ids(camera_id=camera.id)
         self.frame: bytes | None = None
         self.seq = 0
         self.error = ""
@@ -73,9 +75,16 @@ class Feed:
                     break  # nobody has watched for LINGER_SECONDS
             except Exception as err:  # never a silent death: tiles would wait for nothing
                 if not isinstance(err, BodycamError):
-                    logger.exception("camera %s: MJPEG relay failed", self.camera.id)
+                    logger.exception(
+                        "camera %s: MJPEG relay failed", self.camera.id, extra=self._ids
+                    )
                 elif str(err) != self.error:
-                    logger.warning("camera %s: no picture for the console: %s", self.camera.id, err)
+                    logger.warning(
+                        "camera %s: no picture for the console: %s",
+                        self.camera.id,
+                        err,
+                        extra=self._ids,
+                    )
                 self._fail(str(err))
             if self.viewers == 0:
                 idle_since = idle_since or loop.time()

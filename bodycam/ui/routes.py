@@ -18,6 +18,7 @@ from ..gateway import auth
 from ..gateway.appkeys import store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
+from ..logs import ids
 from ..models import Action, Camera, CameraKind
 from . import ws
 from .feeds import Feeds
@@ -134,7 +135,12 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         first = await feed.next_frame(0, FIRST_FRAME_SECONDS)
         if first is None:
             # the camera's own address stays out of what the browser is told
-            logger.warning("camera %s: no picture for a tile: %s", camera_id, feed.error)
+            logger.warning(
+                "camera %s: no picture for a tile: %s",
+                camera_id,
+                feed.error,
+                extra=ids(camera_id=camera_id),
+            )
             raise CameraError(f"camera {camera_id}: no picture (the camera does not answer)")
         response = web.StreamResponse(
             headers={
