@@ -39,7 +39,7 @@ from .gateway.app import create_app
 from .gateway.appkeys import health_key, live_key, metrics_key, store_key, tracker_key
 from .geo.registry import import_cameras, import_places, load_cameras
 from .live.base import EventStream
-from .models import SessionState
+from .models import EndReason, SessionState
 from .store import Store, open_store
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ CAMERAS = [
     ("demo-cam-2", "Gardien Rossi", "metz-charrons", 0.15, 0.45, 0.92),
     ("demo-cam-3", "Brigadier-chef Nguyen", "metz-comedie", 0.25, None, 1.0),
 ]
-DROP_SECONDS = 0.1  # of the demo's length, within the 60 s grace window
+DROP_SECONDS = 0.1  # of the demo's length, but always well within the grace window
 CITY = Path(__file__).resolve().parent.parent / "simulators" / "data" / "metz"
 OFFLINE_CAMERA = "metz-cam-17"  # switched off, for the health report
 DEMO_OPERATOR = "operateur"
@@ -72,6 +72,7 @@ async def run_demo(config: Config, duration: float) -> int:
         credentials_file=str(config.data_dir / "demo-camera-credentials.toml"),
     )
     config = dataclasses.replace(config, cameras=demo_cameras)
+    await _end_leftovers(config)
     cameras_sim = await _start_city(config)
     if cameras_sim is None:
         return 2
@@ -123,7 +124,9 @@ async def run_demo(config: Config, duration: float) -> int:
     async def script(camera: AxisBodycam, press: float, drop: float | None, stop: float) -> None:
         steps: list[tuple[Any, ...]] = [(press * duration, "press")]
         if drop is not None:
-            steps.append((drop * duration, "drop", DROP_SECONDS * duration))
+            # the link comes back within the grace window whatever the demo's length
+            lost = min(DROP_SECONDS * duration, config.sessions.grace_seconds / 2)
+            steps.append((drop * duration, "drop", lost))
         steps.append((stop * duration, "press"))
         await camera.run_timeline(steps)
 
@@ -184,6 +187,26 @@ def _demo_account(store: Store, name: str, role: str) -> str:
     else:
         users.set_password(store, name, password)
     return password
+
+
+async def _end_leftovers(config: Config) -> None:
+    """End the sessions an interrupted demo left open (killed, or the machine stopped): a
+    new demo starts new sessions rather than continue last time's, whose recordings stay."""
+    store = open_store(config)
+    try:
+        demo_devices = {device for device, *_ in CAMERAS}
+        left = [
+            s
+            for s in await store.run(store.list_sessions)
+            if s.device_id in demo_devices and s.state != SessionState.ENDED
+        ]
+        now = SystemClock().now()
+        for session in left:
+            await store.run(store.end_session, session.id, EndReason.LINK_LOST, now)
+    finally:
+        await asyncio.to_thread(store.close)
+    if left:
+        _out(f"{len(left)} sessions left open by an interrupted demo: ended")
 
 
 async def _start_city(config: Config) -> AxisCameraSimulator | None:

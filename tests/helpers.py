@@ -285,7 +285,7 @@ def browser_available() -> str | None:
     return None
 
 
-def run_scenario(module: str, out: Path) -> dict[str, Any]:
+def run_scenario(module: str, out: Path, timeout: float = 180) -> dict[str, Any]:
     """Run a browser scenario in a loopback-only namespace; its printed JSON result."""
     missing = browser_available()
     if missing:
@@ -298,7 +298,7 @@ def run_scenario(module: str, out: Path) -> dict[str, Any]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
