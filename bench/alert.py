@@ -46,7 +46,7 @@ from bodycam.demo import CITY
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import store_key
 from bodycam.geo.registry import import_cameras, import_places
-from bodycam.store import Store
+from bodycam.store import open_store
 from simulators.axis_bodycam import AxisBodycam
 from simulators.gps import Walk, load_route
 from simulators.media import LoopCache, MediaSettings
@@ -99,7 +99,7 @@ class ConsoleClient:
 
 def prepare_data(data_dir: Path) -> Config:
     config = Config.load(None, environ={}, data_dir=str(data_dir), log_level="warning")
-    store = Store(config.database_path)
+    store = open_store(config)  # (on a worker thread: the store is reached with call)
     try:
         import_cameras(store, json.loads((CITY / "cameras.geojson").read_text()), "metz")
         import_places(store, json.loads((CITY / "places.geojson").read_text()), "metz")
@@ -110,7 +110,7 @@ def prepare_data(data_dir: Path) -> Config:
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
-    config = prepare_data(data_dir)
+    config = await asyncio.to_thread(prepare_data, data_dir)  # hashing, a city import
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -136,7 +136,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
             reader = asyncio.create_task(console.run(ws))
             for i in range(args.rounds):
                 device = f"bench-cam-{i}"
-                token = devices.enroll(store, device, f"Agent {i}", SystemClock().now())
+                now = SystemClock().now()
+                token = await store.run(devices.enroll, store, device, f"Agent {i}", now)
                 walk = Walk(route=load_route(ROUTES[i % len(ROUTES)]), seed=i)
                 camera = AxisBodycam(base, device, token, media=media, walk=walk, loop_cache=cache)
                 await camera.prepare()  # encoding the loop is not part of a press
@@ -147,7 +148,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
                 ready = await console.wait(device, {"alert", "position", "selection"})
                 figures.alert_ms.append((alert - pressed) * 1000)
                 figures.ready_ms.append((ready - pressed) * 1000)
-                [session] = [s for s in store.list_sessions() if s.device_id == device]
+                sessions = await store.run(store.list_sessions)
+                [session] = [s for s in sessions if s.device_id == device]
                 await asyncio.sleep(rng.uniform(0.5, 1.5))
                 asked = loop.time()
                 view = await watch(base, session.id, login)

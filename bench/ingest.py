@@ -58,7 +58,7 @@ from bench.measure import (
     udp_receive_buffer_errors,
 )
 from bodycam import devices
-from bodycam.store import Store
+from bodycam.store import SqliteStore
 
 REPO = Path(__file__).resolve().parents[1]
 CORES = os.cpu_count() or 1
@@ -131,7 +131,7 @@ def free_port() -> int:
 
 def http_get(url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
+        return str(response.read().decode())
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -162,12 +162,12 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Non
 
 def enroll(data_dir: Path, n: int) -> list[dict[str, str]]:
     """Enrol N devices in a fresh bodycam database; return their ids and tokens."""
-    store = Store(data_dir / "bodycam.sqlite3")
+    store = SqliteStore(data_dir / "bodycam.sqlite3")
     now = datetime.datetime.now(datetime.UTC)
     try:
         return [
-            {"id": f"bench-{i:03d}", "token": devices.enroll(store, f"bench-{i:03d}", "", now)}
-            for i in range(n)
+            {"id": name, "token": store.call(devices.enroll, store, name, "", now)}
+            for name in (f"bench-{i:03d}" for i in range(n))
         ]
     finally:
         store.close()

@@ -25,7 +25,7 @@ AV_BUFFER = 32 * 1024  # PyAV's write buffer: a larger cluster arrives as severa
 def writes(seconds: float, mbps: float) -> list[bytes]:
     cluster = int(mbps * 1e6 / 8 / 2)  # bytes per half second
     data = os.urandom(cluster)
-    out = []
+    out: list[bytes] = []
     for _ in range(int(seconds * 2)):
         out.extend(data[i : i + AV_BUFFER] for i in range(0, cluster, AV_BUFFER))
     return out

@@ -16,7 +16,6 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import access, users
 from .clock import SystemClock, iso, parse_moment
@@ -32,7 +31,10 @@ from .store import Store, open_store
 COMMANDS = ("register", "purge", "hold", "export", "verify", "keys")
 
 
-def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
     """Add the evidence commands to the `bodycam` parser."""
     reg = sub.add_parser("register", help="the access register: verify it, export it as CSV")
     rsub = reg.add_subparsers(dest="action", required=True)

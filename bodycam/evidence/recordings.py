@@ -170,7 +170,7 @@ def remux(
     return written
 
 
-def _packets(source: Any, name: str) -> Iterator[av.Packet[Any]]:
+def _packets(source: av.container.InputContainer, name: str) -> Iterator[av.Packet[Any]]:
     """A segment's packets; a segment cut by a crash ends early, and that is not an error."""
     demux = source.demux()
     while True:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -83,14 +83,19 @@ def preferences(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability
     return chosen + [c for c in capabilities.codecs if c.name.lower() == "rtx"]
 
 
-def _check_offer(sdp: str) -> None:
-    """Refuse, with a reason, an offer the gateway cannot record."""
+def parse_offer(sdp: str) -> SessionDescription:
+    """An SDP offer (WHIP's or WHEP's), or BadRequest saying why it is not one."""
     if "m=" not in sdp:
         raise BadRequest("body is not an SDP offer (no m= line)")
     try:
-        parsed = SessionDescription.parse(sdp)
+        return SessionDescription.parse(sdp)
     except Exception as err:  # noqa: BLE001 aiortc's parser raises whatever a bad line provokes
         raise BadRequest(f"SDP offer could not be parsed: {err}") from None
+
+
+def _check_offer(sdp: str) -> None:
+    """Refuse, with a reason, an offer the gateway cannot record."""
+    parsed = parse_offer(sdp)
     videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
     if not videos:
         raise Unprocessable("the offer has no video: a body camera must send video")
@@ -213,7 +218,7 @@ class Connection:
         self._flush_counts()
         await asyncio.gather(*helpers, return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

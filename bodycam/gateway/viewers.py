@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import SessionDescription
 
-from ..errors import BadRequest, Unprocessable
+from ..errors import Unprocessable
 from ..media.relay import Viewer
 from ..media.tap import forward_keyframe_requests
+from .connection import parse_offer
 
 
 def _codecs(kind: str, name: str) -> list[RTCRtpCodecCapability]:
@@ -27,12 +27,7 @@ def _codecs(kind: str, name: str) -> list[RTCRtpCodecCapability]:
 
 
 def _check_offer(sdp: str) -> None:
-    if "m=" not in sdp:
-        raise BadRequest("body is not an SDP offer (no m= line)")
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception as err:  # noqa: BLE001 aiortc's parser raises whatever a bad line provokes
-        raise BadRequest(f"SDP offer could not be parsed: {err}") from None
+    parsed = parse_offer(sdp)
     videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
     if not any(m.direction in ("recvonly", "sendrecv") for m in videos):
         raise Unprocessable("the offer does not receive video (direction must be recvonly)")

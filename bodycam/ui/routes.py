@@ -20,6 +20,7 @@ from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
 from ..logs import ids
 from ..models import Action, Camera, CameraKind
+from ..store import Store
 from . import ws
 from .feeds import Feeds
 
@@ -55,13 +56,13 @@ async def city(request: web.Request) -> web.Response:
     return web.Response(body=cache["body"], content_type="application/json")
 
 
-def _city_body(store: Any, cameras: list[Camera]) -> bytes:
+def _city_body(store: Store, cameras: list[Camera]) -> bytes:
     """The city as JSON bytes, built and encoded on the store's thread (megabytes for a
     large city: not on the event loop)."""
     return json.dumps(_city_document(store, cameras)).encode()
 
 
-def _city_document(store: Any, cameras: list[Camera]) -> dict[str, Any]:
+def _city_document(store: Store, cameras: list[Camera]) -> dict[str, Any]:
     def features(kind: str) -> list[dict[str, Any]]:
         return [
             {"type": "Feature", "properties": {"name": name}, "geometry": json.loads(geometry)}

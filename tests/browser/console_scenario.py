@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from bodycam import devices
 from bodycam.clock import SystemClock
@@ -36,7 +36,7 @@ from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
 from ..geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS, street_walk
 from ..helpers import PASSWORD, add_login, small_media
-from .scenario import CHROMIUM, FLAGS
+from .chromium import console
 
 PORT = 8080
 BASE = f"http://127.0.0.1:{PORT}"
@@ -118,71 +118,57 @@ async def main(out: Path) -> dict[str, Any]:
         devices.enroll, store, "cam-geo", "Brigadier Lefèvre", SystemClock().now()
     )
     result: dict[str, Any] = {}
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=FLAGS, ignore_default_args=["--headless=old"]
-        )
-        page = await browser.new_page(viewport={"width": 1600, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        try:
-            await page.goto(f"{BASE}/ui/")
-            await page.fill('[data-testid="login-name"]', "dupont")
-            await page.fill('[data-testid="login-password"]', PASSWORD)
-            await page.click('[data-testid="login-submit"]')
-            await page.wait_for_selector('[data-testid="map"] svg, svg[data-testid="map"]')
-            await page.wait_for_timeout(500)  # the WebSocket's snapshot
-            await page.screenshot(path=str(out / "console-idle.png"))
+    async with console(BASE, "dupont", PASSWORD) as (page, errors):
+        result["page_errors"] = errors
+        await page.wait_for_timeout(500)  # the WebSocket's snapshot
+        await page.screenshot(path=str(out / "console-idle.png"))
 
-            async with AxisBodycam(
-                BASE, "cam-geo", token, media=small_media(), walk=street_walk()
-            ) as bodycam:
-                loop = asyncio.get_running_loop()
-                pressed = loop.time()
-                await bodycam.press()
-                await page.wait_for_selector('[data-testid="alert"]', timeout=5000)
-                result["alert_seconds"] = loop.time() - pressed
-                [session] = await store.run(store.list_sessions)
-                sid = session.id
-                alert = f'[data-testid="alert"][data-session-id="{sid}"]'
-                result["video"] = await video_playing(page)
-                result["alert_text"] = await page.inner_text(alert)  # (now with the street)
-                await page.wait_for_function(
-                    """() => [...document.querySelectorAll('[data-testid="tile-camera"]')]
-                             .some(img => img.naturalWidth > 0)""",
-                    timeout=10_000,
-                )
-                result["camera_tiles"] = await page.eval_on_selector_all(
-                    '[data-testid="tile-camera"]',
-                    "els => els.map(e => [e.dataset.cameraId, e.naturalWidth])",
-                )
-                result["officer_on_map"] = await seconds_until(
-                    page, f'[data-testid="map-officer"][data-session-id="{sid}"]', 5
-                )
-                result["map_selected"] = await page.eval_on_selector_all(
-                    "[data-camera-id].selected", "els => els.map(e => e.dataset.cameraId)"
-                )
-                await page.screenshot(path=str(out / "console-live.png"))
-                # pinned: the west camera stays on the wall; the others follow the officer east
-                west = '[data-testid="tile"]:has(img[data-camera-id="fixed-west"])'
-                await page.click(f'{west} [data-testid="btn-pin"]')
-                result["east_followed"] = await seconds_until(
-                    page, 'img[data-testid="tile-camera"][data-camera-id="fixed-east"]', 20
-                )
-                result["west_pinned"] = await page.eval_on_selector(
-                    west, "t => t.classList.contains('pinned')"
-                )
-                await page.screenshot(path=str(out / "console-followed.png"))
-                await act(page, sid, "btn-ack", "prise_en_compte")
-                await act(page, sid, "btn-dispatch", "renforts_envoyes")
-                await page.screenshot(path=str(out / "console-dispatched.png"))
-                await act(page, sid, "btn-close", "cloturee")
-                result["alert_after"] = await page.inner_text(alert)
-                await bodycam.press()
-            await page.screenshot(path=str(out / "console-closed.png"))
-        finally:
-            result["page_errors"] = errors
-            await browser.close()
+        async with AxisBodycam(
+            BASE, "cam-geo", token, media=small_media(), walk=street_walk()
+        ) as bodycam:
+            loop = asyncio.get_running_loop()
+            pressed = loop.time()
+            await bodycam.press()
+            await page.wait_for_selector('[data-testid="alert"]', timeout=5000)
+            result["alert_seconds"] = loop.time() - pressed
+            [session] = await store.run(store.list_sessions)
+            sid = session.id
+            alert = f'[data-testid="alert"][data-session-id="{sid}"]'
+            result["video"] = await video_playing(page)
+            result["alert_text"] = await page.inner_text(alert)  # (now with the street)
+            await page.wait_for_function(
+                """() => [...document.querySelectorAll('[data-testid="tile-camera"]')]
+                         .some(img => img.naturalWidth > 0)""",
+                timeout=10_000,
+            )
+            result["camera_tiles"] = await page.eval_on_selector_all(
+                '[data-testid="tile-camera"]',
+                "els => els.map(e => [e.dataset.cameraId, e.naturalWidth])",
+            )
+            result["officer_on_map"] = await seconds_until(
+                page, f'[data-testid="map-officer"][data-session-id="{sid}"]', 5
+            )
+            result["map_selected"] = await page.eval_on_selector_all(
+                "[data-camera-id].selected", "els => els.map(e => e.dataset.cameraId)"
+            )
+            await page.screenshot(path=str(out / "console-live.png"))
+            # pinned: the west camera stays on the wall; the others follow the officer east
+            west = '[data-testid="tile"]:has(img[data-camera-id="fixed-west"])'
+            await page.click(f'{west} [data-testid="btn-pin"]')
+            result["east_followed"] = await seconds_until(
+                page, 'img[data-testid="tile-camera"][data-camera-id="fixed-east"]', 20
+            )
+            result["west_pinned"] = await page.eval_on_selector(
+                west, "t => t.classList.contains('pinned')"
+            )
+            await page.screenshot(path=str(out / "console-followed.png"))
+            await act(page, sid, "btn-ack", "prise_en_compte")
+            await act(page, sid, "btn-dispatch", "renforts_envoyes")
+            await page.screenshot(path=str(out / "console-dispatched.png"))
+            await act(page, sid, "btn-close", "cloturee")
+            result["alert_after"] = await page.inner_text(alert)
+            await bodycam.press()
+        await page.screenshot(path=str(out / "console-closed.png"))
     stored = await store.run(store.get_alert, sid)
     assert stored is not None
     result["actions"] = [(a.state.value, a.user, a.role) for a in stored.actions]

@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
-from .scenario import CHROMIUM, FLAGS
+from .chromium import console
 
 BASE = "http://127.0.0.1:8080"
 DURATION = 45  # seconds of demo: the three officers go live at 2, 7 and 11 s
@@ -96,47 +96,32 @@ async def main(out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"alerts": []}
     try:
         secret = await password(lines)
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=FLAGS, ignore_default_args=["--headless=old"]
+        async with console(BASE, "operateur", secret) as (page, errors):
+            result["page_errors"] = errors
+            watched: set[str] = set()
+            while len(watched) < 3:  # each officer's alert, as it comes
+                await page.wait_for_function(
+                    """n => document.querySelectorAll('[data-testid="alert"]').length > n""",
+                    arg=len(watched),
+                    timeout=30_000,
+                )
+                sids = await page.eval_on_selector_all(
+                    '[data-testid="alert"]', "els => els.map(e => e.dataset.sessionId)"
+                )
+                for sid in sids:
+                    if sid not in watched:
+                        watched.add(sid)
+                        picture = out / f"demo-{len(watched)}.png"
+                        result["alerts"].append(await watch_alert(page, sid, picture))
+            result["camera_pictures"] = await page.eval_on_selector_all(
+                '[data-testid="tile-camera"]', "els => els.filter(e => e.naturalWidth > 0).length"
             )
-            page = await browser.new_page(viewport={"width": 1600, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            try:
-                await page.goto(f"{BASE}/ui/")
-                await page.fill('[data-testid="login-name"]', "operateur")
-                await page.fill('[data-testid="login-password"]', secret)
-                await page.click('[data-testid="login-submit"]')
-                await page.wait_for_selector('svg[data-testid="map"], [data-testid="map"] svg')
-                watched: set[str] = set()
-                while len(watched) < 3:  # each officer's alert, as it comes
-                    await page.wait_for_function(
-                        """n => document.querySelectorAll('[data-testid="alert"]').length > n""",
-                        arg=len(watched),
-                        timeout=30_000,
-                    )
-                    sids = await page.eval_on_selector_all(
-                        '[data-testid="alert"]', "els => els.map(e => e.dataset.sessionId)"
-                    )
-                    for sid in sids:
-                        if sid not in watched:
-                            watched.add(sid)
-                            picture = out / f"demo-{len(watched)}.png"
-                            result["alerts"].append(await watch_alert(page, sid, picture))
-                result["camera_pictures"] = await page.eval_on_selector_all(
-                    '[data-testid="tile-camera"]',
-                    "els => els.filter(e => e.naturalWidth > 0).length",
-                )
-                result["officers_on_map"] = await page.eval_on_selector_all(
-                    '[data-testid="map-officer"]', "els => els.length"
-                )
-                result["alert_texts"] = await page.eval_on_selector_all(
-                    '[data-testid="alert"]', "els => els.map(e => e.innerText)"
-                )
-            finally:
-                result["page_errors"] = errors
-                await browser.close()
+            result["officers_on_map"] = await page.eval_on_selector_all(
+                '[data-testid="map-officer"]', "els => els.length"
+            )
+            result["alert_texts"] = await page.eval_on_selector_all(
+                '[data-testid="alert"]', "els => els.map(e => e.innerText)"
+            )
         result["exit_code"] = await asyncio.wait_for(demo.wait(), DURATION + 30)
     finally:
         if demo.returncode is None:

@@ -26,22 +26,8 @@ from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import store_key
 from tests.media_check import reveal
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    # Chromium leaves loopback out of its ICE candidates unless told: the namespace has
-    # nothing else.
-    "--allow-loopback-in-peer-connection",
-]
+from .chromium import CHROMIUM, FLAGS
+
 SECONDS = 6
 
 
