@@ -70,15 +70,17 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The database, and the keys that seal its recordings (checked against it)."""
-    app[store_key] = store = open_store(app[config_key])
+    """The database, and the keys that seal its recordings (checked against it). Opening
+    and closing wait for the store's thread (a schema to bring up to date, the last
+    queries to finish): off the event loop."""
+    app[store_key] = store = await asyncio.to_thread(open_store, app[config_key])
     try:
         app[keyring_key] = await store.run(Keyring.load, app[config_key], store)
     except BaseException:
-        store.close()
+        await asyncio.to_thread(store.close)
         raise
     yield
-    store.close()
+    await asyncio.to_thread(store.close)
 
 
 async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
