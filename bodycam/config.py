@@ -238,6 +238,38 @@ class CamerasConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """The database of durable facts: SQLite under `data_dir` (one node, the default), or a
+    PostgreSQL server that several gateway nodes share."""
+
+    url: str = ""  # postgresql://user[:password]@host[:port]/dbname[?options]
+    pool_size: int = 4  # connections (and store threads) per node, PostgreSQL only
+
+    def validate(self) -> None:
+        _check(
+            not self.url or self.url.startswith(("postgresql://", "postgres://")),
+            "store.url",
+            "must be empty (SQLite under data_dir) or start with postgresql://",
+            redacted(self.url),
+        )
+        _check(
+            1 <= self.pool_size <= 64,
+            "store.pool_size",
+            "must be between 1 and 64",
+            self.pool_size,
+        )
+
+
+def redacted(url: str) -> str:
+    """A URL as an error message may show it: without its password."""
+    head, at, tail = url.rpartition("@")
+    if not at or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, credentials = head.partition("//")
+    return f"{scheme}//{credentials.split(':', 1)[0]}:…@{tail}"
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     """Live, shared state (events, positions, who holds a session) in Redis, for several
     gateway nodes; with no URL it stays in this process (one node)."""
@@ -361,6 +393,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     geo: GeoConfig = field(default_factory=GeoConfig)
     cameras: CamerasConfig = field(default_factory=CamerasConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -435,6 +468,7 @@ class Config:
             self.telemetry,
             self.geo,
             self.cameras,
+            self.store,
             self.redis,
             self.node,
             self.auth,

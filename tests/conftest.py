@@ -4,9 +4,12 @@ tests call are in helpers.py."""
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bodycam.config import Config
@@ -16,7 +19,17 @@ from bodycam.store import SqliteStore
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
 from .geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS
-from .helpers import SLOW_CALLBACK_SECONDS, Gateway, SlowCallbacks, make_config, start_gateway
+from .helpers import (
+    POSTGRES_URL,
+    SLOW_CALLBACK_SECONDS,
+    Gateway,
+    SlowCallbacks,
+    make_config,
+    require_postgres,
+    start_gateway,
+    with_database,
+    with_schema,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +53,34 @@ def no_blocked_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
             f" {len(handler.seen)} time(s):\n" + "\n".join(handler.seen[:5]),
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test run's own on the PostgreSQL server (dropped at the end)."""
+    require_postgres()
+    name = f"bodycam_test_{os.getpid()}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    try:
+        yield with_database(POSTGRES_URL, name)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A schema of this test's own in the run's database: a fresh, empty store."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    try:
+        yield with_schema(postgres_database, schema)
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
 @pytest.fixture

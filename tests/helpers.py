@@ -30,6 +30,7 @@ from typing import Any
 
 import av
 import numpy as np
+import psycopg
 import pytest
 import redis
 import redis.asyncio
@@ -266,6 +267,43 @@ async def delete_keys(prefix: str) -> None:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)
+
+
+# a real PostgreSQL for the store's second backend (CI starts one; elsewhere: skipped)
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@cache
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL runs cannot happen here, or None."""
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as err:
+        return f"no PostgreSQL at {POSTGRES_URL} ({str(err).strip()})"
+    return None
+
+
+def require_postgres() -> None:
+    problem = postgres_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: CI must run the PostgreSQL tests")
+    pytest.skip(f"{problem}: PostgreSQL runs skipped (start a server to run them)")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server, another database."""
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+def with_schema(url: str, schema: str) -> str:
+    """A URL whose connections work in `schema` (each test gets one of its own)."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 # Chromium in a loopback-only network namespace

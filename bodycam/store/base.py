@@ -1,11 +1,12 @@
 """The store's interface: what every database backend implements, and the one way to call it.
 
-Queries run on the store's own thread, never on the event loop and never on a caller's
-thread: `await store.run(store.get_session, sid)` from the event loop, `store.call(...)`
-from any other thread (the command line, recovery, the recorders' writer threads). A
-function given to `run` or `call` may itself call queries directly: it runs on the store's
-thread. Anything else fails at once with `StoreThreadError` (`_check_thread`), so a stray
-call shows in the tests instead of as a transaction begun beside another.
+Queries run on the store's own threads (one for SQLite, a pool's worth for a server), never
+on the event loop and never on a caller's thread: `await store.run(store.get_session, sid)`
+from the event loop, `store.call(...)` from any other thread (the command line, recovery,
+the recorders' writer threads). A function given to `run` or `call` may itself call queries
+directly: it runs on a store thread. Anything else fails at once with `StoreThreadError`
+(`_check_thread`), so a stray call shows in the tests instead of as a transaction begun
+beside another.
 
 Backends convert their own errors at this edge: a duplicate is a False return or a
 domain error, never an `sqlite3.IntegrityError` reaching the caller.
@@ -69,9 +70,14 @@ class Destruction:
 class Store(ABC):
     """The durable facts of one gateway (or of several nodes, on a shared backend)."""
 
-    def __init__(self, thread_name: str = "store") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
-        self._owner = self._executor.submit(threading.get_ident).result()
+    def __init__(self, thread_name: str = "store", threads: int = 1) -> None:
+        self._threads: set[int] = set()  # the store's own, as its executor starts them
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=thread_name, initializer=self._joined
+        )
+
+    def _joined(self) -> None:
+        self._threads.add(threading.get_ident())
 
     # how to call it
 
@@ -82,7 +88,7 @@ class Store(ABC):
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on the store's thread from a thread that is not an event loop's; wait."""
-        if threading.get_ident() == self._owner:
+        if threading.get_ident() in self._threads:
             raise StoreThreadError(
                 "store.call on the store's own thread would wait for itself: call the query"
                 " directly there"
@@ -94,8 +100,8 @@ class Store(ABC):
         return self._executor.submit(functools.partial(fn, *args, **kwargs)).result()
 
     def _check_thread(self) -> None:
-        """Every query starts here: it must be on the store's thread."""
-        if threading.get_ident() != self._owner:
+        """Every query starts here: it must be on one of the store's threads."""
+        if threading.get_ident() not in self._threads:
             raise StoreThreadError(
                 f"a query ran on thread {threading.current_thread().name!r}: use"
                 " `await store.run(store.query, ...)` on the event loop, `store.call(...)`"

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
-from ...clock import iso, parse_iso
+from ...clock import iso
 from ...models import (
     GENESIS_HASH,
     Alert,
@@ -15,17 +15,13 @@ from ...models import (
     AlertState,
     Device,
     Position,
-    Role,
     Segment,
     Session,
     SessionState,
     User,
 )
+from .. import rows
 from .connection import SqliteConnection
-
-
-def _dt(value: str | None) -> datetime | None:
-    return parse_iso(value) if value else None
 
 
 class CatalogueQueries(SqliteConnection):
@@ -43,16 +39,16 @@ class CatalogueQueries(SqliteConnection):
 
     def get_device(self, device_id: str) -> Device | None:
         row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
-        return _device(row) if row else None
+        return rows.device(row) if row else None
 
     def device_by_token_hash(self, token_hash: str) -> Device | None:
         row = self._db.execute(
             "SELECT * FROM devices WHERE token_hash = ?", (token_hash,)
         ).fetchone()
-        return _device(row) if row else None
+        return rows.device(row) if row else None
 
     def list_devices(self) -> list[Device]:
-        return [_device(r) for r in self._db.execute("SELECT * FROM devices ORDER BY id")]
+        return [rows.device(r) for r in self._db.execute("SELECT * FROM devices ORDER BY id")]
 
     def revoke_device(self, device_id: str, now: datetime) -> bool:
         """Mark a device revoked; False if it does not exist or was already revoked."""
@@ -89,10 +85,10 @@ class CatalogueQueries(SqliteConnection):
     def get_user(self, name: str) -> tuple[User, str] | None:
         """A person and their password hash."""
         row = self._db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
-        return (_user(row), row["password_hash"]) if row else None
+        return (rows.user(row), row["password_hash"]) if row else None
 
     def list_users(self) -> list[User]:
-        return [_user(r) for r in self._db.execute("SELECT * FROM users ORDER BY name")]
+        return [rows.user(r) for r in self._db.execute("SELECT * FROM users ORDER BY name")]
 
     def set_password(self, name: str, password_hash: str) -> bool:
         """Replace a password and end the person's logins; False if there is no such user."""
@@ -117,7 +113,7 @@ class CatalogueQueries(SqliteConnection):
             " WHERE token_hash = ? AND expires_at > ?",
             (token_hash, iso(now)),
         ).fetchone()
-        return _user(row) if row else None
+        return rows.user(row) if row else None
 
     def end_login(self, token_hash: str, now: datetime) -> None:
         """Log out; expired logins go at the same time."""
@@ -143,13 +139,13 @@ class CatalogueQueries(SqliteConnection):
 
     def recent_alerts(self, since: datetime) -> list[Alert]:
         """Alerts not closed, and those raised since `since`; newest first."""
-        rows = self._db.execute(
+        found = self._db.execute(
             "SELECT alerts.*, sessions.device_id, sessions.officer FROM alerts"
             " JOIN sessions ON sessions.id = alerts.session_id"
             " WHERE alerts.state != ? OR alerts.raised_at >= ? ORDER BY alerts.raised_at DESC",
             (AlertState.CLOSED.value, iso(since)),
         ).fetchall()
-        return [self._alert(r) for r in rows]
+        return [self._alert(r) for r in found]
 
     def act_on_alert(self, session_id: str, expected: AlertState, action: AlertAction) -> bool:
         """Move an alert from `expected` to the action's state; False if it was not there."""
@@ -175,23 +171,10 @@ class CatalogueQueries(SqliteConnection):
             return True
 
     def _alert(self, row: sqlite3.Row) -> Alert:
-        actions = tuple(
-            AlertAction(
-                AlertState(a["state"]), a["user_name"], a["role"], a["service"], parse_iso(a["at"])
-            )
-            for a in self._db.execute(
-                "SELECT * FROM alert_actions WHERE session_id = ? ORDER BY rowid",
-                (row["session_id"],),
-            )
+        actions = self._db.execute(
+            "SELECT * FROM alert_actions WHERE session_id = ? ORDER BY rowid", (row["session_id"],)
         )
-        return Alert(
-            row["session_id"],
-            row["device_id"],
-            row["officer"],
-            parse_iso(row["raised_at"]),
-            AlertState(row["state"]),
-            actions,
-        )
+        return rows.alert(row, actions)
 
     # sessions
 
@@ -259,7 +242,7 @@ class CatalogueQueries(SqliteConnection):
 
     def get_session(self, session_id: str) -> Session | None:
         row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        return _session(row) if row else None
+        return rows.session(row) if row else None
 
     def session_of_resource(self, resource_id: str) -> Session | None:
         row = self._db.execute(
@@ -267,16 +250,16 @@ class CatalogueQueries(SqliteConnection):
             " WHERE r.id = ?",
             (resource_id,),
         ).fetchone()
-        return _session(row) if row else None
+        return rows.session(row) if row else None
 
     def list_sessions(self, state: SessionState | None = None) -> list[Session]:
         if state is None:
-            rows = self._db.execute("SELECT * FROM sessions ORDER BY started_at")
+            found = self._db.execute("SELECT * FROM sessions ORDER BY started_at")
         else:
-            rows = self._db.execute(
+            found = self._db.execute(
                 "SELECT * FROM sessions WHERE state = ? ORDER BY started_at", (state,)
             )
-        return [_session(r) for r in rows]
+        return [rows.session(r) for r in found]
 
     # segments
 
@@ -337,14 +320,14 @@ class CatalogueQueries(SqliteConnection):
         self._db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
 
     def segments_of(self, session_id: str) -> list[Segment]:
-        rows = self._db.execute(
+        found = self._db.execute(
             "SELECT * FROM segments WHERE session_id = ? ORDER BY seq", (session_id,)
         )
-        return [_segment(r) for r in rows]
+        return [rows.segment(r) for r in found]
 
     def open_segments(self) -> list[Segment]:
         return [
-            _segment(r)
+            rows.segment(r)
             for r in self._db.execute("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
         ]
 
@@ -383,10 +366,10 @@ class CatalogueQueries(SqliteConnection):
 
     def places(self, kind: str) -> list[tuple[str, str]]:
         """(name, GeoJSON geometry text) of every place of a kind."""
-        rows = self._db.execute(
+        found = self._db.execute(
             "SELECT name, geometry FROM places WHERE kind = ? ORDER BY id", (kind,)
         )
-        return [(r["name"], r["geometry"]) for r in rows]
+        return [(r["name"], r["geometry"]) for r in found]
 
     # positions
 
@@ -409,86 +392,17 @@ class CatalogueQueries(SqliteConnection):
 
     def positions_of(self, session_id: str, track_only: bool = False) -> list[Position]:
         """A session's fixes in time order; `track_only`: those the filter kept."""
-        rows = self._db.execute(
+        found = self._db.execute(
             "SELECT * FROM positions WHERE session_id = ?"
             + (" AND verdict IN ('kept', 'restart')" if track_only else "")
             + " ORDER BY time",
             (session_id,),
         )
-        return [
-            Position(
-                lat=r["lat"],
-                lon=r["lon"],
-                accuracy_m=r["accuracy_m"],
-                time=parse_iso(r["time"]),
-                heading_deg=r["heading_deg"],
-                speed_mps=r["speed_mps"],
-            )
-            for r in rows
-        ]
+        return [rows.position(r) for r in found]
 
 
 def _bump_geo_version(db: sqlite3.Connection) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('geo_version', '1') ON CONFLICT(key)"
         " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-    )
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        row["name"],
-        Role(row["role"]),
-        row["service"],
-        parse_iso(row["created_at"]),
-        _dt(row["disabled_at"]),
-    )
-
-
-def _device(row: sqlite3.Row) -> Device:
-    return Device(
-        id=row["id"],
-        officer=row["officer"],
-        created_at=parse_iso(row["created_at"]),
-        revoked_at=_dt(row["revoked_at"]),
-        serial=row["serial"],
-        model=row["model"],
-        firmware=row["firmware"],
-    )
-
-
-def _session(row: sqlite3.Row) -> Session:
-    return Session(
-        id=row["id"],
-        device_id=row["device_id"],
-        officer=row["officer"],
-        state=SessionState(row["state"]),
-        started_at=parse_iso(row["started_at"]),
-        ended_at=_dt(row["ended_at"]),
-        interrupted_at=_dt(row["interrupted_at"]),
-        end_reason=row["end_reason"],
-        video_codec=row["video_codec"],
-        audio_codec=row["audio_codec"],
-        connections=row["connections"],
-        battery_percent=row["battery_percent"],
-        invalid_telemetry=row["invalid_telemetry"],
-        destroyed_at=_dt(row["destroyed_at"]),
-    )
-
-
-def _segment(row: sqlite3.Row) -> Segment:
-    return Segment(
-        id=row["id"],
-        session_id=row["session_id"],
-        seq=row["seq"],
-        path=row["path"],
-        started_at=parse_iso(row["started_at"]),
-        ended_at=_dt(row["ended_at"]),
-        bytes=row["bytes"],
-        sha256=row["sha256"],
-        prev_sha256=row["prev_sha256"],
-        video_codec=row["video_codec"],
-        width=row["width"],
-        height=row["height"],
-        state=row["state"],
     )

@@ -40,7 +40,7 @@ class SqliteConnection(Store):
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA secure_delete=ON")
-            schema.create(db)
+            schema.migrate(db, str(self.path))
         except BaseException:
             db.close()
             raise

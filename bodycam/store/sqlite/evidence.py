@@ -15,17 +15,10 @@ from datetime import datetime
 from ...clock import iso, parse_iso
 from ...errors import Conflict
 from ...models import CSV_FIELDS, GENESIS_HASH, SYSTEM, Action, Entry, Hold, entry_hash
+from .. import rows
 from ..base import Checkpoint, Destruction
 from .connection import SqliteConnection
 
-# CSV field -> register column, where they differ
-_COLUMNS = {
-    "user": "user_name",
-    "session": "session_id",
-    "camera": "camera_id",
-    "from": "time_from",
-    "to": "time_to",
-}
 _ENTRY_FIELDS = [f for f in CSV_FIELDS if f not in ("seq", "prev_hash", "hash")]
 
 
@@ -101,29 +94,25 @@ class EvidenceQueries(SqliteConnection):
             return True
 
     def holds_of(self, session_id: str) -> list[Hold]:
-        rows = self._db.execute(
+        found = self._db.execute(
             "SELECT * FROM holds WHERE session_id = ? ORDER BY id", (session_id,)
         )
-        return [_hold(r) for r in rows]
+        return [rows.hold(r) for r in found]
 
     def held_sessions(self) -> set[str]:
-        rows = self._db.execute("SELECT DISTINCT session_id FROM holds WHERE lifted_at IS NULL")
-        return {r[0] for r in rows}
+        found = self._db.execute("SELECT DISTINCT session_id FROM holds WHERE lifted_at IS NULL")
+        return {r[0] for r in found}
 
     # destruction, in steps a crash may separate
 
     def pending_destructions(self) -> list[Destruction]:
-        rows = self._db.execute(
+        ended = self._db.execute(
             "SELECT s.id, s.started_at, s.ended_at, s.destroy_state,"
             " (SELECT MAX(ended_at) FROM segments WHERE session_id = s.id) AS last"
             " FROM sessions s WHERE s.state = 'ended' AND s.destroy_state != 'done'"
             " ORDER BY s.started_at"
         )
-        found = []
-        for r in rows:
-            moments = [parse_iso(v) for v in (r["started_at"], r["ended_at"], r["last"]) if v]
-            found.append(Destruction(r["id"], max(moments), r["destroy_state"]))
-        return found
+        return [rows.destruction(r) for r in ended]
 
     def shred_key(self, session_id: str, now: datetime) -> bool:
         """Destroy a session's key unless a hold came in meanwhile; True if it is gone.
@@ -213,15 +202,7 @@ class EvidenceQueries(SqliteConnection):
         query += " ORDER BY seq"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
-        return [
-            {
-                "seq": str(row["seq"]),
-                **_fields(row),
-                "prev_hash": row["prev_hash"],
-                "hash": row["hash"],
-            }
-            for row in self._db.execute(query, args)
-        ]
+        return [rows.register_entry(row, _ENTRY_FIELDS) for row in self._db.execute(query, args)]
 
     def prune_register(self, before: datetime, now: datetime) -> int:
         with self._transaction() as db:
@@ -256,7 +237,7 @@ class EvidenceQueries(SqliteConnection):
     def monthly_stats(self, year: int) -> dict[str, dict[str, int]]:
         """Per month of `year` ("2026-03"): sessions, live views, recording views, exports,
         requisitions (distinct references of exports and holds)."""
-        months = {f"{year:04d}-{m:02d}": _zero() for m in range(1, 13)}
+        months = {f"{year:04d}-{m:02d}": rows.empty_month() for m in range(1, 13)}
         for month, count in self._db.execute(
             "SELECT substr(started_at, 1, 7), COUNT(*) FROM sessions"
             " WHERE substr(started_at, 1, 4) = ? GROUP BY 1",
@@ -268,7 +249,7 @@ class EvidenceQueries(SqliteConnection):
             " FROM register WHERE substr(at, 1, 4) = ? AND outcome = 'ok' GROUP BY 1, 2",
             (f"{year:04d}",),
         ):
-            key = _STAT_OF.get(action)
+            key = rows.STATS_OF_ACTION.get(action)
             if key:
                 months[month][key] += count
         for month, references in self._db.execute(
@@ -296,7 +277,7 @@ def _append(db: sqlite3.Connection, entry: Entry) -> tuple[int, str]:
     seq, prev = _head(db)
     fields = entry.fields()
     digest = entry_hash(seq + 1, fields, prev)
-    columns = [_COLUMNS.get(name, name) for name in fields]
+    columns = [rows.REGISTER_COLUMNS.get(name, name) for name in fields]
     db.execute(
         f"INSERT INTO register (seq, {', '.join(columns)}, prev_hash, hash)"
         f" VALUES ({', '.join('?' * (len(columns) + 3))})",
@@ -319,32 +300,3 @@ def _checkpoint(db: sqlite3.Connection) -> Checkpoint | None:
         " ORDER BY last_seq DESC LIMIT 1"
     ).fetchone()
     return Checkpoint(int(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
-
-
-def _fields(row: sqlite3.Row) -> dict[str, str]:
-    return {name: str(row[_COLUMNS.get(name, name)]) for name in _ENTRY_FIELDS}
-
-
-_STAT_OF = {
-    Action.LIVE_VIEW_START.value: "live_views",
-    Action.RECORDING_VIEW.value: "recording_views",
-    Action.EXPORT.value: "exports",
-}
-
-
-def _zero() -> dict[str, int]:
-    return {"sessions": 0, "live_views": 0, "recording_views": 0, "exports": 0, "requisitions": 0}
-
-
-def _hold(row: sqlite3.Row) -> Hold:
-    return Hold(
-        id=row["id"],
-        session_id=row["session_id"],
-        reference=row["reference"],
-        reason=row["reason"],
-        placed_by=row["placed_by"],
-        placed_at=parse_iso(row["placed_at"]),
-        lifted_by=row["lifted_by"],
-        lifted_at=parse_iso(row["lifted_at"]) if row["lifted_at"] else None,
-        lift_reference=row["lift_reference"],
-    )

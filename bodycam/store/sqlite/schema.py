@@ -1,12 +1,16 @@
-"""The SQLite schema, and the columns added to databases made by earlier versions.
+"""The SQLite schema, as versioned migrations (`store.migrations`).
 
-Versioned migrations (and a refusal of a database newer than the code) come with the second
-backend; until then `create` adds what older files lack, idempotently.
+Version 1 is the schema of bodycam 0.1; it is written with IF NOT EXISTS, and brings a
+database made before versions existed up to it (the columns added since). A migration after
+it runs in one transaction with its `schema_migrations` row.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from ...clock import SystemClock, iso
+from ..migrations import Migration, pending
 
 CATALOGUE = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -180,8 +184,8 @@ ADDED_COLUMNS = {
 }
 
 
-def create(db: sqlite3.Connection) -> None:
-    """Make the tables a new database needs, and bring an older one up to date."""
+def _version_1(db: sqlite3.Connection) -> None:
+    # executescript commits as it goes: idempotent statements, safe to run again after a crash
     db.executescript(CATALOGUE)
     for table, columns in ADDED_COLUMNS.items():
         present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
@@ -189,3 +193,25 @@ def create(db: sqlite3.Connection) -> None:
             if name not in present:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
     db.executescript(REGISTER + EVIDENCE)
+
+
+MIGRATIONS: list[Migration[sqlite3.Connection]] = [
+    Migration(1, "the schema of bodycam 0.1", _version_1),
+]
+
+
+def migrate(db: sqlite3.Connection, where: str) -> int:
+    """Bring the database up to the code's schema; returns the version it is at."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+        " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    for migration in pending(MIGRATIONS, int(current), where):
+        migration.apply(db)
+        db.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.description, iso(SystemClock().now())),
+        )
+        current = migration.version
+    return int(current)

@@ -1,0 +1,398 @@
+"""PostgreSQL queries of the catalogue: devices, people and logins, alerts, sessions,
+segments, the city, positions (the interface and its docstrings: `store.base.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ...clock import iso
+from ...models import (
+    GENESIS_HASH,
+    Alert,
+    AlertAction,
+    AlertState,
+    Device,
+    Position,
+    Segment,
+    Session,
+    SessionState,
+    User,
+)
+from .. import rows
+from .connection import Connection, PostgresConnection
+
+ALERT = (
+    "SELECT alerts.*, sessions.device_id, sessions.officer FROM alerts"
+    " JOIN sessions ON sessions.id = alerts.session_id"
+)
+
+
+class CatalogueQueries(PostgresConnection):
+    """Devices, people, alerts, sessions, segments, city and positions."""
+
+    # devices
+
+    def add_device(self, device_id: str, officer: str, token_hash: str, now: datetime) -> bool:
+        return (
+            self._run(
+                "INSERT INTO devices (id, officer, token_hash, created_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (device_id, officer, token_hash, iso(now)),
+            )
+            == 1
+        )
+
+    def get_device(self, device_id: str) -> Device | None:
+        row = self._one("SELECT * FROM devices WHERE id = %s", (device_id,))
+        return rows.device(row) if row else None
+
+    def device_by_token_hash(self, token_hash: str) -> Device | None:
+        row = self._one("SELECT * FROM devices WHERE token_hash = %s", (token_hash,))
+        return rows.device(row) if row else None
+
+    def list_devices(self) -> list[Device]:
+        return [rows.device(r) for r in self._all("SELECT * FROM devices ORDER BY id")]
+
+    def revoke_device(self, device_id: str, now: datetime) -> bool:
+        return (
+            self._run(
+                "UPDATE devices SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (iso(now), device_id),
+            )
+            == 1
+        )
+
+    def set_device_token(self, device_id: str, token_hash: str) -> bool:
+        return (
+            self._run(
+                "UPDATE devices SET token_hash = %s, revoked_at = NULL WHERE id = %s",
+                (token_hash, device_id),
+            )
+            == 1
+        )
+
+    def set_device_identity(self, device_id: str, serial: str, model: str, firmware: str) -> None:
+        self._run(
+            "UPDATE devices SET serial = %s, model = %s, firmware = %s WHERE id = %s",
+            (serial, model, firmware, device_id),
+        )
+
+    # people and their logins
+
+    def add_user(self, user: User, password_hash: str) -> bool:
+        return (
+            self._run(
+                "INSERT INTO users (name, role, service, password_hash, created_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (user.name, user.role.value, user.service, password_hash, iso(user.created_at)),
+            )
+            == 1
+        )
+
+    def get_user(self, name: str) -> tuple[User, str] | None:
+        row = self._one("SELECT * FROM users WHERE name = %s", (name,))
+        return (rows.user(row), str(row["password_hash"])) if row else None
+
+    def list_users(self) -> list[User]:
+        return [rows.user(r) for r in self._all("SELECT * FROM users ORDER BY name")]
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM logins WHERE user_name = %s", (name,))
+            cur = tx.execute(
+                "UPDATE users SET password_hash = %s WHERE name = %s", (password_hash, name)
+            )
+            return cur.rowcount == 1
+
+    def add_login(self, token_hash: str, name: str, now: datetime, expires: datetime) -> None:
+        self._run(
+            "INSERT INTO logins (token_hash, user_name, created_at, expires_at)"
+            " VALUES (%s, %s, %s, %s)",
+            (token_hash, name, iso(now), iso(expires)),
+        )
+
+    def user_of_login(self, token_hash: str, now: datetime) -> User | None:
+        row = self._one(
+            "SELECT users.* FROM logins JOIN users ON users.name = logins.user_name"
+            " WHERE token_hash = %s AND expires_at > %s",
+            (token_hash, iso(now)),
+        )
+        return rows.user(row) if row else None
+
+    def end_login(self, token_hash: str, now: datetime) -> None:
+        self._run(
+            "DELETE FROM logins WHERE token_hash = %s OR expires_at <= %s", (token_hash, iso(now))
+        )
+
+    # alerts
+
+    def add_alert(self, session_id: str, now: datetime) -> None:
+        self._run(
+            "INSERT INTO alerts (session_id, state, raised_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (session_id, AlertState.NEW.value, iso(now)),
+        )
+
+    def get_alert(self, session_id: str) -> Alert | None:
+        with self._connection() as conn:
+            row = conn.execute(f"{ALERT} WHERE session_id = %s".encode(), (session_id,))
+            found = row.fetchone()
+            return _alert(conn, found) if found else None
+
+    def recent_alerts(self, since: datetime) -> list[Alert]:
+        with self._connection() as conn:
+            found = conn.execute(
+                f"{ALERT} WHERE alerts.state != %s OR alerts.raised_at >= %s"
+                " ORDER BY alerts.raised_at DESC".encode(),
+                (AlertState.CLOSED.value, iso(since)),
+            ).fetchall()
+            return [_alert(conn, r) for r in found]
+
+    def act_on_alert(self, session_id: str, expected: AlertState, action: AlertAction) -> bool:
+        with self._transaction() as tx:
+            cur = tx.execute(
+                "UPDATE alerts SET state = %s WHERE session_id = %s AND state = %s",
+                (action.state.value, session_id, expected.value),
+            )
+            if cur.rowcount != 1:
+                return False
+            tx.execute(
+                "INSERT INTO alert_actions (session_id, state, user_name, role, service, at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    session_id,
+                    action.state.value,
+                    action.user,
+                    action.role,
+                    action.service,
+                    iso(action.at),
+                ),
+            )
+            return True
+
+    # sessions
+
+    def create_session(self, session: Session, resource_id: str) -> None:
+        with self._transaction() as tx:
+            tx.execute(
+                "INSERT INTO sessions (id, device_id, officer, state, started_at, video_codec,"
+                " audio_codec) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    session.id,
+                    session.device_id,
+                    session.officer,
+                    str(session.state),
+                    iso(session.started_at),
+                    session.video_codec,
+                    session.audio_codec,
+                ),
+            )
+            tx.execute(
+                "INSERT INTO whip_resources (id, session_id, created_at) VALUES (%s, %s, %s)",
+                (resource_id, session.id, iso(session.started_at)),
+            )
+
+    def resume_session(self, session_id: str, resource_id: str, now: datetime) -> None:
+        with self._transaction() as tx:
+            tx.execute(
+                "UPDATE sessions SET state = 'live', interrupted_at = NULL,"
+                " connections = connections + 1 WHERE id = %s",
+                (session_id,),
+            )
+            tx.execute(
+                "INSERT INTO whip_resources (id, session_id, created_at) VALUES (%s, %s, %s)",
+                (resource_id, session_id, iso(now)),
+            )
+
+    def interrupt_session(self, session_id: str, now: datetime) -> None:
+        self._run(
+            "UPDATE sessions SET state = 'interrupted', interrupted_at = %s"
+            " WHERE id = %s AND state = 'live'",
+            (iso(now), session_id),
+        )
+
+    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> None:
+        self._run(
+            "UPDATE sessions SET state = 'ended', ended_at = %s, end_reason = %s"
+            " WHERE id = %s AND state != 'ended'",
+            (iso(ended_at), str(reason), session_id),
+        )
+
+    def update_session_media(self, session_id: str, video_codec: str, audio_codec: str) -> None:
+        self._run(
+            "UPDATE sessions SET video_codec = %s, audio_codec = %s WHERE id = %s",
+            (video_codec, audio_codec, session_id),
+        )
+
+    def update_session_telemetry(
+        self, session_id: str, battery_percent: float | None, invalid_telemetry: int
+    ) -> None:
+        self._run(
+            "UPDATE sessions SET battery_percent = COALESCE(%s, battery_percent),"
+            " invalid_telemetry = %s WHERE id = %s",
+            (battery_percent, invalid_telemetry, session_id),
+        )
+
+    def get_session(self, session_id: str) -> Session | None:
+        row = self._one("SELECT * FROM sessions WHERE id = %s", (session_id,))
+        return rows.session(row) if row else None
+
+    def session_of_resource(self, resource_id: str) -> Session | None:
+        row = self._one(
+            "SELECT s.* FROM sessions s JOIN whip_resources r ON r.session_id = s.id"
+            " WHERE r.id = %s",
+            (resource_id,),
+        )
+        return rows.session(row) if row else None
+
+    def list_sessions(self, state: SessionState | None = None) -> list[Session]:
+        if state is None:
+            found = self._all("SELECT * FROM sessions ORDER BY started_at, id")
+        else:
+            found = self._all(
+                "SELECT * FROM sessions WHERE state = %s ORDER BY started_at, id", (str(state),)
+            )
+        return [rows.session(r) for r in found]
+
+    # segments
+
+    def open_segment(
+        self,
+        session_id: str,
+        started_at: datetime,
+        video_codec: str,
+        width: int,
+        height: int,
+        path_for: Callable[[int], str],
+    ) -> tuple[int, int]:
+        with self._transaction() as tx:
+            # one writer per session's segments: its recorder; the lock keeps two from racing
+            tx.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (session_id,))
+            row = tx.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM segments WHERE session_id = %s",
+                (session_id,),
+            ).fetchone()
+            assert row is not None
+            seq = int(row["seq"])
+            made = tx.execute(
+                "INSERT INTO segments (session_id, seq, path, started_at, video_codec, width,"
+                " height, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'open') RETURNING id",
+                (session_id, seq, path_for(seq), iso(started_at), video_codec, width, height),
+            ).fetchone()
+            assert made is not None
+            return int(made["id"]), seq
+
+    def close_segment(
+        self, segment_id: int, ended_at: datetime, size: int, sha256: str, state: str = "closed"
+    ) -> str:
+        with self._transaction() as tx:
+            seg = tx.execute(
+                "SELECT session_id, seq FROM segments WHERE id = %s FOR UPDATE", (segment_id,)
+            ).fetchone()
+            assert seg is not None, f"no segment {segment_id}"
+            prev = tx.execute(
+                "SELECT sha256 FROM segments WHERE session_id = %s AND seq < %s AND sha256 != ''"
+                " ORDER BY seq DESC LIMIT 1",
+                (seg["session_id"], seg["seq"]),
+            ).fetchone()
+            prev_sha = str(prev["sha256"]) if prev else GENESIS_HASH
+            tx.execute(
+                "UPDATE segments SET ended_at = %s, bytes = %s, sha256 = %s, prev_sha256 = %s,"
+                " state = %s WHERE id = %s",
+                (iso(ended_at), size, sha256, prev_sha, state, segment_id),
+            )
+        return prev_sha
+
+    def drop_segment(self, segment_id: int) -> None:
+        self._run("DELETE FROM segments WHERE id = %s", (segment_id,))
+
+    def segments_of(self, session_id: str) -> list[Segment]:
+        found = self._all(
+            "SELECT * FROM segments WHERE session_id = %s ORDER BY seq", (session_id,)
+        )
+        return [rows.segment(r) for r in found]
+
+    def open_segments(self) -> list[Segment]:
+        found = self._all("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
+        return [rows.segment(r) for r in found]
+
+    def recording_totals(self, session_id: str) -> tuple[int, int]:
+        row = self._one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS size FROM segments"
+            " WHERE session_id = %s AND state != 'open'",
+            (session_id,),
+        )
+        assert row is not None
+        return int(row["n"]), int(row["size"])
+
+    # camera registry and places
+
+    def replace_cameras(self, features: list[tuple[str, str]]) -> None:
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM cameras")
+            with tx.cursor() as cur:
+                cur.executemany("INSERT INTO cameras (id, feature) VALUES (%s, %s)", features)
+            _bump_geo_version(tx)
+
+    def camera_features(self) -> list[str]:
+        return [str(r["feature"]) for r in self._all("SELECT feature FROM cameras ORDER BY id")]
+
+    def replace_places(self, places: list[tuple[str, str, str]]) -> None:
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM places")
+            with tx.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO places (kind, name, geometry) VALUES (%s, %s, %s)", places
+                )
+            _bump_geo_version(tx)
+
+    def geo_version(self) -> int:
+        row = self._one("SELECT value FROM meta WHERE key = 'geo_version'")
+        return int(row["value"]) if row else 0
+
+    def places(self, kind: str) -> list[tuple[str, str]]:
+        found = self._all("SELECT name, geometry FROM places WHERE kind = %s ORDER BY id", (kind,))
+        return [(str(r["name"]), str(r["geometry"])) for r in found]
+
+    # positions
+
+    def add_position(self, session_id: str, position: Position, verdict: str = "kept") -> None:
+        self._run(
+            "INSERT INTO positions (session_id, time, lat, lon, accuracy_m, heading_deg,"
+            " speed_mps, verdict) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                session_id,
+                iso(position.time),
+                position.lat,
+                position.lon,
+                position.accuracy_m,
+                position.heading_deg,
+                position.speed_mps,
+                verdict,
+            ),
+        )
+
+    def positions_of(self, session_id: str, track_only: bool = False) -> list[Position]:
+        found = self._all(
+            "SELECT * FROM positions WHERE session_id = %s"
+            + (" AND verdict IN ('kept', 'restart')" if track_only else "")
+            + " ORDER BY time, id",
+            (session_id,),
+        )
+        return [rows.position(r) for r in found]
+
+
+def _alert(conn: Connection, row: dict[str, Any]) -> Alert:
+    actions = conn.execute(
+        "SELECT * FROM alert_actions WHERE session_id = %s ORDER BY id", (row["session_id"],)
+    ).fetchall()
+    return rows.alert(row, actions)
+
+
+def _bump_geo_version(tx: Connection) -> None:
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('geo_version', '1') ON CONFLICT (key)"
+        " DO UPDATE SET value = (CAST(meta.value AS INTEGER) + 1)::text"
+    )

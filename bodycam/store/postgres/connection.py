@@ -1,0 +1,117 @@
+"""The PostgreSQL connections: a psycopg 3 pool, used by the store's own threads only.
+
+The store has as many threads as the pool has connections (`store.pool_size`); a query
+takes a connection for its statement or transaction and gives it back. `snapshot()` keeps
+one connection for the thread, in a repeatable-read transaction, so that the queries inside
+see one state of the database. Connections are in autocommit mode: every write that needs
+more than one statement says so with `_transaction()`.
+
+A server that cannot be reached is a `StoreUnavailable` naming it (password left out),
+never a psycopg error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ...config import redacted
+from ...errors import BodycamError
+from ..base import Store
+from . import schema
+
+Connection = psycopg.Connection[dict[str, Any]]
+CONNECT_SECONDS = 10.0
+
+
+class StoreUnavailable(BodycamError):
+    """The database server cannot be reached."""
+
+    status = 503
+
+
+class PostgresConnection(Store):
+    """What the query mixins share: the pool, transactions, snapshots."""
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        super().__init__("store", threads=pool_size)
+        self.url = url
+        self.where = redacted(url)
+        self._local = threading.local()
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=False,
+            name="bodycam",
+        )
+        try:
+            self._executor.submit(self._open).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    def _open(self) -> None:
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_SECONDS)
+        except (PoolTimeout, psycopg.OperationalError) as err:
+            self._pool.close()
+            raise StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {err}") from None
+        with self._connection() as conn:
+            schema.migrate(conn, self.where)
+
+    def _close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """This thread's snapshot connection, or one from the pool for this query."""
+        self._check_thread()
+        held: Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        try:
+            with self._pool.connection(timeout=CONNECT_SECONDS) as conn:
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError) as err:
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {err}") from None
+
+    def _one(self, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        with self._connection() as conn:
+            return conn.execute(query.encode(), params).fetchone()
+
+    def _all(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._connection() as conn:
+            return conn.execute(query.encode(), params).fetchall()
+
+    def _run(self, query: str, params: tuple[Any, ...] = ()) -> int:
+        """A statement on its own; how many rows it touched."""
+        with self._connection() as conn:
+            return conn.execute(query.encode(), params).rowcount
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if getattr(self._local, "conn", None) is not None:  # inside another snapshot
+            yield
+            return
+        with self._connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+                conn.execute("COMMIT")
