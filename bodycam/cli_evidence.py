@@ -20,7 +20,7 @@ from pathlib import Path
 from . import access, users
 from .clock import SystemClock, iso, parse_moment
 from .config import Config
-from .errors import BadRequest, BodycamError, Forbidden, Unauthorized
+from .errors import BadRequest, BodycamError, Conflict, Forbidden, Unauthorized
 from .evidence import bundle, holds, register
 from .evidence.keyring import Keyring
 from .evidence.purge import prune_register, purge
@@ -171,6 +171,8 @@ def purge_command(store: Store, config: Config, args: argparse.Namespace) -> int
     report = purge(
         store, config.recordings_dir, config.retention, now, system_actor(), args.dry_run
     )
+    if report.busy:
+        raise Conflict("another gateway node (or bodycam purge) is purging now: try again later")
     verb = "would destroy" if args.dry_run else "destroyed"
     gone = report.due if args.dry_run else report.destroyed
     print(f"retention {config.retention}, now {iso(now)}: {verb} {len(gone)} sessions")

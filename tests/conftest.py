@@ -14,11 +14,10 @@ import pytest
 
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
-from bodycam.geo.registry import import_cameras, import_places
 from bodycam.store import SqliteStore
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
-from .geo_scene import CAMERA_PASSWORD, PLACES, SCENE_CAMERAS
+from .geo_scene import CAMERA_PASSWORD, SCENE_CAMERAS, give_camera_password, import_street
 from .helpers import (
     POSTGRES_URL,
     SLOW_CALLBACK_SECONDS,
@@ -114,22 +113,11 @@ async def street_cameras() -> AsyncIterator[AxisCameraSimulator]:
 @pytest.fixture
 def street_config(tmp_path: Path, street_cameras: AxisCameraSimulator) -> Config:
     """A gateway configuration with the street scene imported, its cameras simulated."""
-    cameras = street_cameras
-    data = tmp_path / "data"
-    config = make_config(data, cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2)
-    wired = {c.id for c in cameras.cameras} - {"unwired"}
-    features = [
-        {**f, "properties": {**f["properties"], "vapix_url": cameras.base_url(cid)}}
-        if (cid := f["properties"]["id"]) in wired
-        else f
-        for f in SCENE_CAMERAS
-    ]
-    store = SqliteStore(config.database_path)
-    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
-    import_places(store, PLACES, "scene")
-    store.close()
-    config.camera_credentials_path.write_text(
-        f'[csu]\nusername = "root"\npassword = "{CAMERA_PASSWORD}"\n'
+    config = make_config(
+        tmp_path / "data", cameras_health_interval_seconds=1, cameras_request_timeout_seconds=2
     )
-    config.camera_credentials_path.chmod(0o600)
+    store = SqliteStore(config.database_path)
+    import_street(store, street_cameras)
+    store.close()
+    give_camera_password(config)
     return config

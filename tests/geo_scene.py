@@ -6,8 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bodycam.config import Config
 from bodycam.geo.geometry import LocalFrame
+from bodycam.geo.registry import import_cameras, import_places
 from bodycam.models import Position
+from bodycam.store import Store
+from simulators.axis_camera import AxisCameraSimulator
 from simulators.gps import Position as GpsPosition
 from simulators.gps import Route, Walk
 
@@ -88,3 +92,25 @@ PLACES = {
 def street_walk() -> Walk:
     route = Route("rue du Test", tuple(GpsPosition(*at(x, 0)) for x in (-100, 100)))
     return Walk(route=route, speed=SPEED, end="bounce", seed=3)
+
+
+def import_street(store: Store, cameras: AxisCameraSimulator) -> None:
+    """The street scene into a store, each wired camera at its simulator's address."""
+    wired = {c.id for c in cameras.cameras} - {"unwired"}
+    features = [
+        {**f, "properties": {**f["properties"], "vapix_url": cameras.base_url(cid)}}
+        if (cid := f["properties"]["id"]) in wired
+        else f
+        for f in SCENE_CAMERAS
+    ]
+    import_cameras(store, {"type": "FeatureCollection", "features": features}, "scene")
+    import_places(store, PLACES, "scene")
+
+
+def give_camera_password(config: Config) -> None:
+    """The scene cameras' credentials, where the gateway looks for them."""
+    config.camera_credentials_path.parent.mkdir(parents=True, exist_ok=True)
+    config.camera_credentials_path.write_text(
+        f'[csu]\nusername = "root"\npassword = "{CAMERA_PASSWORD}"\n'
+    )
+    config.camera_credentials_path.chmod(0o600)

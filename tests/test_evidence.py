@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from bodycam.evidence.reasons import Requisition
 from bodycam.evidence.retention import add_months, expires_at
 from bodycam.gateway.app import create_app
 from bodycam.models import SYSTEM, Action, Actor, Entry, Hold, Retention
-from bodycam.store import SqliteStore, Store
+from bodycam.store import SqliteStore, Store, open_store
 
 from .evidence_data import record_session
 from .helpers import PASSWORD, Gateway, make_config, session_of, wait_for_store
@@ -72,7 +73,7 @@ def test_add_months_goes_back_too() -> None:
 
 async def open_data(tmp_path: Path, **overrides: object) -> tuple[Config, Store, Keyring]:
     config = make_config(tmp_path / "data", **overrides)
-    store = SqliteStore(config.database_path)
+    store = await asyncio.to_thread(open_store, config)
     return config, store, await store.run(Keyring.load, config, store)
 
 
@@ -219,6 +220,60 @@ async def test_a_byte_copy_taken_before_the_purge_cannot_be_read_after_it(tmp_pa
         )
 
 
+DYING_PURGER = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+from bodycam.store import PostgresStore, SqliteStore
+kind, where, now = sys.argv[1:]
+store = SqliteStore(Path(where)) if kind == "sqlite" else PostgresStore(where, 1)
+with store.exclusive("purge") as mine:
+    assert mine
+    assert store.call(store.shred_key, "s1", datetime.fromisoformat(now))
+    print("shredded", flush=True)
+    time.sleep(120)  # killed here: key gone, files and register entry not yet
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_one_node_purges_at_a_time_and_another_finishes_a_dead_ones_purge(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    config, store, keyring = await open_data(tmp_path, store_url=url)
+    await record_session(config, store, keyring, "s1", JAN31)
+    await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
+    now = JAN31 + timedelta(days=40)
+    where = url or str(config.database_path)
+    node_a = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        DYING_PURGER,
+        backend,
+        where,
+        now.isoformat(),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert node_a.stdout is not None
+        assert await node_a.stdout.readline() == b"shredded\n"
+        report = await purge_at(store, config, now)  # node B, while A purges
+        assert report.busy
+        assert report.destroyed == []
+        assert (config.recordings_dir / "s2").is_dir()  # B left it to A
+    finally:
+        node_a.kill()  # kill -9, in the middle
+        await node_a.communicate()
+    report = await purge_at(store, config, now + timedelta(minutes=1))  # B's next round
+    assert not report.busy
+    assert sorted(report.destroyed) == ["s1", "s2"]
+    assert not (config.recordings_dir / "s1").exists()
+    entries = await store.run(store.register_entries)
+    assert sorted(e["session"] for e in entries if e["action"] == "destruction") == ["s1", "s2"]
+    assert (await store.run(register.verify, store)).ok
+    store.close()
+
+
 async def test_a_crash_in_the_middle_of_a_purge_is_finished_by_the_next(tmp_path: Path) -> None:
     config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", JAN31)
@@ -263,9 +318,13 @@ async def test_the_command_line_never_destroys_early(
 ) -> None:
     config, store, keyring = await open_data(tmp_path)
     await record_session(config, store, keyring, "s1", SystemClock().now() - timedelta(days=2))
+    data = ["--data-dir", str(config.data_dir)]
+    with store.exclusive("purge") as mine:  # the gateway is purging right now
+        assert mine
+        assert await asyncio.to_thread(main, ["purge", *data]) == 2
+        assert "is purging now: try again later" in capsys.readouterr().err
     store.close()
     later = (SystemClock().now() + timedelta(days=40)).isoformat()
-    data = ["--data-dir", str(config.data_dir)]
     assert await asyncio.to_thread(main, ["purge", "--now", later, *data]) == 2
     assert "in the future" in capsys.readouterr().err
     assert await asyncio.to_thread(main, ["purge", "--now", later, "--dry-run", *data]) == 0

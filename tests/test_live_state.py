@@ -15,7 +15,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,9 @@ from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key, tracker_key
 from bodycam.live.base import (
     BEGINNING,
+    Control,
     Event,
+    Follow,
     LivePosition,
     LiveState,
     LiveStateUnavailable,
@@ -313,6 +315,65 @@ async def test_claims_live_with_their_node_and_expire_after_it(make_node: MakeNo
 
 
 # the gateway
+
+
+# PTZ holds
+
+
+async def test_a_person_holds_a_ptz_camera_against_every_node(make_node: MakeNode) -> None:
+    a, b = await make_node("node-a"), await make_node("node-b")
+    now = WHEN
+    dupont = Control("ptz-1", "dupont", now + timedelta(seconds=60), "node-a")
+    assert await a.ptz.take_control(dupont, now) == dupont
+    assert await b.ptz.control("ptz-1", now) == dupont  # the other node sees it
+    assert await b.ptz.control("ptz-2", now) is None
+    martin = Control("ptz-1", "martin", now + timedelta(seconds=60), "node-b")
+    assert await b.ptz.take_control(martin, now) == dupont  # refused: dupont has it
+    renewed = Control("ptz-1", "dupont", now + timedelta(seconds=120), "node-b")
+    assert await b.ptz.take_control(renewed, now) == renewed  # one's own, from any node
+    assert await a.ptz.release_control("ptz-1", "martin", now) == (None, renewed)
+    assert await a.ptz.release_control("ptz-1", "dupont", now) == (renewed, None)
+    assert await b.ptz.control("ptz-1", now) is None
+    assert await b.ptz.release_control("ptz-1", "dupont", now) == (None, None)
+    # after its end a control is no one's, and only the end of the one in force counts
+    assert await a.ptz.take_control(dupont, now) == dupont
+    later = now + timedelta(seconds=61)
+    assert await b.ptz.control("ptz-1", later) is None
+    assert not await a.ptz.end_expired(renewed, later)  # not that one
+    assert not await a.ptz.end_expired(dupont, now)  # not yet
+    assert await a.ptz.end_expired(dupont, later)
+    assert not await b.ptz.end_expired(dupont, later)  # said once
+    martin = Control("ptz-1", "martin", later + timedelta(seconds=60), "node-b")
+    assert await b.ptz.take_control(martin, later) == martin  # free again
+
+
+async def test_a_ptz_camera_follows_the_first_session_until_a_person_takes_it(
+    make_node: MakeNode,
+) -> None:
+    a, b = await make_node("node-a"), await make_node("node-b")
+    now = WHEN
+    assert await a.ptz.follow("ptz-1", "s1", now, 30) == Follow(True, session_id="s1")
+    assert await b.ptz.follow("ptz-1", "s2", now, 30) == Follow(False, session_id="s1")
+    assert await a.ptz.follow("ptz-1", "s1", now, 30) == Follow(True, session_id="s1")  # renewed
+    await b.ptz.unfollow("ptz-1", "s2")  # not s2's: kept
+    assert await b.ptz.follow("ptz-1", "s2", now, 30) == Follow(False, session_id="s1")
+    await a.ptz.unfollow("ptz-1", "s1")
+    assert await b.ptz.follow("ptz-1", "s2", now, 30) == Follow(True, session_id="s2")
+    # a person takes it: s2 loses it at once, and no session gets it while the control lasts
+    dupont = Control("ptz-1", "dupont", now + timedelta(seconds=60), "node-a")
+    assert await a.ptz.take_control(dupont, now) == dupont
+    assert await b.ptz.follow("ptz-1", "s2", now, 30) == Follow(False, control=dupont)
+    assert await a.ptz.follow("ptz-1", "s1", now, 30) == Follow(False, control=dupont)
+    after = now + timedelta(seconds=61)
+    assert await a.ptz.follow("ptz-1", "s1", after, 30) == Follow(True, session_id="s1")
+
+
+async def test_a_follow_claim_ends_by_itself(make_node: MakeNode) -> None:
+    a, b = await make_node("node-a"), await make_node("node-b")
+    assert (await a.ptz.follow("ptz-1", "s1", SystemClock().now(), 0.2)).granted
+    assert not (await b.ptz.follow("ptz-1", "s2", SystemClock().now(), 30)).granted
+    await asyncio.sleep(0.3)  # node A died: its session's claim goes without it
+    assert (await b.ptz.follow("ptz-1", "s2", SystemClock().now(), 30)).granted
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

@@ -158,6 +158,11 @@ async def test_nodes_on_one_postgresql_share_people_alerts_and_one_register(
     a, b = shared_nodes
     await add_login(a.store, "dupont", "operator")  # an account made once, for every node
     async with aiohttp.ClientSession() as http:
+        for node in (a, b):  # a guesser going from node to node is counted once
+            async with http.post(
+                f"{node.url}/api/v1/login", json={"name": "dupont", "password": "guess"}
+            ) as r:
+                assert r.status == 401
         async with http.post(
             f"{a.url}/api/v1/login", json={"name": "dupont", "password": PASSWORD}
         ) as r:
@@ -180,6 +185,8 @@ async def test_nodes_on_one_postgresql_share_people_alerts_and_one_register(
     entries = await a.store.run(a.store.register_entries)
     actions = [e["action"] for e in entries]
     assert "login" in actions  # appended by A
+    failures = [e["detail"] for e in entries if e["action"] == "login_failed"]
+    assert [d.split("; ")[1] for d in failures] == ["1 failures in a row", "2 failures in a row"]
     assert "live_view_start" in actions  # appended by B
     verdict = await b.store.run(register.verify, b.store)
     assert verdict.ok, verdict.text()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +116,19 @@ def test_people_and_logins(store: Store) -> None:
     assert store.call(store.user_of_login, "t3", T0) is None
     assert not store.call(store.set_password, "ghost", "x")
     assert [u.name for u in store.call(store.list_users)] == ["dupont"]
+
+
+def test_failed_logins_are_counted_per_key_within_the_window(store: Store) -> None:
+    minute = timedelta(minutes=1)
+    name, address, other = "name:dupont", "addr:10.0.0.1", "addr:10.0.0.2"
+    assert store.call(store.login_failed, [name, address], T0, T0 - 15 * minute) == 1
+    assert store.call(store.login_failed, [name, other], T0 + minute, T0 - 14 * minute) == 2
+    assert store.call(store.login_failed, [other], T0 + 2 * minute, T0 - 13 * minute) == 2
+    # sixteen minutes on, the first has left the window: the name counts two, not three
+    later = T0 + 16 * minute
+    assert store.call(store.login_failed, [name], later, later - 15 * minute) == 2
+    store.call(store.login_succeeded, [name, other])
+    assert store.call(store.login_failed, [name, address], later, later - 15 * minute) == 1
 
 
 def test_alerts_move_forward_with_who_and_when(store: Store) -> None:
@@ -374,6 +390,53 @@ def test_two_nodes_appending_at_once_make_one_chain(place: tuple[str, str | Path
             node.close()
 
 
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from bodycam.store import PostgresStore, SqliteStore
+kind, where = sys.argv[1:]
+store = SqliteStore(Path(where)) if kind == "sqlite" else PostgresStore(where, 1)
+with store.exclusive("purge") as mine:
+    print(mine, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_one_holder_of_a_lock_at_a_time_and_a_killed_one_lets_go(
+    place: tuple[str, str | Path],
+) -> None:
+    store = open_backend(*place)  # the schema first, so that the other process only reads it
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, place[0], str(place[1])],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "True\n"
+        with store.exclusive("purge") as mine:
+            assert not mine  # another process (another node) holds it
+        holder.kill()  # as kill -9: no unlock, no goodbye
+        holder.wait()
+        deadline = time.monotonic() + 10
+        while True:
+            with store.exclusive("purge") as mine:
+                if mine:
+                    with store.exclusive("purge") as again:
+                        assert not again  # not re-entrant, even in the holder's process
+                    break
+            assert time.monotonic() < deadline, "the dead holder's lock was never freed"
+            time.sleep(0.05)
+        with store.exclusive("purge") as mine:
+            assert mine  # given back at the end of the block
+        with pytest.raises(KeyError):
+            store.exclusive("nothing").__enter__()
+    finally:
+        holder.kill()
+        holder.communicate()
+        store.close()
+
+
 def test_queries_only_on_the_stores_threads(store: Store) -> None:
     with pytest.raises(StoreThreadError, match=r"store\.call"):
         store.get_device("cam-1")  # directly, from the test's thread
@@ -389,10 +452,25 @@ def test_queries_only_on_the_stores_threads(store: Store) -> None:
 def test_migrations_are_recorded_and_a_newer_database_is_refused(
     place: tuple[str, str | Path],
 ) -> None:
-    open_backend(*place).close()  # version 1 applied
+    open_backend(*place).close()  # every migration applied
     raw = raw_connection(place)
     try:
-        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (1,)
+        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (2,)
+        # back to a database of version 1, before failed logins were counted in it
+        raw.execute("DELETE FROM schema_migrations WHERE version = 2")
+        raw.execute("DROP TABLE login_failures")
+        if isinstance(raw, sqlite3.Connection):
+            raw.commit()
+    finally:
+        raw.close()
+    upgraded = open_backend(*place)
+    try:
+        assert upgraded.call(upgraded.login_failed, ["name:x"], T0, T0) == 1
+    finally:
+        upgraded.close()
+    raw = raw_connection(place)
+    try:
+        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (2,)
         raw.execute(
             "INSERT INTO schema_migrations (version, description, applied_at)"
             " VALUES (7, 'from the future', '2030-01-01T00:00:00.000Z')"

@@ -9,7 +9,10 @@ written in one transaction.
 
 The gateway (every `evidence.purge_interval_seconds`, on a worker thread) and the command
 line (`bodycam purge`) run the same `purge` and `prune_register`; both reach the store with
-`store.call`, so they never run on the event loop or the store's thread.
+`store.call`, so they never run on the event loop or the store's thread. One of them purges
+at a time across every node (`store.exclusive("purge")`, which a dead node's process lets
+go of): the others skip their round, and the next round of whoever comes next finishes
+what a node killed in the middle left "shredded".
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class PurgeReport:
     destroyed: list[str] = field(default_factory=list)
     due: list[str] = field(default_factory=list)  # dry run: what would go
     held: list[str] = field(default_factory=list)  # expired, kept by a legal hold
+    busy: bool = False  # another node (or the command line) was purging: nothing done
 
 
 def purge(
@@ -47,6 +51,23 @@ def purge(
     dry_run: bool = False,
 ) -> PurgeReport:
     """Destroy every expired session not on hold; finish destructions a crash cut short."""
+    if dry_run:
+        return _purge(store, recordings_dir, retention, now, actor, dry_run)
+    with store.exclusive("purge") as mine:
+        if not mine:
+            logger.info("purge: another node is purging; this round is skipped")
+            return PurgeReport(busy=True)
+        return _purge(store, recordings_dir, retention, now, actor, dry_run)
+
+
+def _purge(
+    store: Store,
+    recordings_dir: Path,
+    retention: Retention,
+    now: datetime,
+    actor: Actor,
+    dry_run: bool,
+) -> PurgeReport:
     report = PurgeReport()
     if not dry_run:
         store.call(store.forget_deleted)  # in case a reader kept the last round's back
@@ -97,8 +118,10 @@ def _shred_expired(
 
 
 def prune_register(store: Store, years: int, now: datetime) -> int:
-    """Remove register entries older than `years` (behind a checkpoint); returns how many."""
-    return store.call(store.prune_register, years_before(now, years), now)
+    """Remove register entries older than `years` (behind a checkpoint); returns how many
+    (none while another node purges: it prunes too)."""
+    with store.exclusive("purge") as mine:
+        return store.call(store.prune_register, years_before(now, years), now) if mine else 0
 
 
 def _finish(

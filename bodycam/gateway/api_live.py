@@ -96,7 +96,7 @@ async def take_control(request: web.Request) -> web.Response:
         if seconds > limit:
             raise BadRequest(f"seconds: the national police holds a camera {limit:.0f} s at most")
     camera_id = request.match_info["camera_id"]
-    control = request.app[tracker_key].take_control(camera_id, person.name, seconds)
+    control = await request.app[tracker_key].take_control(camera_id, person.name, seconds)
     await auth.record(
         request,
         Action.PTZ_CONTROL,
@@ -113,7 +113,7 @@ async def release_control(request: web.Request) -> web.Response:
     """Give a camera back to automatic aiming (the holder only)."""
     person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
     tracker = request.app[tracker_key]
-    tracker.release_control(request.match_info["camera_id"], person.name)
+    await tracker.release_control(request.match_info["camera_id"], person.name)
     return web.Response(status=204)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -67,41 +65,17 @@ class PasswordChecks:
 
 _password_checks_key = web.AppKey("password_checks", PasswordChecks)
 
-FAILURE_WINDOW_SECONDS = 900.0
+FAILURE_WINDOW = timedelta(seconds=900)
 MAX_FAILURE_DELAY_SECONDS = 30.0
-MAX_TRACKED = 10_000
 
 
-class FailedLogins:
-    """Recent failures per name and per address: each one in a row doubles the wait before
-    the answer (from `auth.failure_delay_seconds`, at most 30 s), so guessing gets slower
-    and slower while a person who mistypes once barely notices."""
+def failure_delay(base: float, in_a_row: int) -> float:
+    """Each failure in a row (per name and per address, counted in the store so that every
+    node sees the same count) doubles the wait before the answer, from
+    `auth.failure_delay_seconds` to at most 30 s: guessing gets slower and slower while a
+    person who mistypes once barely notices."""
+    return min(MAX_FAILURE_DELAY_SECONDS, base * 2.0 ** (in_a_row - 1))
 
-    def __init__(self, base_delay: float) -> None:
-        self._base = base_delay
-        self._recent: dict[str, deque[float]] = {}
-
-    def failed(self, *keys: str) -> tuple[int, float]:
-        """Count a failure under each key; returns (failures in a row, the wait to apply)."""
-        now = time.monotonic()
-        worst = 0
-        for key in keys:
-            times = self._recent.setdefault(key, deque())
-            while times and now - times[0] > FAILURE_WINDOW_SECONDS:
-                times.popleft()
-            times.append(now)
-            worst = max(worst, len(times))
-        if len(self._recent) > MAX_TRACKED:  # a spray of names: forget the oldest
-            for key in list(self._recent)[: MAX_TRACKED // 2]:
-                del self._recent[key]
-        return worst, min(MAX_FAILURE_DELAY_SECONDS, self._base * 2 ** (worst - 1))
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._recent.pop(key, None)
-
-
-_failures_key = web.AppKey("failed_logins", FailedLogins)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -216,11 +190,12 @@ async def login(request: web.Request) -> web.Response:
     app = request.app
     store, config, now = app[store_key], app[config_key], app[clock_key].now()
     found = await store.run(store.get_user, name)
-    keys = (f"name:{name[:64]}", f"addr:{request.remote}")
+    keys = [f"name:{name[:64]}", f"addr:{request.remote}"]
     try:
         person = await app[_password_checks_key].check(found, password)
     except Unauthorized as err:
-        count, wait = app[_failures_key].failed(*keys)
+        count = await store.run(store.login_failed, keys, now, now - FAILURE_WINDOW)
+        wait = failure_delay(config.auth.failure_delay_seconds, count)
         logger.warning(
             "login failed for %r from %s (%d in a row, answered in %.1f s)",
             name[:64],
@@ -239,7 +214,7 @@ async def login(request: web.Request) -> web.Response:
         await store.run(store.record, entry)
         await asyncio.sleep(wait)  # slows down guessing
         raise
-    app[_failures_key].succeeded(*keys)
+    await store.run(store.login_succeeded, keys)
     lasts = timedelta(hours=config.auth.login_hours)
     token = await store.run(users.open_login, store, person, now, lasts)
     logger.info("login: %s (%s) from %s", person.name, person.role, request.remote)
@@ -284,7 +259,6 @@ async def me(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[_password_checks_key] = PasswordChecks()
-    app[_failures_key] = FailedLogins(app[config_key].auth.failure_delay_seconds)
     app.router.add_post("/api/v1/login", login)
     app.router.add_post("/api/v1/logout", logout)
     app.router.add_get("/api/v1/me", me)

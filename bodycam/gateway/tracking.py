@@ -4,8 +4,10 @@ For every kept GPS fix of a live session: the nearest street, a fresh ranking of
 held steady by `hold()`, a `selection` event when the chosen cameras change, and PTZ
 cameras of the selection turned toward the officer. A PTZ camera follows one officer at a
 time (the first whose selection took it) and never while someone holds it under manual
-control. Camera commands run in the background, newest target first; their failures are
-logged with the camera id and never reach the session.
+control, across every node: who may move a camera is decided in the live state
+(`live.ptz`), one atomic step per move, and a node that cannot reach it moves nothing.
+Camera commands run in the background, newest target first; their failures are logged with
+the camera id and never reach the session.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ..clock import Clock, iso
@@ -27,7 +29,7 @@ from ..geo.ptz import Aim, aim
 from ..geo.registry import load_cameras
 from ..geo.selection import CameraIndex, Choice, Reason, hold
 from ..geo.track import Limits, Track, Verdict
-from ..live.base import LivePosition, LiveState
+from ..live.base import Control, LivePosition, LiveState, LiveStateUnavailable
 from ..logs import ids
 from ..metrics import Metrics
 from ..models import Camera, CameraKind, Device, Position
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 RANK_DEPTH = 3
 DOWN_SLACK = 4  # rank a few more, to replace cameras that are down
 ZOOM_CHANGE = 0.25  # a new zoom is sent when it differs by a quarter
+# A session's claim on a PTZ camera, renewed by each of its fixes, lasts this long after
+# the last (the session's end lets go at once; a dead node's claims go by themselves).
+FOLLOW_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -120,18 +125,6 @@ class Officer:
     selection: list[Choice] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Control:
-    """Manual control of a PTZ camera: automatic aiming leaves it alone until `until`."""
-
-    camera_id: str
-    holder: str
-    until: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "holder": self.holder, "until": iso(self.until)}
-
-
 class Tracker:
     """Officers' positions, their camera selections, and the PTZ cameras following them."""
 
@@ -149,22 +142,36 @@ class Tracker:
         self._vapix = vapix
         self._events = live.events
         self._positions = live.positions
+        self._ptz = live.ptz
+        self._node = live.node.id
         self._metrics = metrics
         self._clock = clock
         self._limits = Limits(config.geo.max_accuracy_m, config.geo.max_speed_mps)
         self._officers: dict[str, Officer] = {}
+        # what this node last learnt from `live.ptz` (for the API: the decisions are there)
         self._owner: dict[str, str] = {}  # PTZ camera id -> session id it follows
         self._controls: dict[str, Control] = {}
         self._sent: dict[str, Aim] = {}  # last position each PTZ camera was sent to
         self._pending: dict[str, tuple[Aim, str]] = {}  # next move per camera, and for whom
         self._aiming: dict[str, asyncio.Task[None]] = {}
+        self._ends: dict[str, asyncio.TimerHandle] = {}  # controls granted here: their end
+        self._background: set[asyncio.Task[None]] = set()
+        self._cut_off = False  # the live state was unreachable at the last move
         # Cameras known to be down are not put on the wall; set by the health monitor.
         self.unavailable: Callable[[str], bool] = lambda camera_id: False
 
     async def close(self) -> None:
-        for task in list(self._aiming.values()):
+        for handle in self._ends.values():
+            handle.cancel()
+        tasks = [*self._aiming.values(), *self._background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._aiming.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def officer(self, session_id: str) -> Officer | None:
         return self._officers.get(session_id)
@@ -219,6 +226,7 @@ class Tracker:
             return
         for camera_id in [c for c, s in self._owner.items() if s == session_id]:
             del self._owner[camera_id]
+            self._spawn(self._let_go(camera_id, session_id))
         if officer.selection:
             self._events.publish(
                 "selection",
@@ -262,7 +270,7 @@ class Tracker:
                 item.update(pan=target.pan, tilt=target.tilt, zoom=target.zoom)
                 # what the camera is turned to now: the session it follows (this officer's
                 # or another's), a person holding it by hand, or neither
-                control = self.control(choice.camera_id)
+                control = self._known_control(choice.camera_id)
                 item["following"] = self._owner.get(choice.camera_id)
                 item["manual_control"] = control.holder if control else None
             result.append(item)
@@ -305,16 +313,22 @@ class Tracker:
         for camera_id in [c for c, s in self._owner.items() if s == officer.session_id]:
             if camera_id not in mine:
                 del self._owner[camera_id]
+                self._spawn(self._let_go(camera_id, officer.session_id))
         for choice in chosen:
             camera = self.city.cameras.get(choice.camera_id)
             target = self._target(camera, choice) if camera else None
-            if camera is None or target is None or self.control(camera.id) is not None:
+            if camera is None or target is None:
                 continue
-            if self._owner.setdefault(camera.id, officer.session_id) != officer.session_id:
-                continue  # following another officer
-            degrees = self.config.cameras.aim_min_change_deg
-            if target.differs(self._sent.get(camera.id), degrees, ZOOM_CHANGE):
-                self._send(camera, target, officer.session_id)
+            follower = self._owner.get(camera.id, officer.session_id)
+            if follower != officer.session_id and follower in self._officers:
+                continue  # another officer of this node has it (and renews it)
+            self._send(camera, target, officer.session_id)  # a move, or the claim renewed
+
+    async def _let_go(self, camera_id: str, session_id: str) -> None:
+        try:
+            await self._ptz.unfollow(camera_id, session_id)
+        except LiveStateUnavailable as err:  # the claim will expire by itself
+            logger.warning("camera %s: not let go: %s", camera_id, err)
 
     def _send(self, camera: Camera, target: Aim, session_id: str) -> None:
         """Queue a move; one command in flight per camera, the newest target wins."""
@@ -327,8 +341,14 @@ class Tracker:
     async def _aim_loop(self, camera: Camera) -> None:
         while (pending := self._pending.pop(camera.id, None)) is not None:
             target, session_id = pending
-            if self.control(camera.id) is not None:
-                return  # taken by hand while this move waited
+            if session_id not in self._officers:
+                continue  # the session ended while this waited
+            if not await self._may_move(camera.id, session_id):
+                self._sent.pop(camera.id, None)  # aimed by someone else: afresh when back
+                continue
+            degrees = self.config.cameras.aim_min_change_deg
+            if not target.differs(self._sent.get(camera.id), degrees, ZOOM_CHANGE):
+                continue  # the claim renewed; the camera is already there
             try:
                 await self._vapix.move(camera, target)
             except CameraError as err:
@@ -339,8 +359,6 @@ class Tracker:
                 )
                 continue
             self._metrics.ptz_commands.labels("sent").inc()
-            if self.control(camera.id) is not None:
-                return  # taken by hand during the move: its position is the holder's now
             self._sent[camera.id] = target
             self._events.publish(
                 "ptz",
@@ -353,17 +371,47 @@ class Tracker:
                 },
             )
 
+    async def _may_move(self, camera_id: str, session_id: str) -> bool:
+        """Claim (or renew) the camera for the session in the live state, every node's."""
+        try:
+            found = await self._ptz.follow(camera_id, session_id, self._clock.now(), FOLLOW_SECONDS)
+        except LiveStateUnavailable as err:
+            self._owner.pop(camera_id, None)
+            if not self._cut_off:
+                logger.error(
+                    "PTZ cameras left where they are: who may move them is unknown: %s", err
+                )
+            self._cut_off = True
+            return False
+        if self._cut_off:
+            logger.info("PTZ cameras: the live state answers again, aiming resumes")
+            self._cut_off = False
+        if found.control is not None:
+            self._controls[camera_id] = found.control
+            self._owner.pop(camera_id, None)
+        else:
+            self._controls.pop(camera_id, None)
+            if found.session_id is not None:
+                self._owner[camera_id] = found.session_id
+        return found.granted
+
     # manual control
 
-    def control(self, camera_id: str) -> Control | None:
-        """Who holds manual control of a camera now, if anyone."""
+    def _known_control(self, camera_id: str) -> Control | None:
+        """The manual control of a camera as this node last learnt it (for display)."""
         control = self._controls.get(camera_id)
-        if control is not None and control.until <= self._clock.now():
-            self._end_control(control, "expired")
-            return None
+        return control if control is not None and control.until > self._clock.now() else None
+
+    async def control(self, camera_id: str) -> Control | None:
+        """Who holds manual control of a camera now, if anyone (on any node)."""
+        control = await self._ptz.control(camera_id, self._clock.now())
+        if control is None:
+            self._controls.pop(camera_id, None)
+        else:
+            self._controls[camera_id] = control
         return control
 
-    def take_control(self, camera_id: str, holder: str, seconds: float) -> Control:
+    async def take_control(self, camera_id: str, holder: str, seconds: float) -> Control:
         """Hold a PTZ camera under manual control (renewing one's own hold is allowed)."""
         camera = self._ptz_camera(camera_id)
         limit = self.config.cameras.manual_control_max_seconds
@@ -371,17 +419,20 @@ class Tracker:
             raise BadRequest("holder: who takes control (1 to 200 characters) is required")
         if not 1 <= seconds <= limit:
             raise BadRequest(f"seconds: between 1 and {limit:.0f}, got {seconds!r}")
-        current = self.control(camera.id)
-        if current is not None and current.holder != holder:
+        now = self._clock.now()
+        wanted = Control(camera.id, holder, now + timedelta(seconds=seconds), self._node)
+        control = await self._ptz.take_control(wanted, now)
+        if control != wanted:
+            self._controls[camera.id] = control
             raise Conflict(
-                f"camera {camera.id} is under manual control by {current.holder}"
-                f" until {iso(current.until)}"
+                f"camera {camera.id} is under manual control by {control.holder}"
+                f" until {iso(control.until)}"
             )
-        control = Control(camera.id, holder, self._clock.now() + timedelta(seconds=seconds))
         self._controls[camera.id] = control
         self._owner.pop(camera.id, None)
         self._pending.pop(camera.id, None)
         self._sent.pop(camera.id, None)
+        self._end_at(control, seconds)
         logger.info(
             "camera %s: manual control by %s until %s",
             camera.id,
@@ -392,16 +443,45 @@ class Tracker:
         self._events.publish("ptz_control", {**control.to_json(), "taken": True})
         return control
 
-    def release_control(self, camera_id: str, holder: str) -> None:
-        current = self.control(camera_id)
-        if current is None:
-            return
-        if current.holder != holder:
-            raise Conflict(f"camera {camera_id} is under manual control by {current.holder}")
-        self._end_control(current, "released")
+    def _end_at(self, control: Control, seconds: float) -> None:
+        """At the control's end, this node (which granted it) removes it and says so."""
+        previous = self._ends.pop(control.camera_id, None)
+        if previous is not None:
+            previous.cancel()
 
-    def _end_control(self, control: Control, why: str) -> None:
-        del self._controls[control.camera_id]
+        def due() -> None:
+            self._ends.pop(control.camera_id, None)
+            self._spawn(self._expire(control))
+
+        self._ends[control.camera_id] = asyncio.get_running_loop().call_later(seconds, due)
+
+    async def _expire(self, control: Control) -> None:
+        now = self._clock.now()
+        if control.until > now:  # the clock runs behind the loop's timer: wait for it
+            if control.camera_id not in self._ends:  # (renewed meanwhile: that one ends it)
+                self._end_at(control, (control.until - now).total_seconds() + 0.01)
+            return
+        try:
+            if await self._ptz.end_expired(control, now):
+                self._ended(control, "expired")
+        except LiveStateUnavailable as err:  # whoever looks next still sees it ended
+            logger.warning(
+                "camera %s: end of manual control not written: %s", control.camera_id, err
+            )
+
+    async def release_control(self, camera_id: str, holder: str) -> None:
+        ended, other = await self._ptz.release_control(camera_id, holder, self._clock.now())
+        if other is not None:
+            self._controls[camera_id] = other
+            raise Conflict(f"camera {camera_id} is under manual control by {other.holder}")
+        if ended is not None:
+            handle = self._ends.pop(camera_id, None)
+            if handle is not None:
+                handle.cancel()
+            self._ended(ended, "released")
+
+    def _ended(self, control: Control, why: str) -> None:
+        self._controls.pop(control.camera_id, None)
         # The camera was turned by hand: the next fix aims it afresh, even if unchanged.
         self._sent.pop(control.camera_id, None)
         logger.info(
@@ -416,7 +496,7 @@ class Tracker:
     async def manual_move(self, camera_id: str, holder: str, target: Aim) -> None:
         """Move a camera for whoever holds its manual control."""
         camera = self._ptz_camera(camera_id)
-        current = self.control(camera.id)
+        current = await self.control(camera.id)
         if current is None or current.holder != holder:
             raise Conflict(f"camera {camera.id}: take manual control before moving it")
         await self._vapix.move(camera, target)

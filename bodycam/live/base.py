@@ -13,6 +13,10 @@ process (`memory`) and in Redis (`redis`); `open_live` in the package chooses.
   refreshed within its TTL is gone ("geolocation only while active").
 - Sessions: which node (id and base URL) holds a live session. A node's claims are
   refreshed by the node itself while it runs; a node that stops lets them expire.
+- PTZ holds: who moves each PTZ camera, one holder across every node: a person under
+  manual control until a moment, else the live session that took it first (a claim its
+  fixes renew). Each check-and-take is one atomic step; a node that cannot reach the shared
+  state gets `LiveStateUnavailable` and moves nothing rather than fight over a camera.
 
 Writes (`publish`, `positions.set`, `positions.remove`) are synchronous and queued in order;
 reads are awaited and see the same node's earlier writes; `flush` waits for this node's
@@ -31,7 +35,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import iso
@@ -332,16 +336,96 @@ class SessionRegistry(ABC):
         await asyncio.gather(self._refresher, return_exceptions=True)
 
 
+# PTZ cameras
+
+
+@dataclass(frozen=True)
+class Control:
+    """Manual control of a PTZ camera: automatic aiming leaves it alone until `until`."""
+
+    camera_id: str
+    holder: str  # the person (their login name)
+    until: datetime
+    node: str = ""  # the node that granted it: it announces the end
+
+    def to_json(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "holder": self.holder, "until": iso(self.until)}
+
+
+@dataclass(frozen=True)
+class Follow:
+    """What `PtzHolds.follow` found: the camera is the session's to move (`granted`), or
+    another session follows it (`session_id`), or a person holds it (`control`)."""
+
+    granted: bool
+    session_id: str | None = None
+    control: Control | None = None
+
+
+# A control's record outlives its end by this, so that the node that granted it can still
+# tell "ended on time" (it announces that) from "released" or "renewed" (others did).
+CONTROL_KEPT = timedelta(seconds=60)
+
+
+class PtzHolds(ABC):
+    """Who moves each PTZ camera, for every node at once.
+
+    A person's manual control comes first: taking it ends any session's claim at once, and
+    while it lasts no session gets one. Otherwise the first live session to `follow` a
+    camera keeps it while it renews the claim (each fix does) and `ttl` seconds after, or
+    until it lets go (`unfollow`, at its end). Manual control ends with `release_control`
+    or at its `until`: then `end_expired`, run by the node that granted it, removes it (and
+    says so once, whichever node looks).
+    """
+
+    @abstractmethod
+    async def control(self, camera_id: str, now: datetime) -> Control | None:
+        """The manual control in force on a camera, if any."""
+
+    @abstractmethod
+    async def take_control(self, control: Control, now: datetime) -> Control:
+        """Hold the camera for `control.holder` (renewing one's own hold too) and end any
+        session's claim; returns the control in force: `control` when granted, the other
+        person's when not."""
+
+    @abstractmethod
+    async def release_control(
+        self, camera_id: str, holder: str, now: datetime
+    ) -> tuple[Control | None, Control | None]:
+        """End `holder`'s control; returns (the control ended, the one still in force:
+        another person's), either or both None."""
+
+    @abstractmethod
+    async def end_expired(self, control: Control, now: datetime) -> bool:
+        """Remove `control` if it is still the camera's and its time is up; True if this
+        call removed it (so exactly one caller announces the end)."""
+
+    @abstractmethod
+    async def follow(self, camera_id: str, session_id: str, now: datetime, ttl: float) -> Follow:
+        """Claim (or renew) the camera for a live session, unless a person holds it or
+        another session follows it."""
+
+    @abstractmethod
+    async def unfollow(self, camera_id: str, session_id: str) -> None:
+        """The session lets go of the camera (a claim another session has is kept)."""
+
+
 class LiveState:
     """One node's handle on the live, shared state."""
 
     def __init__(
-        self, node: Node, events: EventStream, positions: Positions, sessions: SessionRegistry
+        self,
+        node: Node,
+        events: EventStream,
+        positions: Positions,
+        sessions: SessionRegistry,
+        ptz: PtzHolds,
     ) -> None:
         self.node = node
         self.events = events
         self.positions = positions
         self.sessions = sessions
+        self.ptz = ptz
 
     async def flush(self) -> None:
         """Wait until this node's queued writes have reached the shared state."""

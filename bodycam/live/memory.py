@@ -9,18 +9,22 @@ from __future__ import annotations
 import bisect
 import json
 from collections import deque
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import Clock
 from .base import (
     BEGINNING,
     REPLAY_EVENTS,
+    Control,
     Event,
     EventStream,
+    Follow,
     LivePosition,
     LiveState,
     Node,
     Positions,
+    PtzHolds,
     SessionRegistry,
     distance_m,
     event_key,
@@ -36,6 +40,8 @@ class MemoryHub:
         self.streams: set[MemoryEvents] = set()
         self.positions: dict[str, tuple[LivePosition, float]] = {}  # and expiry (monotonic)
         self.claims: dict[str, tuple[Node, float]] = {}
+        self.controls: dict[str, Control] = {}  # PTZ camera id -> manual control
+        self.follows: dict[str, tuple[str, datetime]] = {}  # -> session id, claim's end
         self._last = (0, 0)
 
     def next_id(self) -> str:
@@ -130,6 +136,55 @@ class MemorySessions(SessionRegistry):
         return lost
 
 
+class MemoryPtz(PtzHolds):
+    def __init__(self, hub: MemoryHub) -> None:
+        self._hub = hub
+
+    async def control(self, camera_id: str, now: datetime) -> Control | None:
+        control = self._hub.controls.get(camera_id)
+        return control if control is not None and control.until > now else None
+
+    async def take_control(self, control: Control, now: datetime) -> Control:
+        current = await self.control(control.camera_id, now)
+        if current is not None and current.holder != control.holder:
+            return current
+        self._hub.controls[control.camera_id] = control
+        self._hub.follows.pop(control.camera_id, None)
+        return control
+
+    async def release_control(
+        self, camera_id: str, holder: str, now: datetime
+    ) -> tuple[Control | None, Control | None]:
+        current = await self.control(camera_id, now)
+        if current is None:
+            return None, None
+        if current.holder != holder:
+            return None, current
+        del self._hub.controls[camera_id]
+        return current, None
+
+    async def end_expired(self, control: Control, now: datetime) -> bool:
+        if self._hub.controls.get(control.camera_id) != control or control.until > now:
+            return False
+        del self._hub.controls[control.camera_id]
+        return True
+
+    async def follow(self, camera_id: str, session_id: str, now: datetime, ttl: float) -> Follow:
+        control = await self.control(camera_id, now)
+        if control is not None:
+            return Follow(False, control=control)
+        follower = self._hub.follows.get(camera_id)
+        if follower is not None and follower[1] > now and follower[0] != session_id:
+            return Follow(False, session_id=follower[0])
+        self._hub.follows[camera_id] = (session_id, now + timedelta(seconds=ttl))
+        return Follow(True, session_id=session_id)
+
+    async def unfollow(self, camera_id: str, session_id: str) -> None:
+        follower = self._hub.follows.get(camera_id)
+        if follower is not None and follower[0] == session_id:
+            del self._hub.follows[camera_id]
+
+
 class MemoryLive(LiveState):
     """Live state in this process: for one gateway node, the demo, and tests."""
 
@@ -149,6 +204,7 @@ class MemoryLive(LiveState):
             self._events,
             MemoryPositions(self.hub, position_ttl),
             MemorySessions(self.hub, node, claim_ttl),
+            MemoryPtz(self.hub),
         )
 
     async def close(self) -> None:

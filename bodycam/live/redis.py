@@ -18,6 +18,13 @@ session. Key layout, under `redis.key_prefix` (default ``bodycam:``):
 ``{prefix}session:{session id}``
     String: JSON ``{"id": …, "url": …}`` of the node holding the session; expires
     ``sessions.claim_ttl_seconds`` after the holder last refreshed it.
+``{prefix}ptz-control:{camera id}``
+    String: JSON ``{"camera_id", "holder", "until", "until_ms", "node"}``, a person's manual
+    control of a PTZ camera. In force until ``until_ms`` (epoch milliseconds, the granting
+    node's clock); the key itself lasts `CONTROL_KEPT` longer, for `end_expired`.
+``{prefix}ptz-follow:{camera id}``
+    String: the id of the live session whose officer the camera follows; expires the claim's
+    ``ttl`` after its last renewal. Taking manual control deletes it.
 
 Each node runs one writer task (events and positions, in order, each batch in MULTI/EXEC so
 no node sees half a position) and one reader task (XREAD BLOCK on the stream, fanned out to
@@ -34,6 +41,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,13 +58,17 @@ from ..clock import Clock, iso, parse_iso
 from ..errors import ConfigError
 from .base import (
     BEGINNING,
+    CONTROL_KEPT,
+    Control,
     Event,
     EventStream,
+    Follow,
     LivePosition,
     LiveState,
     LiveStateUnavailable,
     Node,
     Positions,
+    PtzHolds,
     SessionRegistry,
 )
 
@@ -90,6 +102,56 @@ return lost
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
+# PTZ holds. KEYS[1]: the camera's control key, KEYS[2]: its follow key. A control whose
+# until_ms has passed is not in force, though its key is still there.
+IN_FORCE = """
+local function in_force(value, now_ms)
+  return value and cjson.decode(value).until_ms > tonumber(now_ms)
+end
+"""
+# ARGV: holder, the control's JSON, ms the key lasts, now ms. Returns the control in force.
+TAKE_CONTROL = (
+    IN_FORCE
+    + """
+local current = redis.call('GET', KEYS[1])
+if in_force(current, ARGV[4]) and cjson.decode(current).holder ~= ARGV[1] then
+  return current
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return ARGV[2]
+"""
+)
+# ARGV: holder, now ms. Returns {'released' | 'other' | 'none', the control's JSON}.
+RELEASE_CONTROL = (
+    IN_FORCE
+    + """
+local current = redis.call('GET', KEYS[1])
+if not in_force(current, ARGV[2]) then return {'none', ''} end
+if cjson.decode(current).holder ~= ARGV[1] then return {'other', current} end
+redis.call('DEL', KEYS[1])
+return {'released', current}
+"""
+)
+# ARGV: the control's JSON, now ms. 1 if this call removed the control, its time being up.
+END_EXPIRED = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] or cjson.decode(current).until_ms > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+# ARGV: session id, claim ms, now ms. Returns {'granted' | 'other' | 'control', detail}.
+FOLLOW = (
+    IN_FORCE
+    + """
+local control = redis.call('GET', KEYS[1])
+if in_force(control, ARGV[3]) then return {'control', control} end
+local follower = redis.call('GET', KEYS[2])
+if follower and follower ~= ARGV[1] then return {'other', follower} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {'granted', ARGV[1]}
+"""
+)
 
 Write = Callable[[Pipeline], object]
 # The client decodes replies to str (decode_responses=True), which redis-py's types cannot
@@ -389,12 +451,99 @@ class RedisSessions(SessionRegistry):
         return [session_ids[int(i) - 1] for i in lost]
 
 
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _control_json(control: Control) -> str:
+    return json.dumps(
+        {
+            "camera_id": control.camera_id,
+            "holder": control.holder,
+            "until": iso(control.until),
+            "until_ms": _ms(control.until),
+            "node": control.node,
+        }
+    )
+
+
+def _control(value: str) -> Control:
+    data = json.loads(value)
+    return Control(data["camera_id"], data["holder"], parse_iso(data["until"]), data["node"])
+
+
+class RedisPtz(PtzHolds):
+    """Two keys per PTZ camera (its manual control, the session following it), each check
+    and take one Lua script."""
+
+    def __init__(self, server: Server, prefix: str) -> None:
+        self._server, self._prefix = server, prefix
+        client = server.client
+        self._take = client.register_script(TAKE_CONTROL)
+        self._release = client.register_script(RELEASE_CONTROL)
+        self._end = client.register_script(END_EXPIRED)
+        self._follow = client.register_script(FOLLOW)
+        self._unfollow = client.register_script(RELEASE)
+
+    def _keys(self, camera_id: str) -> list[str]:
+        return [f"{self._prefix}ptz-control:{camera_id}", f"{self._prefix}ptz-follow:{camera_id}"]
+
+    async def control(self, camera_id: str, now: datetime) -> Control | None:
+        with self._server.errors():
+            value = cast(str | None, await self._server.client.get(self._keys(camera_id)[0]))
+        if value is None:
+            return None
+        control = _control(value)
+        return control if control.until > now else None
+
+    async def take_control(self, control: Control, now: datetime) -> Control:
+        value = _control_json(control)
+        lasts = max(1, _ms(control.until + CONTROL_KEPT) - _ms(now))
+        args: list[EncodableT] = [control.holder, value, lasts, _ms(now)]
+        with self._server.errors():
+            current = await self._take(keys=self._keys(control.camera_id), args=args)
+        return control if current == value else _control(current)
+
+    async def release_control(
+        self, camera_id: str, holder: str, now: datetime
+    ) -> tuple[Control | None, Control | None]:
+        with self._server.errors():
+            what, value = await self._release(keys=self._keys(camera_id), args=[holder, _ms(now)])
+        if what == "released":
+            return _control(value), None
+        return None, _control(value) if what == "other" else None
+
+    async def end_expired(self, control: Control, now: datetime) -> bool:
+        keys = self._keys(control.camera_id)[:1]
+        with self._server.errors():
+            return bool(await self._end(keys=keys, args=[_control_json(control), _ms(now)]))
+
+    async def follow(self, camera_id: str, session_id: str, now: datetime, ttl: float) -> Follow:
+        args: list[EncodableT] = [session_id, max(1, round(ttl * 1000)), _ms(now)]
+        with self._server.errors():
+            what, detail = await self._follow(keys=self._keys(camera_id), args=args)
+        if what == "granted":
+            return Follow(True, session_id=session_id)
+        if what == "control":
+            return Follow(False, control=_control(detail))
+        return Follow(False, session_id=detail)
+
+    async def unfollow(self, camera_id: str, session_id: str) -> None:
+        with self._server.errors():
+            await self._unfollow(keys=self._keys(camera_id)[1:], args=[session_id])
+
+
 class RedisLive(LiveState):
     """Live state on a Redis server, shared with every node configured with the same one."""
 
     def __init__(self, server: Server, events: RedisEvents, prefix: str, ttls: Ttls) -> None:
-        positions = RedisPositions(server, prefix, ttls[0])
-        super().__init__(server.node, events, positions, RedisSessions(server, prefix, ttls[1]))
+        super().__init__(
+            server.node,
+            events,
+            RedisPositions(server, prefix, ttls[0]),
+            RedisSessions(server, prefix, ttls[1]),
+            RedisPtz(server, prefix),
+        )
         self._server, self._events = server, events
         self._closed = False
 

@@ -43,6 +43,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+LOCK_NAMES = frozenset({"purge"})  # the cluster-wide locks of `Store.exclusive`
+
+
 class StoreThreadError(RuntimeError):
     """The store was called another way than `run` (event loop) or `call` (other threads):
     a programming error, raised at once."""
@@ -120,6 +123,16 @@ class Store(ABC):
     def snapshot(self) -> AbstractContextManager[None]:
         """Queries inside see one state of the database (a read transaction)."""
 
+    @abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Hold the cluster-wide lock `name` ("purge") for the length of the block, if no
+        one else holds it: the block gets True when it has it, False when another process
+        (another node, the command line) does. The lock goes with its holder's process,
+        however that ends, so a node killed in the middle frees it for the others.
+
+        Called like `call` (from a thread that is not the event loop); not a query, it
+        keeps a connection or a file of its own rather than a store thread."""
+
     # meta values
 
     @abstractmethod
@@ -182,6 +195,15 @@ class Store(ABC):
     @abstractmethod
     def end_login(self, token_hash: str, now: datetime) -> None:
         """Log out; expired logins go at the same time."""
+
+    @abstractmethod
+    def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
+        """Count a failed login under each key (a name, an address); returns the most
+        failures any of them has had since `since` (older ones are forgotten)."""
+
+    @abstractmethod
+    def login_succeeded(self, keys: list[str]) -> None:
+        """Forget the failures counted under these keys."""
 
     # alerts
 

@@ -126,6 +126,24 @@ class CatalogueQueries(PostgresConnection):
             "DELETE FROM logins WHERE token_hash = %s OR expires_at <= %s", (token_hash, iso(now))
         )
 
+    def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM login_failures WHERE at < %s", (iso(since),))
+            with tx.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO login_failures (key, at) VALUES (%s, %s)",
+                    [(k, iso(now)) for k in keys],
+                )
+            row = tx.execute(
+                "SELECT COALESCE(MAX(n), 0) AS n FROM (SELECT COUNT(*) AS n FROM login_failures"
+                " WHERE key = ANY(%s) GROUP BY key) AS counted",
+                (keys,),
+            ).fetchone()
+            return int(row["n"]) if row else 0
+
+    def login_succeeded(self, keys: list[str]) -> None:
+        self._run("DELETE FROM login_failures WHERE key = ANY(%s)", (keys,))
+
     # alerts
 
     def add_alert(self, session_id: str, now: datetime) -> None:

@@ -103,6 +103,32 @@ class PostgresConnection(Store):
             yield conn
 
     @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        # a session-level advisory lock on a connection of its own, outside the pool: the
+        # server releases it when that connection ends, whether closed or cut by a death
+        key = schema.LOCK_KEYS[name]
+        try:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=int(CONNECT_SECONDS),
+            )
+        except psycopg.OperationalError as err:
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {err}") from None
+        with conn:
+            # a killed process closes its socket, which the server notices at once; these
+            # make it notice a vanished machine too, within 10 + 3 × 5 s
+            for setting, value in (("idle", 10), ("interval", 5), ("count", 3)):
+                conn.execute(f"SET tcp_keepalives_{setting} = {value}".encode())
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held and not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    @contextmanager
     def snapshot(self) -> Iterator[None]:
         if getattr(self._local, "conn", None) is not None:  # inside another snapshot
             yield

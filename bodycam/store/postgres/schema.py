@@ -17,6 +17,7 @@ from ..migrations import Migration, pending
 MIGRATIONS_LOCK = 0x626F647963616D01  # advisory lock keys: "bodycam" + a number each
 REGISTER_LOCK = 0x626F647963616D02
 PURGE_LOCK = 0x626F647963616D03
+LOCK_KEYS = {"purge": PURGE_LOCK}  # the locks `Store.exclusive` takes, by name
 
 CATALOGUE = """
 CREATE TABLE devices (
@@ -214,6 +215,15 @@ MIGRATIONS: list[Migration[Connection]] = [
         1,
         "the schema of bodycam 0.1",
         lambda conn: _statements(conn, CATALOGUE, REGISTER, EVIDENCE),
+    ),
+    Migration(
+        2,
+        "failed logins counted in the database",
+        lambda conn: _statements(
+            conn,
+            "CREATE TABLE login_failures (key TEXT NOT NULL, at TEXT NOT NULL);"
+            " CREATE INDEX login_failures_key ON login_failures(key, at);",
+        ),
     ),
 ]
 

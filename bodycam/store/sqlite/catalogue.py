@@ -121,6 +121,24 @@ class CatalogueQueries(SqliteConnection):
             "DELETE FROM logins WHERE token_hash = ? OR expires_at <= ?", (token_hash, iso(now))
         )
 
+    def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
+        with self._transaction() as db:
+            db.execute("DELETE FROM login_failures WHERE at < ?", (iso(since),))
+            db.executemany(
+                "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, iso(now)) for k in keys]
+            )
+            row = db.execute(
+                "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM login_failures"
+                f" WHERE key IN ({', '.join('?' * len(keys))}) GROUP BY key)",
+                keys,
+            ).fetchone()
+            return int(row[0])
+
+    def login_succeeded(self, keys: list[str]) -> None:
+        self._db.execute(
+            f"DELETE FROM login_failures WHERE key IN ({', '.join('?' * len(keys))})", keys
+        )
+
     # alerts
 
     def add_alert(self, session_id: str, now: datetime) -> None:

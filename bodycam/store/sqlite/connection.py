@@ -9,12 +9,13 @@ loudly rather than start a transaction beside another.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..base import Store
+from ..base import LOCK_NAMES, Store
 from . import schema
 
 
@@ -56,6 +57,23 @@ class SqliteConnection(Store):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        # one machine: a lock file beside the database, which the kernel frees with its
+        # holder's process
+        if name not in LOCK_NAMES:
+            raise KeyError(name)
+        with open(self.path.with_name(f"{self.path.name}.{name}.lock"), "a") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(file, fcntl.LOCK_UN)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ it runs in one transaction with its `schema_migrations` row.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from ...clock import SystemClock, iso
 from ..migrations import Migration, pending
@@ -195,8 +196,24 @@ def _version_1(db: sqlite3.Connection) -> None:
     db.executescript(REGISTER + EVIDENCE)
 
 
+def _statements(*statements: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(db: sqlite3.Connection) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    return apply
+
+
 MIGRATIONS: list[Migration[sqlite3.Connection]] = [
     Migration(1, "the schema of bodycam 0.1", _version_1),
+    Migration(
+        2,
+        "failed logins counted in the database",
+        _statements(
+            "CREATE TABLE login_failures (key TEXT NOT NULL, at TEXT NOT NULL)",
+            "CREATE INDEX login_failures_key ON login_failures(key, at)",
+        ),
+    ),
 ]
 
 
@@ -208,10 +225,21 @@ def migrate(db: sqlite3.Connection, where: str) -> int:
     )
     current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
     for migration in pending(MIGRATIONS, int(current), where):
-        migration.apply(db)
-        db.execute(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            (migration.version, migration.description, iso(SystemClock().now())),
-        )
+        # version 1 is idempotent and commits as it goes; every later one is atomic with
+        # its schema_migrations row, so a crash half-way leaves it to be applied again
+        if migration.version > 1:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            migration.apply(db)
+            db.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, iso(SystemClock().now())),
+            )
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if db.in_transaction:
+            db.execute("COMMIT")
         current = migration.version
     return int(current)

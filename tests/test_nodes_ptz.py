@@ -1,0 +1,187 @@
+"""PTZ cameras under two nodes: one holder per camera across the cluster (a person's manual
+control, else the officer who took it first), and a node that loses Redis leaves the
+cameras where they are rather than fight over them.
+
+Two gateways on one PostgreSQL (one city, one set of accounts) and one Redis of the test's
+own, so that it can be stopped; the street scene's Axis cameras are simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+from aiohttp.test_utils import TestServer
+
+from bodycam.gateway.app import create_app
+from bodycam.store import PostgresStore
+from simulators.axis_bodycam import AxisBodycam
+from simulators.axis_camera import AxisCameraSimulator
+
+from .geo_scene import give_camera_password, import_street, street_walk
+from .helpers import Gateway, free_port, make_config, require_redis, small_media, wait_for
+
+MEDIA = small_media()
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free port, which the test can stop and start."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            try:
+                with redis.Redis(port=self.port, socket_connect_timeout=0.1) as client:
+                    client.ping()
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise AssertionError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    require_redis()  # (its binary comes with the server CI starts)
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def street_nodes(
+    tmp_path: Path, postgres_url: str, own_redis: OwnRedis, street_cameras: AxisCameraSimulator
+) -> AsyncIterator[tuple[Gateway, Gateway]]:
+    """Two nodes on one PostgreSQL holding the street scene, and one Redis."""
+
+    def furnish() -> None:
+        store = PostgresStore(postgres_url, 1)
+        try:
+            import_street(store, street_cameras)
+        finally:
+            store.close()
+
+    await asyncio.to_thread(furnish)
+    master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    started: list[Gateway] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            config = make_config(
+                tmp_path / name,
+                store_url=postgres_url,
+                redis_url=own_redis.url,
+                node_id=f"node-{name}",
+                node_url=f"http://127.0.0.1:{port}",
+                evidence_master_key=master_key,
+                evidence_signing_key_file=str(tmp_path / "signing.key"),
+                cameras_health_interval_seconds=1,
+                cameras_request_timeout_seconds=2,
+            )
+            give_camera_password(config)
+            server = TestServer(create_app(config), host="127.0.0.1", port=port)
+            await server.start_server()
+            gateway = Gateway(config, server, server.app)
+            started.append(gateway)
+        yield started[0], started[1]
+    finally:
+        for gateway in started:
+            await gateway.server.close()
+
+
+async def test_one_person_holds_a_ptz_camera_whichever_node_they_ask(
+    street_nodes: tuple[Gateway, Gateway], street_cameras: AxisCameraSimulator
+) -> None:
+    a, b = street_nodes
+    dupont, martin = await a.login("dupont"), await a.login("martin")  # one set of accounts
+    ptz = street_cameras.camera("ptz-1")
+    on_a, on_b = f"{a.url}/api/v1/cameras/ptz-1", f"{b.url}/api/v1/cameras/ptz-1"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{on_a}/control", json={"seconds": 60}, headers=dupont) as r:
+            assert r.status == 200
+        async with http.put(f"{on_b}/control", json={"seconds": 60}, headers=martin) as r:
+            assert r.status == 409  # asked of the other node: still dupont's
+            assert "under manual control by dupont" in (await r.json())["error"]
+        move = {"pan": 10, "tilt": -10, "zoom": 100}
+        async with http.post(f"{on_b}/ptz", json=move, headers=martin) as r:
+            assert r.status == 409
+        async with http.post(f"{on_b}/ptz", json=move, headers=dupont) as r:
+            assert r.status == 204  # dupont moves it through B
+        assert ptz.moves == [(10.0, -10.0, 100.0)]
+
+        token = await a.enroll("cam-geo")
+        async with AxisBodycam(
+            b.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
+        ) as bodycam:
+            await bodycam.press()  # the officer streams to B, which would aim ptz-1
+            await wait_for(lambda: bool(b.sessions.live_sessions()))
+            await asyncio.sleep(1.5)
+            assert ptz.moves == [(10.0, -10.0, 100.0)]  # left alone: A's control holds on B
+            async with http.delete(f"{on_b}/control", headers=martin) as r:
+                assert r.status == 409  # not martin's to give back
+            async with http.delete(f"{on_b}/control", headers=dupont) as r:
+                assert r.status == 204  # given back through B, taken through A
+            await wait_for(lambda: len(ptz.moves) > 1, within=3)
+            # now the officer of B has it: martin takes it through A, and B stops at once
+            async with http.put(f"{on_a}/control", json={"seconds": 60}, headers=martin) as r:
+                assert r.status == 200
+            await asyncio.sleep(0.3)  # a move already on its way may land
+            moved = len(ptz.moves)
+            await asyncio.sleep(1.0)
+            assert len(ptz.moves) == moved
+            await bodycam.press()
+
+
+async def test_a_node_that_loses_redis_leaves_the_cameras_alone(
+    street_nodes: tuple[Gateway, Gateway],
+    street_cameras: AxisCameraSimulator,
+    own_redis: OwnRedis,
+) -> None:
+    a, _ = street_nodes
+    ptz = street_cameras.camera("ptz-1")
+    token = await a.enroll("cam-geo")
+    async with AxisBodycam(
+        a.url, "cam-geo", token, media=MEDIA, walk=street_walk(), position_interval=0.2
+    ) as bodycam:
+        await bodycam.press()
+        await wait_for(lambda: len(ptz.moves) >= 2, within=5)
+        own_redis.stop()  # who may move which camera is unknown now
+        await asyncio.sleep(0.5)  # a move already on its way may land
+        moved = len(ptz.moves)
+        await asyncio.sleep(1.5)  # the officer runs on: ten fixes
+        assert len(ptz.moves) == moved
+        own_redis.start()  # an empty Redis: the claims are made again
+        await wait_for(lambda: len(ptz.moves) > moved, within=10)
+        await bodycam.press()
