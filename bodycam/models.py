@@ -206,6 +206,21 @@ class Camera:
     privacy_masks: tuple[tuple[tuple[tuple[float, float], ...], ...], ...] = ()
 
 
+@dataclass(frozen=True)
+class CameraCheck:
+    """A camera's health as its last poll left it, shared by every node (`gateway.health`)."""
+
+    camera_id: str
+    state: str = "unknown"  # a `gateway.health.Health`
+    since: datetime | None = None  # in this state since
+    checked_at: datetime | None = None
+    error: str = ""
+    serial: str = ""
+    model: str = ""
+    firmware: str = ""
+    polls: str = ""  # the recent polls, oldest first: "1" answered, "0" did not
+
+
 # retention
 
 _PERIOD = re.compile(r"^\s*(\d+)\s*(day|days|month|months)\s*$")

@@ -57,7 +57,8 @@ _CAMERA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")  # so `_sim` is never a 
 
 @dataclass
 class SimCamera:
-    """One simulated camera: identity, credentials, state and every absolute move received."""
+    """One simulated camera: identity, credentials, state, every absolute move received and
+    how many device-info questions it answered (what a health poll asks)."""
 
     id: str
     name: str
@@ -70,6 +71,7 @@ class SimCamera:
     zoom: float = 1.0
     serial: str = ""
     moves: list[tuple[float, float, float]] = field(default_factory=list)
+    info_requests: int = 0
 
     def __post_init__(self) -> None:
         if not _CAMERA_ID.fullmatch(self.id):
@@ -326,6 +328,7 @@ class AxisCameraSimulator:
         return web.HTTPUnauthorized(headers=headers, text="401 Unauthorized")
 
     async def _device_info(self, request: web.Request, camera: SimCamera) -> web.Response:
+        camera.info_requests += 1
         try:
             body = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:

@@ -8,10 +8,12 @@ loop, `store.call(...)` from a synchronous test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -351,23 +353,48 @@ SLOW_CALLBACK_SECONDS = 0.1  # what asyncio's debug mode reports (loop.slow_call
 
 class GarbageCollections:
     """When the garbage collector ran (monotonic start, seconds): a full collection of the
-    test process's heap takes up to ~90 ms here, which is not the callback's doing."""
+    test process's heap takes up to ~90 ms here, which is not the callback's doing.
+
+    A pause is written down as it starts (its length open until it ends): the loop's
+    thread may report its slow callback before the thread that collected gets to say it
+    has finished."""
 
     def __init__(self) -> None:
-        self.pauses: deque[tuple[float, float]] = deque(maxlen=256)
-        self._started = 0.0
+        self.pauses: deque[list[float]] = deque(maxlen=256)
+        self._current: list[float] | None = None
         gc.callbacks.append(self._observe)
 
     def _observe(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.monotonic()
-        else:
-            self.pauses.append((self._started, time.monotonic() - self._started))
+            self._current = self._begin()
+        elif self._current is not None:
+            self._end(self._current)
+
+    def _begin(self) -> list[float]:
+        pause = [time.monotonic(), math.inf]
+        self.pauses.append(pause)
+        return pause
+
+    @staticmethod
+    def _end(pause: list[float]) -> None:
+        pause[1] = time.monotonic() - pause[0]
+
+    @contextlib.contextmanager
+    def walking_the_heap(self) -> Iterator[None]:
+        """A test's own walk of the heap (gc.collect, gc.get_objects) holds the interpreter
+        like a collection, from whichever thread: counted as one, not as the loop's."""
+        pause = self._begin()
+        try:
+            yield
+        finally:
+            self._end(pause)
 
     def within(self, start: float, end: float) -> float:
         """Seconds of collection between two monotonic moments."""
         return sum(
-            min(end, t + d) - max(start, t) for t, d in self.pauses if t < end and t + d > start
+            max(0.0, min(end, t + d) - max(start, t))
+            for t, d in list(self.pauses)
+            if t < end and t + d > start
         )
 
 

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from bodycam.config import Config
+from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key, tracker_key
 from bodycam.live.base import Event
 from bodycam.models import SessionState
@@ -24,7 +25,7 @@ from simulators.gps import Position as GpsPosition
 from simulators.gps import Walk
 
 from .geo_scene import CAMERA_PASSWORD, SCENE_CAMERAS, SPEED, at, street_walk
-from .helpers import Gateway, small_media, wait_for, wait_for_session
+from .helpers import Gateway, small_media, start_gateway, wait_for, wait_for_session
 
 MEDIA = small_media()
 
@@ -209,6 +210,29 @@ async def test_camera_health_counts_the_offline_camera(
     cameras.set_online("offline", True)
     await wait_for_async(lambda r: r["down"] == 0, report)
     assert 'bodycam_cameras{state="up"} 5.0' in await metrics_text(gateway)
+
+
+async def test_camera_availability_survives_a_restart(
+    street_config: Config, cameras: AxisCameraSimulator
+) -> None:
+    async def offline(gateway: Gateway) -> dict[str, Any]:
+        health = (await get_json(gateway.auth, f"{gateway.url}/api/v1/cameras/health"))[1]
+        return next(c for c in health["cameras"] if c["camera_id"] == "offline")
+
+    first = await start_gateway(create_app(street_config), street_config)
+    try:
+        await wait_for_async(lambda c: c["state"] == "down", lambda: offline(first))
+        assert (await offline(first))["availability"] == 0
+    finally:
+        await first.server.close()
+    cameras.set_online("offline", True)
+    again = await start_gateway(create_app(street_config), street_config)
+    try:
+        await wait_for_async(lambda c: c["state"] == "up", lambda: offline(again))
+        # its down polls from before the restart still count
+        assert 0 < (await offline(again))["availability"] < 1
+    finally:
+        await again.server.close()
 
 
 async def test_wrong_camera_password_is_reported_as_such(

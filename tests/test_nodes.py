@@ -1,4 +1,5 @@
-"""Two gateway nodes on one Redis: events cross nodes, viewers are sent to the camera's node."""
+"""Two gateway nodes: events cross nodes, and what only the camera's node can do (a live
+view, an alert of its own database) is forwarded to it by the node asked."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp.test_utils import TestServer
 
 from bodycam.evidence import register
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key
+from bodycam.gateway.forward import forwarder_key
 from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import (
@@ -30,7 +33,7 @@ from .helpers import (
     small_media,
     wait_for,
 )
-from .whep_client import watch
+from .whep_client import stop, watch
 
 
 @pytest.fixture
@@ -58,7 +61,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Gateway]]:
         await delete_keys(prefix)
 
 
-async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
+async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
     nodes: tuple[Gateway, Gateway],
 ) -> None:
     a, b = nodes
@@ -81,7 +84,7 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
                 assert seen[kind].node == "node-b"
                 assert seen[kind].data["session_id"] == session.id
             assert seen["alert"].data["state"] == "nouvelle"
-            # a WHEP request on A for B's session: 307 to B, offer and all
+            # a WHEP request on A for B's session: forwarded to B, whose answer comes back
             offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
             async with (
                 aiohttp.ClientSession() as http,
@@ -92,21 +95,28 @@ async def test_a_viewer_on_node_a_is_sent_to_node_b_and_sees_its_events(
                     allow_redirects=False,
                 ) as response,
             ):
-                assert response.status == 307
-                assert response.headers["Location"] == f"{b.url}/whep/{session.id}"
-            # acting on the alert on A: sent to B, which records it
+                assert response.status == 422  # B read the offer: it does not receive video
+                assert "direction must be recvonly" in (await response.json())["error"]
+            # acting on the alert on A: B, whose database has it, records it
             async with (
                 aiohttp.ClientSession() as http,
-                http.post(
-                    f"{a.url}/api/v1/alerts/{session.id}/ack", headers=login, allow_redirects=False
-                ) as response,
+                http.post(f"{a.url}/api/v1/alerts/{session.id}/ack", headers=login) as response,
             ):
-                assert response.status == 307
-                assert response.headers["Location"] == f"{b.url}/api/v1/alerts/{session.id}/ack"
-            # a real viewer following the redirect plays B's stream
+                assert response.status == 200
+                assert (await response.json())["state"] == "prise_en_compte"
+            alert = await b.store.run(b.store.get_alert, session.id)
+            assert alert is not None
+            assert [a.user for a in alert.actions] == ["dupont"]
+            # a real viewer on A plays B's stream (its media comes from B), and ends the
+            # view on A too
             view = await watch(a.url, session.id, login)
+            assert view.location.startswith(a.url)
             await wait_for(lambda: len(view.counters) >= 30, within=10)
-            await view.close()
+            live_on_b = b.sessions.session(session.id)
+            assert live_on_b is not None
+            assert len(live_on_b.relay) == 1
+            assert await stop(view, login) == 200
+            assert len(live_on_b.relay) == 0
             await camera.press()
     # once the session is over, no node claims it: A says so itself
     await wait_for(lambda: len(b.sessions.live_sessions()) == 0)
@@ -177,16 +187,55 @@ async def test_nodes_on_one_postgresql_share_people_alerts_and_one_register(
             async with http.get(f"{a.url}/api/v1/alerts", headers=login) as r:
                 [alert] = await r.json()
                 assert alert["session_id"] == session.id
+                assert alert["session_state"] == "live"  # B holds it: A knows from the store
             view = await watch(b.url, session.id, login)
             await wait_for(lambda: len(view.counters) >= 10, within=10)
             await view.close()
-            await camera.press()
+            # the officer's position, asked of A by a browser (its login in a cookie for
+            # A's address), is B's answer
+            where = f"/api/v1/sessions/{session.id}/position"
+            browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            credentials = {"name": "dupont", "password": PASSWORD}
+            async with browser, browser.post(f"{a.url}/api/v1/login", json=credentials) as r:
+                assert r.status == 200
+
+                async def located() -> bool:
+                    async with browser.get(f"{a.url}{where}") as r:
+                        return r.status == 200 and "lat" in await r.json()
+
+                await wait_for(located, within=10)
+            # the camera's WHIP DELETE lands on A (a load balancer's choice): B ends it
+            assert camera.session_url is not None
+            resource = yarl.URL(camera.session_url).path
+            async with http.delete(
+                f"{a.url}{resource}", headers={"Authorization": f"Bearer {token}"}
+            ) as r:
+                assert r.status == 200
+                assert (await r.json())["state"] == "ended"
         await wait_for(lambda: len(b.sessions.live_sessions()) == 0)
+        async with http.get(f"{a.url}/api/v1/alerts", headers=login) as r:
+            [alert] = await r.json()
+            assert alert["session_state"] == "ended"
+        # a node takes the caller's address from a forwarded request only when a node of
+        # the cluster signed it (the key is in the shared database)
+        signed = a.app[forwarder_key].sign("192.0.2.7")
+        forged = signed.replace("192.0.2.7", "192.0.2.8")
+        for header in (signed, forged):
+            async with http.post(
+                f"{b.url}/api/v1/login",
+                json={"name": "dupont", "password": "guess"},
+                headers={"Bodycam-Forwarded": header},
+            ) as r:
+                assert r.status == 401
     entries = await a.store.run(a.store.register_entries)
     actions = [e["action"] for e in entries]
     assert "login" in actions  # appended by A
     failures = [e["detail"] for e in entries if e["action"] == "login_failed"]
-    assert [d.split("; ")[1] for d in failures] == ["1 failures in a row", "2 failures in a row"]
+    assert [d.split("; ")[1] for d in failures[:2]] == [
+        "1 failures in a row",
+        "2 failures in a row",
+    ]
+    assert [d.split("; ")[0] for d in failures[2:]] == ["from 192.0.2.7", "from 127.0.0.1"]
     assert "live_view_start" in actions  # appended by B
     verdict = await b.store.run(register.verify, b.store)
     assert verdict.ok, verdict.text()

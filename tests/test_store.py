@@ -25,6 +25,7 @@ from bodycam.models import (
     Actor,
     AlertAction,
     AlertState,
+    CameraCheck,
     Entry,
     Hold,
     Position,
@@ -41,8 +42,12 @@ from bodycam.store import (
     StoreThreadError,
     StoreUnavailable,
 )
+from bodycam.store.postgres import schema as postgres_schema
+from bodycam.store.sqlite import schema as sqlite_schema
 
 T0 = datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
+LATEST = len(sqlite_schema.MIGRATIONS)
+assert len(postgres_schema.MIGRATIONS) == LATEST, "the two backends' schemas must keep in step"
 OPERATOR = Actor("martin", "operator", "CSU")
 
 
@@ -129,6 +134,29 @@ def test_failed_logins_are_counted_per_key_within_the_window(store: Store) -> No
     assert store.call(store.login_failed, [name], later, later - 15 * minute) == 2
     store.call(store.login_succeeded, [name, other])
     assert store.call(store.login_failed, [name, address], later, later - 15 * minute) == 1
+
+
+def test_cameras_are_polled_by_one_node_at_a_time(store: Store) -> None:
+    minute = timedelta(minutes=1)
+    claim = store.call(store.claim_cameras, ["c2", "c1"], "node-a", T0, T0 + 2 * minute)
+    assert claim == ["c1", "c2"]
+    # node B, a minute on: A's claims still cover them; a new camera is B's
+    claim = store.call(
+        store.claim_cameras, ["c1", "c2", "c3"], "node-b", T0 + minute, T0 + 3 * minute
+    )
+    assert claim == ["c3"]
+    up = CameraCheck("c1", "up", T0, T0 + minute, serial="ACCC", polls="011")
+    store.call(store.record_camera_checks, [up, CameraCheck("c3", "down", polls="0")], "node-a")
+    checks = {c.camera_id: c for c in store.call(store.camera_checks)}
+    assert checks["c1"] == up  # A's to write
+    assert checks["c2"] == CameraCheck("c2")  # claimed, never polled yet
+    assert checks["c3"] == CameraCheck("c3")  # not A's: its write is left out
+    # A renews its own; when it stops renewing, B takes them over
+    assert store.call(store.claim_cameras, ["c1"], "node-a", T0 + minute, T0 + 3 * minute) == ["c1"]
+    late = T0 + 3 * minute
+    claim = store.call(store.claim_cameras, ["c1", "c2", "c3"], "node-b", late, late + minute)
+    assert claim == ["c1", "c2", "c3"]
+    assert store.call(store.claim_cameras, [], "node-b", late, late) == []
 
 
 def test_alerts_move_forward_with_who_and_when(store: Store) -> None:
@@ -455,10 +483,11 @@ def test_migrations_are_recorded_and_a_newer_database_is_refused(
     open_backend(*place).close()  # every migration applied
     raw = raw_connection(place)
     try:
-        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (2,)
-        # back to a database of version 1, before failed logins were counted in it
-        raw.execute("DELETE FROM schema_migrations WHERE version = 2")
+        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (LATEST,)
+        # back to a database of version 1, before failed logins and camera health were in it
+        raw.execute("DELETE FROM schema_migrations WHERE version > 1")
         raw.execute("DROP TABLE login_failures")
+        raw.execute("DROP TABLE camera_health")
         if isinstance(raw, sqlite3.Connection):
             raw.commit()
     finally:
@@ -466,11 +495,12 @@ def test_migrations_are_recorded_and_a_newer_database_is_refused(
     upgraded = open_backend(*place)
     try:
         assert upgraded.call(upgraded.login_failed, ["name:x"], T0, T0) == 1
+        assert upgraded.call(upgraded.camera_checks) == []
     finally:
         upgraded.close()
     raw = raw_connection(place)
     try:
-        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (2,)
+        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (LATEST,)
         raw.execute(
             "INSERT INTO schema_migrations (version, description, applied_at)"
             " VALUES (7, 'from the future', '2030-01-01T00:00:00.000Z')"

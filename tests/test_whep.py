@@ -19,6 +19,7 @@ from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import (
+    GC,
     Gateway,
     live_of,
     make_config,
@@ -31,6 +32,12 @@ from .whep_client import stop, watch
 
 
 def encoders_at_work() -> list[object]:
+    with GC.walking_the_heap():
+        gc.collect()
+        return _encoders_at_work()
+
+
+def _encoders_at_work() -> list[object]:
     """aiortc encoders that have encoded something (a sender given `av.Packet`s creates one
     but only calls its `pack`): video ones open their codec at the first frame, Opus notes
     the first packet's pts."""
@@ -52,7 +59,6 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
     ) as camera:
         await camera.press()
         [session] = await gateway.store.run(gateway.store.list_sessions)
-        await asyncio.to_thread(gc.collect)
         before = await asyncio.to_thread(encoders_at_work)  # the simulator's own, if any
         view = await watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: len(view.counters) >= 60, within=10, what=lambda: view.counters)

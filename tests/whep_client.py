@@ -62,11 +62,7 @@ async def watch(
     connect: bool = True,
 ) -> View:
     """POST a recvonly offer to /whep/{session_id}; `connect=False` never applies the answer
-    (a viewer that stalls: the gateway's sender for it never starts).
-
-    A 307 (another node holds the session) is followed by hand, with the login: HTTP
-    clients drop Authorization on a redirect to another origin.
-    """
+    (a viewer that stalls: the gateway's sender for it never starts)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     if audio:
@@ -79,25 +75,20 @@ async def watch(
 
     await pc.setLocalDescription(await pc.createOffer())
     url = f"{gateway_url}/whep/{session_id}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(2):
-            async with http.post(
-                url,
-                data=pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp", **headers},
-                allow_redirects=False,
-            ) as response:
-                if response.status == 307:
-                    url = response.headers["Location"]
-                    continue
-                if response.status != 201:
-                    await pc.close()
-                    raise AssertionError(
-                        f"WHEP answered {response.status}: {await response.text()}"
-                    )
-                answer = await response.text()
-                view.location = str(response.url.join(yarl.URL(response.headers["Location"])))
-                break
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url,
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", **headers},
+            allow_redirects=False,
+        ) as response,
+    ):
+        if response.status != 201:
+            await pc.close()
+            raise AssertionError(f"WHEP answered {response.status}: {await response.text()}")
+        answer = await response.text()
+        view.location = str(response.url.join(yarl.URL(response.headers["Location"])))
     if connect:
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     return view

@@ -3,8 +3,9 @@
 The state only moves forward (nouvelle → prise en compte → renforts envoyés → clôturée);
 each move records who and when, in the same transaction as the state. The node that holds
 the session publishes the alert (`alert` events, `Alerts.announce`) whenever anything in it
-changes, with what only that node knows (`LiveFacts`: the session's state, the battery,
-the street). The HTTP side is in `api_live`.
+changes, with what it knows best (`LiveFacts`: the session's state, the battery, the
+street); another node (on the same database) gives the same from the store and the live
+positions. The HTTP side is in `api_live`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..clock import Clock, iso
 from ..errors import Conflict, NotFound
-from ..live.base import EventStream
+from ..live.base import EventStream, Positions
 from ..logs import ids
 from ..models import Alert, AlertAction, AlertState, SessionState, User
 from ..store import Store
@@ -45,7 +46,7 @@ LABELS = {
 
 @dataclass(frozen=True)
 class LiveFacts:
-    """What only the node holding a session knows of it, for its alert."""
+    """What the node holding a session knows of it as it happens, for its alert."""
 
     session_state: SessionState = SessionState.ENDED
     battery_percent: float | None = None
@@ -92,18 +93,36 @@ class Alerts:
     """This node's view of the alerts: listed, acted on, announced to every console."""
 
     def __init__(
-        self, store: Store, events: EventStream, clock: Clock, facts: Callable[[str], LiveFacts]
+        self,
+        store: Store,
+        events: EventStream,
+        positions: Positions,
+        clock: Clock,
+        facts: Callable[[str], LiveFacts | None],
     ) -> None:
         self._store = store
         self._events = events
+        self._positions = positions
         self._clock = clock
-        self._facts = facts
+        self._local_facts = facts  # None: not a session of this node
+
+    async def _facts(self, session_id: str) -> LiveFacts:
+        """The holder's facts; on another node, the same from the store and live state."""
+        local = self._local_facts(session_id)
+        if local is not None:
+            return local
+        session = await self._store.run(self._store.get_session, session_id)
+        if session is None or session.state == SessionState.ENDED:
+            return LiveFacts(battery_percent=session.battery_percent if session else None)
+        position = await self._positions.get(session_id)
+        address = position.address if position else None
+        return LiveFacts(session.state, session.battery_percent, address)
 
     async def in_view(self) -> list[dict[str, Any]]:
         """Open alerts, and those raised within the last shift; newest first."""
         since = self._clock.now() - ALERTS_IN_VIEW
         alerts = await self._store.run(self._store.recent_alerts, since)
-        return [alert_json(a, self._facts(a.session_id)) for a in alerts]
+        return [alert_json(a, await self._facts(a.session_id)) for a in alerts]
 
     async def act(self, alert: Alert, action: str, person: User) -> dict[str, Any]:
         """Move an alert forward for `person`; returns it as announced."""
@@ -132,7 +151,7 @@ class Alerts:
             alert = await self._store.run(self._store.get_alert, session_id)
             if alert is None:
                 return None
-            data = alert_json(alert, self._facts(session_id))
+            data = alert_json(alert, await self._facts(session_id))
             self._events.publish("alert", data)
         except Exception:  # the console misses one update; the camera must not fail for it
             logger.exception(

@@ -18,9 +18,9 @@ from ..geo.registry import cameras_to_geojson
 from ..models import Action, Position, Role
 from . import auth
 from .appkeys import clock_key, config_key, health_key, sessions_key, store_key, tracker_key
+from .forward import forwarder_key
 from .params import PREFIX, json_body, number
 from .tracking import Officer
-from .whep import redirect_to_holder
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ async def move(request: web.Request) -> web.Response:
 async def position(request: web.Request) -> web.Response:
     """Where the officer of a live session is, the nearest street, the chosen cameras."""
     auth.require(request, access.LIVE_VIEW, "see where officers are")
+    if (answer := await _at_holder(request)) is not None:
+        return answer
     officer = await _officer(request)
     tracker = request.app[tracker_key]
     fix = officer.track.current
@@ -163,6 +165,8 @@ async def position(request: web.Request) -> web.Response:
 async def track(request: web.Request) -> web.Response:
     """The officer's kept fixes as a GeoJSON LineString (times in the properties)."""
     auth.require(request, access.LIVE_VIEW, "see where officers are")
+    if (answer := await _at_holder(request)) is not None:
+        return answer
     officer = await _officer(request)
     points = list(officer.track.points)
     return web.json_response(
@@ -191,12 +195,20 @@ async def act_on_alert(request: web.Request) -> web.StreamResponse:
     store, manager = request.app[store_key], request.app[sessions_key]
     alert = await store.run(store.get_alert, session_id)
     if alert is None:
-        # raised on another node: the node holding the session records the action
-        redirect = await redirect_to_holder(request, session_id)
-        if redirect is not None:
-            return redirect
+        # raised on a node with a database of its own: that node records the action
+        answer = await request.app[forwarder_key].to_holder(request, session_id)
+        if answer is not None:
+            return answer
         raise NotFound(f"no alert for session {session_id}")
     return web.json_response(await manager.alerts.act(alert, request.match_info["action"], person))
+
+
+async def _at_holder(request: web.Request) -> web.Response | None:
+    """The answer of the node holding the session, when it is another one."""
+    session_id = request.match_info["session_id"]
+    if request.app[sessions_key].session(session_id) is not None:
+        return None
+    return await request.app[forwarder_key].to_holder(request, session_id)
 
 
 async def _officer(request: web.Request) -> Officer:

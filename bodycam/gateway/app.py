@@ -21,7 +21,7 @@ from ..media.ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store, open_store
 from ..ui import routes as console
-from . import api_admin, api_evidence, api_live, auth, whep, whip
+from . import api_admin, api_evidence, api_live, auth, forward, whep, whip
 from .appkeys import (
     clock_key,
     config_key,
@@ -35,6 +35,7 @@ from .appkeys import (
     vapix_key,
 )
 from .health import HealthMonitor
+from .params import CORS
 from .sessions import SessionManager
 from .streaming import streams_ctx
 from .tracking import City, Tracker
@@ -59,7 +60,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                 logger.exception("refusal of %s %s not registered", request.method, request.path)
         if request.path.startswith(whip.WHIP_PATH):
             request.app[metrics_key].whip_requests.labels(request.method, str(err.status)).inc()
-        return web.json_response({"error": str(err)}, status=err.status, headers=whip.CORS)
+        return web.json_response({"error": str(err)}, status=err.status, headers=CORS)
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -96,7 +97,11 @@ async def geo_ctx(app: web.Application) -> AsyncIterator[None]:
         app[metrics_key],
         lambda: list(tracker.city.cameras.values()),
         config.cameras.health_concurrency,
+        app[store_key],
+        config.cameras.health_interval_seconds,
+        config.cameras.request_timeout_seconds,
     )
+    await health.load()
     tracker.unavailable = health.is_down
     watch = asyncio.create_task(_watch_cameras(app, tracker, health))
     yield
@@ -187,6 +192,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[tracker_key],
         app[live_key].sessions,
         app[live_key].events,
+        app[live_key].positions,
         app[keyring_key],
     )
     app[sessions_key] = manager
@@ -217,7 +223,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         raise ConfigError(f"ice.addresses: {err}") from None
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(
-        middlewares=[errors_middleware, auth.auth_middleware],
+        middlewares=[errors_middleware, forward.forwarded_middleware, auth.auth_middleware],
         client_max_size=config.server.max_sdp_bytes,
     )
     app[config_key] = config
@@ -228,6 +234,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     )
     app.cleanup_ctx.append(live_ctx)
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(forward.forward_ctx)
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
     app.cleanup_ctx.append(purge_ctx)

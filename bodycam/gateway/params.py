@@ -13,6 +13,11 @@ from aiohttp import web
 from ..errors import BadRequest, UnsupportedMediaType
 
 PREFIX = "/api/v1"
+# WHIP and WHEP answers (and errors) let a page on another origin read them
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Accept-Post, Link, ETag",
+}
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
 from ..evidence.keyring import Keyring
-from ..live.base import EventStream, SessionRegistry
+from ..live.base import EventStream, Positions, SessionRegistry
 from ..logs import Bound, bind
 from ..media.recorder import SessionRecorder
 from ..media.recovery import recover_segments
@@ -91,6 +91,7 @@ class SessionManager:
         tracker: Tracker,
         registry: SessionRegistry,
         events: EventStream,
+        positions: Positions,
         keyring: Keyring,
     ) -> None:
         self.config = config
@@ -100,7 +101,7 @@ class SessionManager:
         self.clock = clock
         self.tracker = tracker
         self.registry = registry  # which node holds which session, for the other nodes
-        self.alerts = Alerts(store, events, clock, self.describe)
+        self.alerts = Alerts(store, events, positions, clock, self.describe)
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -474,11 +475,12 @@ class SessionManager:
             verdict = "unfiltered"
         self._spawn(live, lambda: self.store.run(self.store.add_position, live.id, fix, verdict))
 
-    def describe(self, session_id: str) -> LiveFacts:
-        """What only this node knows of a session, for its alert: state, battery, street."""
+    def describe(self, session_id: str) -> LiveFacts | None:
+        """What this node knows of a session it holds, for its alert: state, battery,
+        street (None: not held here)."""
         live = self._sessions.get(session_id)
         if live is None:
-            return LiveFacts()
+            return None
         return LiveFacts(live.state, live.battery_percent, self.tracker.address(session_id))
 
     def _street(self, session_id: str) -> str | None:

@@ -16,15 +16,13 @@ from aiohttp import web
 from ..devices import authenticate
 from ..errors import PayloadTooLarge, UnsupportedMediaType
 from .appkeys import config_key, metrics_key, sessions_key, store_key
+from .forward import forwarder_key
+from .params import CORS
 
 logger = logging.getLogger(__name__)
 
 WHIP_PATH = "/whip"
 SESSION_PATH = "/whip/sessions/{resource_id}"
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Location, Accept-Post, Link, ETag",
-}
 
 
 async def read_sdp(request: web.Request, limit: int) -> str:
@@ -71,7 +69,13 @@ async def delete_session(request: web.Request) -> web.Response:
     app = request.app
     store = app[store_key]
     device = await store.run(authenticate, store, request.headers.get("Authorization"))
-    session = await app[sessions_key].delete(request.match_info["resource_id"], device)
+    resource_id = request.match_info["resource_id"]
+    held = await store.run(store.session_of_resource, resource_id)
+    if held is not None and app[sessions_key].session(held.id) is None:
+        answer = await app[forwarder_key].to_holder(request, held.id)
+        if answer is not None:
+            return answer
+    session = await app[sessions_key].delete(resource_id, device)
     app[metrics_key].whip_requests.labels("DELETE", "200").inc()
     return web.json_response({"session": session.id, "state": session.state}, headers=CORS)
 

@@ -29,6 +29,7 @@ from ..models import (
     Alert,
     AlertAction,
     AlertState,
+    CameraCheck,
     Device,
     Entry,
     Hold,
@@ -140,6 +141,11 @@ class Store(ABC):
 
     @abstractmethod
     def set_meta(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def meta_default(self, key: str, value: str) -> str:
+        """The value of `key`, set to `value` first if it has none (the first node to ask
+        chooses it, every other gets the same)."""
 
     # devices
 
@@ -321,6 +327,24 @@ class Store(ABC):
     @abstractmethod
     def places(self, kind: str) -> list[tuple[str, str]]:
         """(name, GeoJSON geometry text) of every place of a kind."""
+
+    # camera health: one node polls each camera at a time, every node reads the results
+
+    @abstractmethod
+    def claim_cameras(
+        self, camera_ids: list[str], node: str, now: datetime, until: datetime
+    ) -> list[str]:
+        """Take (or renew) the polling of these cameras for `node` until `until`, but not
+        those another node's claim still covers; returns the ones `node` polls."""
+
+    @abstractmethod
+    def record_camera_checks(self, checks: list[CameraCheck], node: str) -> None:
+        """What a round of `node`'s polls found, all at once (for the cameras it still
+        polls: a claim taken over meanwhile is the other node's to write)."""
+
+    @abstractmethod
+    def camera_checks(self) -> list[CameraCheck]:
+        """Every camera's last known health, by camera id."""
 
     # positions
 

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..clock import parse_iso
+from ..clock import iso, parse_iso
 from ..models import (
     Alert,
     AlertAction,
     AlertState,
+    CameraCheck,
     Device,
     Hold,
     Position,
@@ -44,6 +45,39 @@ class Row(Protocol):
 
 def moment(value: str | None) -> datetime | None:
     return parse_iso(value) if value else None
+
+
+def camera_check(row: Row) -> CameraCheck:
+    return CameraCheck(
+        row["camera_id"],
+        row["state"],
+        moment(row["since"]),
+        moment(row["checked_at"]),
+        row["error"],
+        row["serial"],
+        row["model"],
+        row["firmware"],
+        row["polls"],
+    )
+
+
+def by_camera(check: CameraCheck) -> str:
+    return check.camera_id
+
+
+def check_values(check: CameraCheck) -> tuple[str | None, ...]:
+    """A check as the UPDATE of both backends takes it (the camera id last)."""
+    return (
+        check.state,
+        iso(check.since) if check.since else None,
+        iso(check.checked_at) if check.checked_at else None,
+        check.error,
+        check.serial,
+        check.model,
+        check.firmware,
+        check.polls,
+        check.camera_id,
+    )
 
 
 def user(row: Row) -> User:

@@ -13,6 +13,7 @@ from ...models import (
     Alert,
     AlertAction,
     AlertState,
+    CameraCheck,
     Device,
     Position,
     Segment,
@@ -21,7 +22,9 @@ from ...models import (
     User,
 )
 from .. import rows
+from ..rows import by_camera
 from .connection import Connection, PostgresConnection
+from .schema import CAMERAS_LOCK
 
 ALERT = (
     "SELECT alerts.*, sessions.device_id, sessions.officer FROM alerts"
@@ -356,6 +359,40 @@ class CatalogueQueries(PostgresConnection):
 
     def camera_features(self) -> list[str]:
         return [str(r["feature"]) for r in self._all("SELECT feature FROM cameras ORDER BY id")]
+
+    def claim_cameras(
+        self, camera_ids: list[str], node: str, now: datetime, until: datetime
+    ) -> list[str]:
+        if not camera_ids:
+            return []
+        with self._transaction() as tx:
+            # one node's claims at a time: rows locked in one order, never a deadlock
+            tx.execute("SELECT pg_advisory_xact_lock(%s)", (CAMERAS_LOCK,))
+            with tx.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO camera_health (camera_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                    [(c,) for c in camera_ids],
+                )
+            claimed = tx.execute(
+                "UPDATE camera_health SET polled_by = %s, claimed_until = %s"
+                " WHERE camera_id = ANY(%s) AND (polled_by = %s OR claimed_until <= %s)"
+                " RETURNING camera_id",
+                (node, iso(until), camera_ids, node, iso(now)),
+            ).fetchall()
+        return sorted(r["camera_id"] for r in claimed)
+
+    def record_camera_checks(self, checks: list[CameraCheck], node: str) -> None:
+        with self._transaction() as tx, tx.cursor() as cur:
+            cur.executemany(
+                "UPDATE camera_health SET state = %s, since = %s, checked_at = %s, error = %s,"
+                " serial = %s, model = %s, firmware = %s, polls = %s"
+                " WHERE camera_id = %s AND polled_by = %s",
+                [(*rows.check_values(c), node) for c in sorted(checks, key=by_camera)],
+            )
+
+    def camera_checks(self) -> list[CameraCheck]:
+        found = self._all("SELECT * FROM camera_health ORDER BY camera_id")
+        return [rows.camera_check(r) for r in found]
 
     def replace_places(self, places: list[tuple[str, str, str]]) -> None:
         with self._transaction() as tx:

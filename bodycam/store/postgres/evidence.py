@@ -37,6 +37,15 @@ class EvidenceQueries(PostgresConnection):
         row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
         return str(row["value"]) if row else None
 
+    def meta_default(self, key: str, value: str) -> str:
+        self._run(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+            (key, value),
+        )
+        found = self.meta(key)
+        assert found is not None, "meta rows are never deleted"
+        return found
+
     def set_meta(self, key: str, value: str) -> None:
         self._run(
             "INSERT INTO meta (key, value) VALUES (%s, %s)"

@@ -17,6 +17,7 @@ from ..migrations import Migration, pending
 MIGRATIONS_LOCK = 0x626F647963616D01  # advisory lock keys: "bodycam" + a number each
 REGISTER_LOCK = 0x626F647963616D02
 PURGE_LOCK = 0x626F647963616D03
+CAMERAS_LOCK = 0x626F647963616D04
 LOCK_KEYS = {"purge": PURGE_LOCK}  # the locks `Store.exclusive` takes, by name
 
 CATALOGUE = """
@@ -210,6 +211,22 @@ def _statements(conn: Connection, *scripts: str) -> None:
         conn.execute(script.encode())  # several statements at once: no parameters
 
 
+CAMERA_HEALTH = """
+CREATE TABLE camera_health (
+    camera_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    since TEXT,
+    checked_at TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    serial TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware TEXT NOT NULL DEFAULT '',
+    polls TEXT NOT NULL DEFAULT '',
+    polled_by TEXT NOT NULL DEFAULT '',
+    claimed_until TEXT NOT NULL DEFAULT ''
+);
+"""
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(
         1,
@@ -224,6 +241,11 @@ MIGRATIONS: list[Migration[Connection]] = [
             "CREATE TABLE login_failures (key TEXT NOT NULL, at TEXT NOT NULL);"
             " CREATE INDEX login_failures_key ON login_failures(key, at);",
         ),
+    ),
+    Migration(
+        3,
+        "camera health shared by the nodes",
+        lambda conn: _statements(conn, CAMERA_HEALTH),
     ),
 ]
 

@@ -13,6 +13,7 @@ from ...models import (
     Alert,
     AlertAction,
     AlertState,
+    CameraCheck,
     Device,
     Position,
     Segment,
@@ -21,6 +22,7 @@ from ...models import (
     User,
 )
 from .. import rows
+from ..rows import by_camera
 from .connection import SqliteConnection
 
 
@@ -369,6 +371,37 @@ class CatalogueQueries(SqliteConnection):
 
     def camera_features(self) -> list[str]:
         return [r["feature"] for r in self._db.execute("SELECT feature FROM cameras ORDER BY id")]
+
+    def claim_cameras(
+        self, camera_ids: list[str], node: str, now: datetime, until: datetime
+    ) -> list[str]:
+        if not camera_ids:
+            return []
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO camera_health (camera_id) VALUES (?) ON CONFLICT DO NOTHING",
+                [(c,) for c in camera_ids],
+            )
+            claimed = db.execute(
+                "UPDATE camera_health SET polled_by = ?, claimed_until = ?"
+                f" WHERE camera_id IN ({', '.join('?' * len(camera_ids))})"
+                " AND (polled_by = ? OR claimed_until <= ?) RETURNING camera_id",
+                (node, iso(until), *camera_ids, node, iso(now)),
+            ).fetchall()
+        return sorted(r[0] for r in claimed)
+
+    def record_camera_checks(self, checks: list[CameraCheck], node: str) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE camera_health SET state = ?, since = ?, checked_at = ?, error = ?,"
+                " serial = ?, model = ?, firmware = ?, polls = ?"
+                " WHERE camera_id = ? AND polled_by = ?",
+                [(*rows.check_values(c), node) for c in sorted(checks, key=by_camera)],
+            )
+
+    def camera_checks(self) -> list[CameraCheck]:
+        found = self._db.execute("SELECT * FROM camera_health ORDER BY camera_id")
+        return [rows.camera_check(r) for r in found]
 
     def replace_places(self, places: list[tuple[str, str, str]]) -> None:
         """All places at once: (kind, name, GeoJSON geometry text) triples."""

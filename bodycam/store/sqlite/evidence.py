@@ -31,6 +31,14 @@ class EvidenceQueries(SqliteConnection):
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
+    def meta_default(self, key: str, value: str) -> str:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", (key, value)
+        )
+        found = self.meta(key)
+        assert found is not None, "meta rows are never deleted"
+        return found
+
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"

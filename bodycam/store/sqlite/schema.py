@@ -196,6 +196,23 @@ def _version_1(db: sqlite3.Connection) -> None:
     db.executescript(REGISTER + EVIDENCE)
 
 
+CAMERA_HEALTH = """
+CREATE TABLE camera_health (
+    camera_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    since TEXT,
+    checked_at TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    serial TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware TEXT NOT NULL DEFAULT '',
+    polls TEXT NOT NULL DEFAULT '',
+    polled_by TEXT NOT NULL DEFAULT '',
+    claimed_until TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
 def _statements(*statements: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in statements:
@@ -214,6 +231,7 @@ MIGRATIONS: list[Migration[sqlite3.Connection]] = [
             "CREATE INDEX login_failures_key ON login_failures(key, at)",
         ),
     ),
+    Migration(3, "camera health shared by the nodes", _statements(CAMERA_HEALTH)),
 ]
 
 

@@ -174,7 +174,8 @@ async function startWhep(t) {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringDone(pc, 2000);
     if (t.pc !== pc) return;
-    // fetch follows a 307 to the node holding the session; response.url is where it landed.
+    // Any node answers: one that does not hold the session forwards the offer to the one
+    // that does, and the media comes from there (the answer's candidates).
     const resp = await fetch(`/whep/${encodeURIComponent(t.key)}`, {
       method: 'POST', credentials: 'same-origin',
       headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,

@@ -1,6 +1,8 @@
-"""PTZ cameras under two nodes: one holder per camera across the cluster (a person's manual
-control, else the officer who took it first), and a node that loses Redis leaves the
-cameras where they are rather than fight over them.
+"""The city's cameras under two nodes. PTZ cameras: one holder per camera across the
+cluster (a person's manual control, else the officer who took it first), and a node that
+loses Redis leaves them where they are rather than fight over them. Health: each camera
+polled by one node at a time, every node reporting the same, a dead node's cameras taken
+over by the other.
 
 Two gateways on one PostgreSQL (one city, one set of accounts) and one Redis of the test's
 own, so that it can be stopped; the street scene's Axis cameras are simulated.
@@ -15,13 +17,16 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 import redis
 from aiohttp.test_utils import TestServer
 
 from bodycam.gateway.app import create_app
+from bodycam.gateway.appkeys import live_key
 from bodycam.store import PostgresStore
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
@@ -185,3 +190,56 @@ async def test_a_node_that_loses_redis_leaves_the_cameras_alone(
         own_redis.start()  # an empty Redis: the claims are made again
         await wait_for(lambda: len(ptz.moves) > moved, within=10)
         await bodycam.press()
+
+
+async def test_each_camera_is_polled_by_one_node_and_every_node_reports_it(
+    street_nodes: tuple[Gateway, Gateway], street_cameras: AxisCameraSimulator, postgres_url: str
+) -> None:
+    nodes = street_nodes
+    login = await nodes[0].login()
+
+    async def report(node: Gateway) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession(headers=login) as http,
+            http.get(f"{node.url}/api/v1/cameras/health") as r,
+        ):
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def polled_everywhere() -> bool:
+        reports = [await report(n) for n in nodes]
+        return all(r["up"] + r["down"] == 5 for r in reports)
+
+    await wait_for(polled_everywhere, within=10)
+    first, second = await report(nodes[0]), await report(nodes[1])
+    assert (
+        first["summary"]
+        == second["summary"]
+        == ("6 cameras, 1 down, 1 not monitored (no VAPIX URL or credentials)")
+    )
+    answered = [c for c in street_cameras.cameras if c.online and c.id != "unwired"]
+    before = {c.id: c.info_requests for c in answered}
+    await asyncio.sleep(4)  # about four rounds of 1 s each: one node's, not two nodes' eight
+    asked = {c.id: c.info_requests - before[c.id] for c in answered}
+    assert all(1 <= n <= 5 for n in asked.values()), asked
+
+    # the node polling them dies; the other takes its cameras over when its claims lapse
+    pollers = await asyncio.to_thread(polled_by, postgres_url)
+    assert len(pollers) == 1
+    [poller] = pollers
+    dead, survivor = nodes if poller == "node-a" else nodes[::-1]
+    await dead.server.close()
+    street_cameras.set_online("offline", True)
+
+    async def back_up() -> bool:
+        return bool((await report(survivor))["down"] == 0)
+
+    await wait_for(back_up, within=15)
+    assert await asyncio.to_thread(polled_by, postgres_url) == {survivor.app[live_key].node.id}
+    offline = next(c for c in (await report(survivor))["cameras"] if c["camera_id"] == "offline")
+    assert 0 < offline["availability"] < 1  # its down polls, by the dead node, are kept
+
+
+def polled_by(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT DISTINCT polled_by FROM camera_health")}
