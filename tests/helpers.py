@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -218,6 +218,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def without_faketime(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a program that is not ours (redis-server, PostgreSQL tools): the
+    suite's faketime run moves our clock, not theirs."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name != "LD_PRELOAD" and not name.startswith("FAKETIME")
+    }
 
 
 # encoded media, made by real encoders

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 import subprocess
 import time
@@ -32,7 +33,7 @@ from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 
 from .geo_scene import give_camera_password, import_street, street_walk
-from .helpers import Gateway, free_port, make_config, require_redis, small_media, wait_for
+from .helpers import Gateway, free_port, make_config, require_redis, small_media, wait_for, without_faketime
 
 MEDIA = small_media()
 
@@ -59,6 +60,9 @@ class OwnRedis:
                 "no",
             ],
             stdout=subprocess.DEVNULL,
+            # Redis is not ours: under the suite's faketime run it must keep the real clock
+            # (libfaketime inside redis-server recurses into clock_gettime and never starts).
+            env=without_faketime(os.environ),
         )
         for _ in range(200):
             try:

@@ -59,13 +59,25 @@ class PostgresConnection(Store):
             raise
 
     def _open(self) -> None:
+        # One connection of its own first: a server that refuses or is missing is named with
+        # libpq's own reason at once (the pool would only time out, "initialization
+        # incomplete", after CONNECT_SECONDS), and the migrations run on it.
+        try:
+            first = psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=int(CONNECT_SECONDS),
+            )
+        except psycopg.OperationalError as err:
+            raise StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {err}") from None
+        with first:
+            schema.migrate(first, self.where)
         try:
             self._pool.open(wait=True, timeout=CONNECT_SECONDS)
         except (PoolTimeout, psycopg.OperationalError) as err:
             self._pool.close()
             raise StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {err}") from None
-        with self._connection() as conn:
-            schema.migrate(conn, self.where)
 
     def _close(self) -> None:
         self._pool.close()
