@@ -33,7 +33,15 @@ from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 
 from .geo_scene import give_camera_password, import_street, street_walk
-from .helpers import Gateway, free_port, make_config, require_redis, small_media, wait_for, without_faketime
+from .helpers import (
+    Gateway,
+    free_port,
+    make_config,
+    require_redis,
+    small_media,
+    wait_for,
+    without_faketime,
+)
 
 MEDIA = small_media()
 
