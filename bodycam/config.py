@@ -296,12 +296,16 @@ class RedisConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """This gateway process among several sharing one Redis."""
+    """This gateway process among several sharing one database and one Redis."""
 
-    id: str = ""  # default: <hostname>-<pid>-<4 random hex digits>
-    # the base URL other nodes redirect viewers to; default: http(s)://<server.host, or
+    id: str = ""  # default: <hostname>-<pid>-<4 random hex digits>; one process per id
+    # the base URL other nodes forward requests to; default: http(s)://<server.host, or
     # the host name when listening on every address>:<server.port>
     url: str = ""
+    # each node writes that it is alive this often; one not heard from for dead_after is
+    # dead: another seals the segments it left open, and minds its sessions' grace
+    heartbeat_seconds: float = 1.0
+    dead_after_seconds: float = 5.0
 
     def validate(self) -> None:
         _check(
@@ -309,6 +313,18 @@ class NodeConfig:
             "node.url",
             "must start with http:// or https://",
             self.url,
+        )
+        _check(
+            0.1 <= self.heartbeat_seconds <= 60,
+            "node.heartbeat_seconds",
+            "must be between 0.1 and 60",
+            self.heartbeat_seconds,
+        )
+        _check(
+            2 * self.heartbeat_seconds <= self.dead_after_seconds <= 3600,
+            "node.dead_after_seconds",
+            "must be at least twice node.heartbeat_seconds, and at most 3600",
+            self.dead_after_seconds,
         )
 
 

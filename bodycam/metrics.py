@@ -42,6 +42,11 @@ class Metrics:
         self.reconnects = Counter(
             "bodycam_session_reconnects", "Reconnects that continued a session", registry=r
         )
+        self.takeovers = Counter(
+            "bodycam_session_takeovers",
+            "Sessions taken over from another node (dead, or that the camera could not reach)",
+            registry=r,
+        )
         self.whip_requests = Counter(
             "bodycam_whip_requests", "WHIP requests by outcome", ["method", "status"], registry=r
         )

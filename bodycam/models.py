@@ -124,6 +124,7 @@ class Session:
     battery_percent: float | None = None
     invalid_telemetry: int = 0
     destroyed_at: datetime | None = None  # its key destroyed at expiry: media unreadable
+    node: str = ""  # the gateway process holding it (a node's run: `Store.heartbeat`)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ class Segment:
     width: int
     height: int
     state: str
+    node: str = ""  # the gateway process writing it
+    chain_index: int = 0  # its place in the session's chain, in sealing order (0: open)
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,8 @@ class Action(enum.StrEnum):
     DEVICE_TOKEN_ROTATED = "device_token_rotated"
     DEVICE_REVOKED = "device_revoked"
     REGISTER_PRUNED = "register_pruned"
+    # a node took a session over from another (time_from, time_to: the recording's gap)
+    SESSION_TAKEN_OVER = "session_taken_over"
 
 
 @dataclass(frozen=True)

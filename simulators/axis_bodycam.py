@@ -108,14 +108,21 @@ class AxisBodycam:
         battery_every: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.endpoint = whip_endpoint(gateway)
+        # A real device has a primary gateway and backups: the next is tried when the link
+        # to one fails (a comma-separated list, or one URL).
+        self.endpoints = [whip_endpoint(url.strip()) for url in gateway.split(",") if url.strip()]
+        if not self.endpoints:
+            raise ValueError("no gateway URL")
+        self._gateway = 0
         self.device_id = device_id
         self.serial = axis_serial(device_id)
         self.firmware = firmware
         self.media = media or MediaSettings()
         self.walk = walk or Walk(seed=device_seed(device_id))
         self.ice_addresses = (
-            list(ice_addresses) if ice_addresses is not None else default_ice_addresses(gateway)
+            list(ice_addresses)
+            if ice_addresses is not None
+            else default_ice_addresses(self.endpoints[0])
         )
         self.counters = MediaCounters()
         self.reconnects = 0
@@ -139,6 +146,16 @@ class AxisBodycam:
         self._telemetry: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def endpoint(self) -> str:
+        """The WHIP endpoint the camera publishes to now."""
+        return self.endpoints[self._gateway]
+
+    def _next_gateway(self) -> None:
+        if len(self.endpoints) > 1:
+            self._gateway = (self._gateway + 1) % len(self.endpoints)
+            logger.info("%s: trying gateway %s", self.device_id, self.endpoint)
 
     @property
     def user_agent(self) -> str:
@@ -194,11 +211,17 @@ class AxisBodycam:
         """Press the button: go live when idle, stop when live or reconnecting."""
         async with self._lock:
             if self._state == "idle":
-                try:
-                    await self._publish()
-                except WhipError as err:
-                    self.last_error = str(err)
-                    raise
+                for attempt in range(len(self.endpoints)):
+                    try:
+                        await self._publish()
+                        break
+                    except WhipError as err:
+                        self.last_error = str(err)
+                        away = err.status is None or err.status >= 500
+                        if not away or attempt == len(self.endpoints) - 1:
+                            raise
+                        logger.warning("%s: %s", self.device_id, err)
+                        self._next_gateway()
             elif self._state == "live":
                 await self._stop()
             else:
@@ -312,6 +335,8 @@ class AxisBodycam:
                 except WhipError as err:
                     self.last_error = str(err)
                     logger.warning("%s: reconnect failed: %s", self.device_id, err)
+                    if err.status is None or err.status >= 500:  # that gateway is away
+                        self._next_gateway()
                 else:
                     self.reconnects += 1
                     return
@@ -336,8 +361,10 @@ class AxisBodycam:
             # The gateway ended the session (an operator closed it): nothing to resume.
             self._set_state("idle")
             return
-        # A failed connection (ICE consent lost) is a link loss the camera notices itself.
+        # A failed connection (ICE consent lost, or the gateway silent: see WhipPublisher)
+        # is a link loss the camera notices itself; a backup gateway is tried first.
         self._set_state("dropped")
+        self._next_gateway()
         self._spawn(publisher.close())
         self._reconnect = asyncio.create_task(self._come_back(1.0, publisher.release))
 
@@ -391,7 +418,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m simulators.axis_bodycam", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--gateway", required=True, help="gateway base URL (or its /whip URL)")
+    parser.add_argument(
+        "--gateway",
+        required=True,
+        help="gateway base URL (or its /whip URL); several, comma-separated, are tried in turn"
+        " when the link to one fails (a primary and its backups)",
+    )
     parser.add_argument("--device", required=True, help="device id, as enrolled")
     parser.add_argument("--token", required=True, help="device bearer token")
     parser.add_argument("--duration", type=float, help="seconds live (default: until Ctrl-C)")

@@ -4,6 +4,10 @@ Besides the clean end (`unpublish`: DELETE, then close), a session can `vanish` 
 body camera on 4G does when the network drops: from one instant nothing more leaves or
 arrives, no DTLS close_notify, no RTCP BYE, no SCTP ABORT, no DELETE. The gateway sees
 silence and must decide on its own that the link is gone.
+
+The camera's side of that: a gateway that stops sending RTCP receiver reports (aiortc's
+receivers send one every 0.5 to 1.5 s) for `link_timeout` seconds is gone (killed, its host
+down, the radio lost), and `on_lost` is told so; ICE consent freshness alone would take 30 s.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -100,8 +105,10 @@ class WhipPublisher:
         ice_addresses: Sequence[str],
         name: str,
         on_open: Callable[[RTCDataChannel], None] | None = None,
+        link_timeout: float | None = 3.0,
     ) -> None:
         self.endpoint = endpoint
+        self.link_timeout = link_timeout
         self.location: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
@@ -114,6 +121,8 @@ class WhipPublisher:
         self._on_open = on_open
         self._ending = False
         self._deaf: list[asyncio.BaseTransport] = []
+        self._heard: float | None = None  # monotonic time of the gateway's last RTCP
+        self._watchdog: asyncio.Task[None] | None = None
 
     def _headers(self, **extra: str) -> dict[str, str]:
         return {
@@ -148,7 +157,34 @@ class WhipPublisher:
             self._ending = True
             await pc.close()
             raise
+        if self.link_timeout is not None:
+            for sender in (video_tx.sender, audio_tx.sender):
+                self._listen_rtcp(sender)
+            self._watchdog = asyncio.create_task(self._watch(self.link_timeout))
         logger.info("%s: published to %s", self._name, self.location)
+
+    def _listen_rtcp(self, sender: RTCRtpSender) -> None:
+        # RTCDtlsTransport routes each RTCP packet for our SSRCs to the sender's
+        # `_handle_rtcp_packet`: an instance attribute in front of it notes the time.
+        handle = sender._handle_rtcp_packet
+
+        async def heard(packet: Any) -> None:
+            self._heard = time.monotonic()
+            await handle(packet)
+
+        sender._handle_rtcp_packet = heard  # type: ignore[method-assign]
+
+    async def _watch(self, silence: float) -> None:
+        """Armed by the gateway's first report, so a slow start is not a lost link."""
+        while not self._ending:
+            await asyncio.sleep(silence / 6)
+            heard = self._heard
+            if heard is not None and time.monotonic() - heard > silence and not self._ending:
+                self._ending = True
+                logger.warning("%s: no RTCP from %s for %.0f s", self._name, self.location, silence)
+                if self.on_lost is not None:
+                    self.on_lost(self, f"gateway silent for {silence:.0f} s")
+                return
 
     async def _post(self, offer: str) -> str:
         headers = self._headers(**{"Content-Type": "application/sdp"})
@@ -174,6 +210,7 @@ class WhipPublisher:
     async def unpublish(self) -> None:
         """End the session cleanly: DELETE the resource, then close the peer connection."""
         self._ending = True
+        self._stop_watchdog()
         try:
             if self.location:
                 async with self._http.delete(self.location, headers=self._headers()) as response:
@@ -199,6 +236,7 @@ class WhipPublisher:
         closed datagram transport after the fifth, and pc.close() sends several.
         """
         self._ending = True
+        self._stop_watchdog()
         pc = self.pc
         if pc is None:
             return
@@ -218,8 +256,13 @@ class WhipPublisher:
     async def close(self) -> None:
         """Close the peer connection without telling the endpoint (after a failure)."""
         self._ending = True
+        self._stop_watchdog()
         if self.pc is not None:
             await self.pc.close()
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
 
     def release(self) -> None:
         """Close the sockets a vanished session kept open."""

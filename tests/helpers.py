@@ -30,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import av
 import numpy as np
 import psycopg
@@ -218,6 +219,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def serve_process(
+    data: Path, port: int, log: Path, **environ: str
+) -> asyncio.subprocess.Process:
+    """A real `bodycam serve` process on `data` (BODYCAM_* settings in `environ`), its
+    stderr appended to `log`; returned once /healthz answers."""
+    env = {**os.environ, "BODYCAM_LOG_FORMAT": "text", **environ}
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bodycam",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+        )
+    finally:
+        os.close(log_fd)
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                pass
+            assert process.returncode is None, f"gateway exited at startup (see {log})"
+            assert time.monotonic() < deadline, f"gateway did not start (see {log})"
+            await asyncio.sleep(0.1)
 
 
 def without_faketime(environ: Mapping[str, str]) -> dict[str, str]:

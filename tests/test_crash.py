@@ -4,16 +4,10 @@ everything but the last couple of seconds is on disk, playable and sealed."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-
-import aiohttp
 
 from bodycam import devices
 from bodycam.clock import SystemClock
@@ -25,49 +19,14 @@ from bodycam.models import GENESIS_HASH, SessionState
 from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import small_media
+from .helpers import free_port, serve_process, small_media
 from .media_check import session_key
 
 LIVE_BEFORE_KILL = 7.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def start_gateway(data: Path, port: int, log: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "BODYCAM_RECORDING_SEGMENT_SECONDS": "3", "BODYCAM_LOG_FORMAT": "text"}
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bodycam",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_fd,
-        )
-    finally:
-        os.close(log_fd)
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return process
-            except aiohttp.ClientError:
-                pass
-            assert process.returncode is None, "gateway exited at startup"
-            assert time.monotonic() < deadline, "gateway did not start"
-            await asyncio.sleep(0.1)
+    return await serve_process(data, port, log, BODYCAM_RECORDING_SEGMENT_SECONDS="3")
 
 
 async def test_kill_9_mid_recording(tmp_path: Path) -> None:

@@ -70,12 +70,14 @@ def store(place: tuple[str, str | Path]) -> Iterator[Store]:
     opened.close()
 
 
-def session(store: Store, sid: str = "s1", device: str = "cam-1", at: datetime = T0) -> None:
+def session(
+    store: Store, sid: str = "s1", device: str = "cam-1", at: datetime = T0, node: str = ""
+) -> None:
     if store.call(store.get_device, device) is None:
         store.call(store.add_device, device, "Agent Martin", f"hash-{device}", at)
     store.call(
         store.create_session,
-        Session(sid, device, "Agent Martin", SessionState.LIVE, at),
+        Session(sid, device, "Agent Martin", SessionState.LIVE, at, node=node),
         f"r-{sid}",
     )
 
@@ -233,6 +235,75 @@ def test_segments_chain_as_they_are_sealed(store: Store) -> None:
     assert (segments[1].width, segments[1].height) == (640, 360)
     assert store.call(store.recording_totals, "s1") == (2, 1500)
     assert store.call(store.open_segments) == []
+
+
+def test_a_session_taken_over_by_another_node_is_out_of_the_first_ones_hands(
+    store: Store,
+) -> None:
+    minute = timedelta(minutes=1)
+    session(store, "s1", node="a~1")
+    assert store.call(store.live_session_of_device, "cam-1") is not None
+    assert [s.id for s in store.call(store.sessions_held_by, ["a~1"])] == ["s1"]
+    # the camera comes back through node B: B takes it over, C cannot as well
+    assert store.call(store.resume_session, "s1", "r2", T0 + minute, "b~1", "a~1")
+    assert not store.call(store.resume_session, "s1", "r3", T0 + minute, "c~1", "a~1")
+    assert store.call(store.session_of_resource, "r3") is None
+    taken = store.call(store.get_session, "s1")
+    assert taken is not None
+    assert (taken.node, taken.state, taken.connections) == ("b~1", SessionState.LIVE, 2)
+    assert store.call(store.sessions_held_by, ["a~1"]) == []
+    # A, late, says the link is lost and ends it: not A's any more, nothing changes
+    assert not store.call(store.interrupt_session, "s1", T0 + minute, "a~1")
+    assert not store.call(store.end_session, "s1", "link_lost", T0 + minute, "a~1")
+    assert store.call(store.get_session, "s1") == taken
+    assert store.call(store.interrupt_session, "s1", T0 + 2 * minute, "b~1")
+    assert store.call(store.end_session, "s1", "button", T0 + 3 * minute, "b~1")
+    assert not store.call(store.end_session, "s1", "button", T0 + 4 * minute)  # once
+    assert store.call(store.live_session_of_device, "cam-1") is None
+
+
+def test_the_chain_follows_the_sealing_order_across_nodes(store: Store) -> None:
+    session(store)
+    a_first, _ = store.call(store.open_segment, "s1", T0, "H264", 320, 240, str, "a~1")
+    store.call(store.close_segment, a_first, T0, 10, "1" * 64)
+    a_cut, _ = store.call(store.open_segment, "s1", T0, "H264", 320, 240, str, "a~1")
+    # A dies writing its second segment; B takes over and seals one before recovery runs
+    b_first, _ = store.call(store.open_segment, "s1", T0, "H264", 320, 240, str, "b~1")
+    assert [s.id for s in store.call(store.open_segments, ["a~1"])] == [a_cut]
+    assert [s.id for s in store.call(store.open_segments)] == [a_cut, b_first]
+    assert store.call(store.close_segment, b_first, T0, 10, "3" * 64) == "1" * 64
+    assert store.call(store.close_segment, a_cut, T0, 5, "2" * 64, "recovered") == "3" * 64
+    segments = store.call(store.segments_of, "s1")
+    assert [(s.seq, s.node, s.chain_index) for s in segments] == [
+        (1, "a~1", 1),
+        (2, "a~1", 3),
+        (3, "b~1", 2),
+    ]
+    chained = sorted(segments, key=lambda s: s.chain_index)
+    assert [s.prev_sha256 for s in chained] == [GENESIS_HASH, "1" * 64, "3" * 64]
+
+
+def test_a_node_not_heard_from_is_dead(store: Store) -> None:
+    # liveness runs on the database's clock (PostgreSQL's, or this machine's for SQLite)
+    assert store.call(store.heartbeat, "a~1", "node-a", "http://a:8080")
+    assert store.call(store.heartbeat, "b~1", "node-b", "http://b:8080")
+    time.sleep(0.4)
+    assert store.call(store.heartbeat, "b~1", "node-b", "http://b:8080")
+    assert store.call(store.declare_dead, 0.3, "node-c", "c~1") == ["a~1"]
+    assert store.call(store.declare_dead, 0.3, "node-c", "c~1") == []  # once
+    # A was only silent: it hears it is dead, and another waits before taking its files
+    assert not store.call(store.heartbeat, "a~1", "node-a", "http://a:8080")
+    assert store.call(store.dead_nodes, 10) == [""]
+    assert store.call(store.dead_nodes, 0) == ["", "a~1"]
+    # node B starts again: its earlier run is known gone, whenever it was last heard from
+    assert store.call(store.heartbeat, "b~2", "node-b", "http://b:8080")
+    assert store.call(store.declare_dead, 60, "node-b", "b~2") == ["b~1"]
+    assert store.call(store.dead_nodes, 10) == ["", "b~1"]
+    store.call(store.forget_node, "a~1")
+    assert store.call(store.dead_nodes, 0) == ["", "b~1"]
+    # one node per SQLite database: at its start every other process is gone
+    assert store.call(store.heartbeat, "c~1", "node-c", "http://c:8080")
+    assert store.call(store.declare_dead, 60, "node-x", "x~1", True) == ["b~2", "c~1"]
 
 
 def test_the_city_and_its_version(store: Store) -> None:
@@ -480,14 +551,27 @@ def test_queries_only_on_the_stores_threads(store: Store) -> None:
 def test_migrations_are_recorded_and_a_newer_database_is_refused(
     place: tuple[str, str | Path],
 ) -> None:
-    open_backend(*place).close()  # every migration applied
+    made = open_backend(*place)  # every migration applied
+    session(made, "old")
+    for _ in range(2):
+        segment, _ = made.call(made.open_segment, "old", T0, "H264", 320, 240, str)
+        made.call(made.close_segment, segment, T0, 10, "c" * 64)
+    made.close()
     raw = raw_connection(place)
     try:
         assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (LATEST,)
-        # back to a database of version 1, before failed logins and camera health were in it
+        # back to a database of version 1, as bodycam 0.1 made it
         raw.execute("DELETE FROM schema_migrations WHERE version > 1")
-        raw.execute("DROP TABLE login_failures")
-        raw.execute("DROP TABLE camera_health")
+        for undo in (
+            "DROP TABLE login_failures",
+            "DROP TABLE camera_health",
+            "DROP TABLE nodes",
+            "DROP INDEX segments_open",
+            "ALTER TABLE sessions DROP COLUMN node",
+            "ALTER TABLE segments DROP COLUMN node",
+            "ALTER TABLE segments DROP COLUMN chain_index",
+        ):
+            raw.execute(undo)
         if isinstance(raw, sqlite3.Connection):
             raw.commit()
     finally:
@@ -496,6 +580,8 @@ def test_migrations_are_recorded_and_a_newer_database_is_refused(
     try:
         assert upgraded.call(upgraded.login_failed, ["name:x"], T0, T0) == 1
         assert upgraded.call(upgraded.camera_checks) == []
+        # segments sealed before the chain had its own order keep theirs (that of the files)
+        assert [s.chain_index for s in upgraded.call(upgraded.segments_of, "old")] == [1, 2]
     finally:
         upgraded.close()
     raw = raw_connection(place)

@@ -2,9 +2,15 @@
 checked against the hash it was sealed with, or remuxed with the others into one playable
 Matroska file.
 
-Segments keep their place on the session's timeline (a link loss stays a gap, as it
-happened). Nothing is decoded: packets are copied with their times shifted. The output is
-a path or a non-seekable writer (a recording streamed to a viewer).
+Segments keep their place on the session's timeline (a link loss, or a node that died
+and the one that took the session over, stays a gap, as it happened). Nothing is decoded:
+packets are copied with their times shifted. The output is a path or a non-seekable writer
+(a recording streamed to a viewer).
+
+Two orders: the chain's (`Segment.chain_index`, the order they were sealed in, which
+verification and exports follow) and the files' (`seq`, the order they were written in,
+which playback follows). They differ only when a session moved between nodes while the
+segment of the node that lost it was still open.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ def recordings(store: Store) -> list[Recorded]:
 
 
 def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
-    """A session and its readable segments; on the store's thread."""
+    """A session and its sealed segments in the chain's order; on the store's thread.
+    (Raises Unprocessable when none of them holds media.)"""
     session = store.get_session(session_id)
     if session is None:
         raise NotFound(f"session {session_id} does not exist")
@@ -64,10 +71,15 @@ def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:
         raise KeyDestroyed(
             f"session {session_id} was destroyed at the end of its retention: nothing to read"
         )
-    segments = [s for s in store.segments_of(session_id) if s.state in READABLE]
-    if not segments:
+    sealed_ones = [s for s in store.segments_of(session_id) if s.chain_index > 0]
+    if not playable(sealed_ones):
         raise Unprocessable(f"session {session_id} has no recorded segment")
-    return session, segments
+    return session, sorted(sealed_ones, key=lambda s: s.chain_index)
+
+
+def playable(segments: list[Segment]) -> list[Segment]:
+    """The segments that hold media, in the order they were written."""
+    return sorted((s for s in segments if s.state in READABLE), key=lambda s: s.seq)
 
 
 @dataclass
@@ -136,7 +148,9 @@ def remux(
     out: Any,
     progress: Progress | None = None,
 ) -> int:
-    """Copy every packet of `segments` into one Matroska output; returns packets written."""
+    """Copy every packet of the `playable` segments into one Matroska output; returns
+    packets written."""
+    segments = playable(segments)
     written = 0
     target = str(out) if isinstance(out, Path) else out
     try:

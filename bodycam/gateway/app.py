@@ -35,6 +35,7 @@ from .appkeys import (
     vapix_key,
 )
 from .health import HealthMonitor
+from .nodes import NodeKeeper
 from .params import CORS
 from .sessions import SessionManager
 from .streaming import streams_ctx
@@ -197,9 +198,18 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(manager.viewers)
-    await manager.start()
+    keeper = NodeKeeper(
+        app[config_key],
+        app[store_key],
+        app[keyring_key],
+        manager,
+        app[live_key].node,
+        app[clock_key],
+    )
+    await keeper.start()  # seals what an earlier run left open, minds its sessions
     yield
     await manager.close_all()
+    await keeper.close()
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

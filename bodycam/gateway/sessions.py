@@ -31,10 +31,20 @@ from ..evidence.keyring import Keyring
 from ..live.base import EventStream, Positions, SessionRegistry
 from ..logs import Bound, bind
 from ..media.recorder import SessionRecorder
-from ..media.recovery import recover_segments
 from ..media.relay import Relay
 from ..metrics import Metrics
-from ..models import Action, Actor, Device, EndReason, Entry, Position, Session, SessionState, User
+from ..models import (
+    SYSTEM,
+    Action,
+    Actor,
+    Device,
+    EndReason,
+    Entry,
+    Position,
+    Session,
+    SessionState,
+    User,
+)
 from ..store import Store
 from . import telemetry
 from .alerts import Alerts, LiveFacts
@@ -101,6 +111,9 @@ class SessionManager:
         self.clock = clock
         self.tracker = tracker
         self.registry = registry  # which node holds which session, for the other nodes
+        # this process's run of the node: what holds our sessions in the store (a takeover
+        # by another node, or a new run after this one was declared dead, changes it)
+        self.run = registry.node.run or registry.node.id
         self.alerts = Alerts(store, events, positions, clock, self.describe)
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
@@ -113,46 +126,14 @@ class SessionManager:
     def live_sessions(self) -> list[LiveSession]:
         return list(self._sessions.values())
 
+    def holds_device(self, device_id: str) -> bool:
+        """This node holds a session of the device (live or in its grace window)."""
+        return device_id in self._by_device
+
     def viewers(self) -> int:
         return sum(len(live.relay) for live in self._sessions.values())
 
-    # startup and shutdown
-
-    async def start(self) -> None:
-        """Seal what a crash left open; give interrupted sessions their grace window again."""
-        recordings = self.config.recordings_dir
-        await asyncio.to_thread(recover_segments, self.store, self.keyring, recordings)
-        now = self.clock.now()
-        for session in await self.store.run(self.store.list_sessions):
-            if session.state != SessionState.ENDED:
-                await self._restart(session, now)
-
-    async def _restart(self, session: Session, now: datetime) -> None:
-        grace = timedelta(seconds=self.config.sessions.grace_seconds)
-        device = await self.store.run(self.store.get_device, session.device_id)
-        assert device is not None
-        since = session.interrupted_at or now
-        if session.state == SessionState.LIVE:
-            since = now  # the gateway went down: the camera lost its link just now
-            await self.store.run(self.store.interrupt_session, session.id, now)
-        if now - since >= grace:
-            await self.store.run(
-                self.store.end_session, session.id, EndReason.LINK_LOST, since + grace
-            )
-            return
-        live = LiveSession(
-            session.id, device, SessionState.INTERRUPTED, session.started_at, interrupted_at=since
-        )
-        self._register(live)
-        await self._claim(live)
-        live.grace_task = asyncio.create_task(self._expire(live, since + grace - now))
-        live.grace_task.add_done_callback(_log_failure)
-        live.log.info(
-            "session %s: interrupted by a gateway restart, waiting %.0f s for device %s",
-            session.id,
-            (since + grace - now).total_seconds(),
-            device.id,
-        )
+    # shutdown
 
     async def close_all(self) -> None:
         """Shut down: end nothing, but seal every segment (sessions resume after restart)."""
@@ -184,6 +165,8 @@ class SessionManager:
                 and previous.state == SessionState.INTERRUPTED
             ):
                 live = await self._continue(previous, resource_id, media)
+            elif previous is None and (adopted := await self._adopt(device, resource_id, media)):
+                live = adopted
             else:  # a new session (or the grace window closed while the offer was applied)
                 live = await self._create(device, resource_id, media)
             answer = await self._connect(live, resource_id, pc, media)
@@ -213,13 +196,65 @@ class SessionManager:
         live.state = SessionState.LIVE
         live.interrupted_at = None
         now = self.clock.now()
-        await self.store.run(self.store.resume_session, live.id, resource_id, now)
+        await self.store.run(self.store.resume_session, live.id, resource_id, now, self.run)
         # the camera may come back with other codecs (a new offer, a new answer)
         await self.store.run(
             self.store.update_session_media, live.id, media.video_codec, media.audio_codec
         )
         self.metrics.reconnects.inc()
         live.log.info("session %s: device %s reconnected", live.id, live.device.id)
+        return live
+
+    async def _adopt(
+        self, device: Device, resource_id: str, media: MediaInfo
+    ) -> LiveSession | None:
+        """The device's session that another run of a node holds (it died, it was restarted,
+        or the camera could not reach it): taken over within its grace window, the gap in
+        its recording written in the register. None: nothing to take over."""
+        held = await self.store.run(self.store.live_session_of_device, device.id)
+        if held is None:
+            return None
+        now = self.clock.now()
+        lost = held.interrupted_at or now  # still live in the store: its node died just now
+        grace = timedelta(seconds=self.config.sessions.grace_seconds)
+        if now - lost >= grace:
+            end = self.store.end_session
+            if await self.store.run(end, held.id, EndReason.LINK_LOST, lost + grace, held.node):
+                await self.alerts.announce(held.id)
+            return None
+        resume = self.store.resume_session
+        if not await self.store.run(resume, held.id, resource_id, now, self.run, held.node):
+            raise Conflict(f"device {device.id}: session {held.id} was taken over meanwhile")
+        await self.store.run(
+            self.store.update_session_media, held.id, media.video_codec, media.audio_codec
+        )
+        live = LiveSession(
+            held.id,
+            device,
+            SessionState.LIVE,
+            held.started_at,
+            battery_percent=held.battery_percent,
+            invalid_telemetry=held.invalid_telemetry,
+        )
+        self._register(live)
+        gap = Entry(
+            Action.SESSION_TAKEN_OVER,
+            SYSTEM,
+            now,
+            session_id=held.id,
+            time_from=lost,
+            time_to=now,
+            detail=f"from {held.node or 'an earlier gateway'} by {self.run}",
+        )
+        await self.store.run(self.store.record, gap)
+        self.metrics.takeovers.inc()
+        live.log.warning(
+            "session %s: taken over from %s (no media for %.1f s); device %s",
+            held.id,
+            held.node or "an earlier gateway",
+            (now - lost).total_seconds(),
+            device.id,
+        )
         return live
 
     async def _create(self, device: Device, resource_id: str, media: MediaInfo) -> LiveSession:
@@ -234,6 +269,7 @@ class SessionManager:
             now,
             video_codec=media.video_codec,
             audio_codec=media.audio_codec,
+            node=self.run,
         )
         await self.store.run(self.store.create_session, record, resource_id)
         await self.store.run(self.store.add_alert, live.id, now)
@@ -262,6 +298,7 @@ class SessionManager:
                 self.metrics,
                 self.clock.monotonic,
                 key,
+                self.run,
             )
         recorder, relay = live.recorder, live.relay
         timeline = recorder.start_connection(
@@ -337,12 +374,17 @@ class SessionManager:
         if live.recorder is not None:
             await live.recorder.close()
         live.state = SessionState.ENDED
+        end = self.store.end_session
+        if not await self.store.run(end, live.id, reason, self.clock.now(), self.run):
+            self.tracker.forget(live.id)  # another node took it over: its to end
+            self.metrics.sessions_live.set(self._count_live())
+            live.log.warning("session %s: held by another node now, not ended here", live.id)
+            return
         self.tracker.end(live.id)
         try:
             await self.registry.release(live.id)
         except BodycamError as err:  # the claim expires by itself
             live.log.warning("session %s: claim not released: %s", live.id, err)
-        await self.store.run(self.store.end_session, live.id, reason, self.clock.now())
         await self.store.run(
             self.store.update_session_telemetry,
             live.id,
@@ -498,7 +540,9 @@ class SessionManager:
             await conn.close()
         if live.recorder is not None:
             live.recorder.end_connection()
-        await self.store.run(self.store.interrupt_session, live.id, now)
+        if not await self.store.run(self.store.interrupt_session, live.id, now, self.run):
+            await self.drop(live, f"{why}, and another node holds it now")
+            return
         grace = self.config.sessions.grace_seconds
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
         live.grace_task.add_done_callback(_log_failure)
@@ -511,6 +555,30 @@ class SessionManager:
             grace,
             live.device.id,
         )
+
+    async def drop(self, live: LiveSession, why: str) -> None:
+        """Let a session go without writing its state: another node holds it now. Its
+        segments are sealed here all the same (they join its chain in sealing order)."""
+        if self._sessions.get(live.id) is not live:
+            return
+        self._unregister(live)
+        if live.grace_task is not None and live.grace_task is not asyncio.current_task():
+            live.grace_task.cancel()
+        conn, live.connection = live.connection, None
+        if conn is not None:
+            await conn.close()
+        await live.relay.close()
+        if live.recorder is not None:
+            await live.recorder.close()
+        live.state = SessionState.ENDED  # here
+        self.tracker.forget(live.id)
+        self.metrics.sessions_live.set(self._count_live())
+        live.log.warning("session %s: let go (%s)", live.id, why)
+
+    async def drop_all(self, why: str) -> None:
+        """This run was declared dead by the other nodes: they have its sessions now."""
+        for live in list(self._sessions.values()):
+            await self.drop(live, why)
 
     async def _expire(self, live: LiveSession, after: timedelta) -> None:
         await asyncio.sleep(max(0.0, after.total_seconds()))

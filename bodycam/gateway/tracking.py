@@ -218,6 +218,13 @@ class Tracker:
         self._select(officer, fix)
         return verdict
 
+    def forget(self, session_id: str) -> None:
+        """Another node holds the session now: drop this node's state of it, and leave
+        what is shared (the officer's position, the cameras' follow claims) to that node."""
+        self._officers.pop(session_id, None)
+        for camera_id in [c for c, s in self._owner.items() if s == session_id]:
+            del self._owner[camera_id]
+
     def end(self, session_id: str) -> None:
         """The session is over: forget where the officer is, free the cameras."""
         self._positions.remove(session_id)

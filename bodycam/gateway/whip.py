@@ -15,8 +15,9 @@ from aiohttp import web
 
 from ..devices import authenticate
 from ..errors import PayloadTooLarge, UnsupportedMediaType
+from ..models import Device, SessionState
 from .appkeys import config_key, metrics_key, sessions_key, store_key
-from .forward import forwarder_key
+from .forward import HolderUnreachable, forwarder_key
 from .params import CORS
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ async def post_offer(request: web.Request) -> web.Response:
     store = app[store_key]
     device = await store.run(authenticate, store, request.headers.get("Authorization"))
     sdp = await read_sdp(request, app[config_key].server.max_sdp_bytes)
+    forwarded = await _to_live_holder(request, device, sdp)
+    if forwarded is not None:
+        return forwarded
     resource_id, answer, session = await app[sessions_key].publish(device, sdp)
     location = SESSION_PATH.format(resource_id=resource_id)
     app[metrics_key].whip_requests.labels("POST", "201").inc()
@@ -63,6 +67,25 @@ async def post_offer(request: web.Request) -> web.Response:
         content_type="application/sdp",
         headers={"Location": location, "X-Bodycam-Session": session.id, **CORS},
     )
+
+
+async def _to_live_holder(request: web.Request, device: Device, sdp: str) -> web.Response | None:
+    """A device whose session is live on another node that answers: the offer goes there
+    (that node knows whether the old link is silent, or the device is streaming twice).
+    None: this node publishes it, taking the session over if another node held it (dead,
+    unreachable, or the session only interrupted)."""
+    app = request.app
+    manager, store = app[sessions_key], app[store_key]
+    if manager.holds_device(device.id):
+        return None
+    held = await store.run(store.live_session_of_device, device.id)
+    if held is None or held.state != SessionState.LIVE or held.node == manager.run:
+        return None
+    try:
+        return await app[forwarder_key].to_holder(request, held.id, sdp.encode())
+    except HolderUnreachable as err:
+        logger.warning("device %s: %s; taking the session over", device.id, err)
+        return None
 
 
 async def delete_session(request: web.Request) -> web.Response:

@@ -34,7 +34,7 @@ import secrets
 import socket
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,20 +91,24 @@ class Node:
 
     id: str
     url: str
+    # this process's run of the node (`<id>~<random>`): what holds sessions and segments
+    # in the store, so that a restarted node knows what its previous run left
+    run: str = field(default="", compare=False)
 
 
 def this_node(config: Config) -> Node:
     """This process's node, from `node.id` and `node.url` or their defaults."""
     node_id = config.node.id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    run = f"{node_id}~{secrets.token_hex(3)}"
     if config.node.url:
-        return Node(node_id, config.node.url.rstrip("/"))
+        return Node(node_id, config.node.url.rstrip("/"), run)
     host = config.server.host
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if config.server.tls_cert else "http"
-    return Node(node_id, f"{scheme}://{host}:{config.server.port}")
+    return Node(node_id, f"{scheme}://{host}:{config.server.port}", run)
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,10 @@ class SessionRecorder:
         metrics: Metrics,
         monotonic: Callable[[], float],
         key: bytes,
+        node: str = "",
     ) -> None:
         self.session_id = session_id
+        self.node = node  # the gateway process writing: recovery seals its files if it dies
         self._log = bind(logger, session_id=session_id)
         self._key = key
         self.directory = recordings_dir / session_id
@@ -360,6 +362,7 @@ class SessionRecorder:
             info.width,
             info.height,
             lambda seq: f"{self.session_id}/{seq:05d}-{stamp}.mkv",
+            self.node,
         )
         path = self._recordings_dir / self.session_id / f"{seq:05d}-{stamp}.mkv"
         self._log.info(

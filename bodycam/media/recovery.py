@@ -19,6 +19,7 @@ import av
 from ..evidence import sealed
 from ..evidence.keyring import Keyring, segment_label
 from ..logs import bind
+from ..models import Segment
 from ..store import Store
 
 logger = logging.getLogger(__name__)
@@ -42,47 +43,56 @@ def media_seconds(path: Path, key: bytes, label: str) -> float | None:
     return last
 
 
-def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path) -> int:
-    """Seal every segment the catalogue still has open; returns how many were found.
+def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path, nodes: list[str]) -> int:
+    """Seal every segment the catalogue still has open for these (dead) gateway processes;
+    returns how many were found.
 
-    Runs at startup, before any session, on a worker thread: the store is reached with
-    `store.call`.
+    One node recovers at a time (`store.exclusive("recovery")`: two sealing one file at
+    once would tear it); another node recovering now means this call does nothing and the
+    next round looks again. Runs on a worker thread: the store is reached with `store.call`.
     """
-    found = store.call(store.open_segments)
-    for segment in found:
-        log = bind(logger, session_id=segment.session_id)
-        path = recordings_dir / segment.path
-        if not path.exists() or path.stat().st_size == 0:
-            log.warning(
-                "recovery: session %s segment %d has no file, forgotten",
-                segment.session_id,
-                segment.seq,
-            )
-            if path.exists():
-                path.unlink()
-            store.call(store.drop_segment, segment.id)
-            continue
-        label = segment_label(segment)
-        seconds: float | None = None
-        try:
-            key = store.call(keyring.session_key, segment.session_id)
-            size, digest, _ = sealed.finish_truncated(path, key, label)
-        except sealed.SealedError as err:
-            # Never destroyed: kept open in the catalogue, for a person to look at.
-            log.error("recovery: %s cannot be sealed, left as found: %s", path, err)
-            continue
-        try:
-            seconds = media_seconds(path, key, label)
-        except (av.FFmpegError, OSError, sealed.SealedError) as err:
-            log.warning("recovery: %s holds no readable media: %s", path, err)
-        state = "recovered" if seconds is not None else "empty"
-        ended = segment.started_at + timedelta(seconds=seconds or 0.0)
-        store.call(store.close_segment, segment.id, ended, size, digest, state)
+    with store.exclusive("recovery") as mine:
+        if not mine:
+            return 0
+        found = store.call(store.open_segments, nodes)
+        for segment in found:
+            _recover(store, keyring, recordings_dir, segment)
+        return len(found)
+
+
+def _recover(store: Store, keyring: Keyring, recordings_dir: Path, segment: Segment) -> None:
+    log = bind(logger, session_id=segment.session_id)
+    path = recordings_dir / segment.path
+    if not path.exists() or path.stat().st_size == 0:
         log.warning(
-            "recovery: session %s segment %d sealed as %s (%.1f s of media)",
+            "recovery: session %s segment %d has no file, forgotten",
             segment.session_id,
             segment.seq,
-            state,
-            seconds or 0.0,
         )
-    return len(found)
+        if path.exists():
+            path.unlink()
+        store.call(store.drop_segment, segment.id)
+        return
+    label = segment_label(segment)
+    seconds: float | None = None
+    try:
+        key = store.call(keyring.session_key, segment.session_id)
+        size, digest, _ = sealed.finish_truncated(path, key, label)
+    except sealed.SealedError as err:
+        # Never destroyed: kept open in the catalogue, for a person to look at.
+        log.error("recovery: %s cannot be sealed, left as found: %s", path, err)
+        return
+    try:
+        seconds = media_seconds(path, key, label)
+    except (av.FFmpegError, OSError, sealed.SealedError) as err:
+        log.warning("recovery: %s holds no readable media: %s", path, err)
+    state = "recovered" if seconds is not None else "empty"
+    ended = segment.started_at + timedelta(seconds=seconds or 0.0)
+    store.call(store.close_segment, segment.id, ended, size, digest, state)
+    log.warning(
+        "recovery: session %s segment %d sealed as %s (%.1f s of media)",
+        segment.session_id,
+        segment.seq,
+        state,
+        seconds or 0.0,
+    )

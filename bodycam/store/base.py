@@ -44,7 +44,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-LOCK_NAMES = frozenset({"purge"})  # the cluster-wide locks of `Store.exclusive`
+LOCK_NAMES = frozenset({"purge", "recovery"})  # the cluster-wide locks of `Store.exclusive`
 
 
 class StoreThreadError(RuntimeError):
@@ -73,6 +73,8 @@ class Destruction:
 
 class Store(ABC):
     """The durable facts of one gateway (or of several nodes, on a shared backend)."""
+
+    shared = False  # several nodes may use it at once (PostgreSQL); SQLite: one node
 
     def __init__(self, thread_name: str = "store", threads: int = 1) -> None:
         self._threads: set[int] = set()  # the store's own, as its executor starts them
@@ -232,17 +234,40 @@ class Store(ABC):
 
     @abstractmethod
     def create_session(self, session: Session, resource_id: str) -> None:
-        """A new session and its first WHIP resource, together."""
+        """A new session (held by `session.node`) and its first WHIP resource, together."""
 
     @abstractmethod
-    def resume_session(self, session_id: str, resource_id: str, now: datetime) -> None:
-        """A reconnect within the grace window: live again, one more connection."""
+    def resume_session(
+        self,
+        session_id: str,
+        resource_id: str,
+        now: datetime,
+        node: str = "",
+        held_by: str | None = None,
+    ) -> bool:
+        """A reconnect within the grace window: live again, one more connection, held by
+        `node`. With `held_by`, only while that (dead) node still holds it: a takeover, which
+        two nodes cannot both win. True if this call did it."""
 
     @abstractmethod
-    def interrupt_session(self, session_id: str, now: datetime) -> None: ...
+    def interrupt_session(self, session_id: str, now: datetime, node: str | None = None) -> bool:
+        """The link is lost: interrupted since `now`. With `node`, only while that node
+        holds the session (another may have taken it over). True if this call did it."""
 
     @abstractmethod
-    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> None: ...
+    def end_session(
+        self, session_id: str, reason: str, ended_at: datetime, node: str | None = None
+    ) -> bool:
+        """End the session once; with `node`, only while that node holds it. True if this
+        call ended it."""
+
+    @abstractmethod
+    def live_session_of_device(self, device_id: str) -> Session | None:
+        """The device's session that has not ended, if any (the latest)."""
+
+    @abstractmethod
+    def sessions_held_by(self, nodes: list[str]) -> list[Session]:
+        """Sessions not ended that these nodes hold, oldest first."""
 
     @abstractmethod
     def update_session_media(self, session_id: str, video_codec: str, audio_codec: str) -> None:
@@ -275,8 +300,9 @@ class Store(ABC):
         width: int,
         height: int,
         path_for: Callable[[int], str],
+        node: str = "",
     ) -> tuple[int, int]:
-        """Record a segment being written; returns (segment id, sequence number).
+        """Record a segment `node` is writing; returns (segment id, sequence number).
 
         `path_for(seq)` names the file, relative to the recordings directory.
         """
@@ -285,8 +311,11 @@ class Store(ABC):
     def close_segment(
         self, segment_id: int, ended_at: datetime, size: int, sha256: str, state: str = "closed"
     ) -> str:
-        """Seal a segment: its hash, chained to the previous sealed segment of its session.
+        """Seal a segment: its hash, chained to the segment of its session sealed last.
 
+        The chain is in sealing order (`Segment.chain_index`), which is the order of the
+        files except when a node takes a session over while the segment another node was
+        writing is still open: that one is sealed later, by recovery, and chained then.
         Returns the previous segment's hash. `state` is "closed" for a segment the recorder
         finished, "recovered" or "empty" for one found open after a crash.
         """
@@ -300,8 +329,40 @@ class Store(ABC):
         """A session's segments in order."""
 
     @abstractmethod
-    def open_segments(self) -> list[Segment]:
-        """Segments still being written (after a crash: the ones recovery seals)."""
+    def open_segments(self, nodes: list[str] | None = None) -> list[Segment]:
+        """Segments still being written (by these nodes): after a crash, the ones recovery
+        seals."""
+
+    # the nodes: each gateway process says it is alive; the others take over from a dead one
+
+    @abstractmethod
+    def heartbeat(self, node: str, name: str, url: str) -> bool:
+        """The gateway process `node` (of the configured node `name`, at `url`) is alive;
+        False if the others have declared it dead meanwhile (it must stop: they are taking
+        over its sessions). Times are the database's clock, never a node's."""
+
+    @abstractmethod
+    def declare_dead(
+        self, after_seconds: float, name: str, alive: str, everyone_else: bool = False
+    ) -> list[str]:
+        """Declare dead the processes not heard from for `after_seconds`, and the earlier
+        runs of node `name` (whose run now is `alive`: one process per node), or with
+        `everyone_else` all processes but `alive` (one node per database). Returns those
+        declared now. The earlier runs are known gone, the silent ones only presumed."""
+
+    @abstractmethod
+    def dead_nodes(self, settled_seconds: float) -> list[str]:
+        """The processes known gone, or presumed dead for `settled_seconds` (time for one
+        that was only paused to hear it and stop writing), and "" (rows older than nodes):
+        whose segments and sessions another node now takes care of."""
+
+    @abstractmethod
+    def node_stopped(self, node: str) -> None:
+        """The process `node` stopped (cleanly): known gone."""
+
+    @abstractmethod
+    def forget_node(self, node: str) -> None:
+        """A dead process whose sessions and segments have all been taken care of."""
 
     @abstractmethod
     def recording_totals(self, session_id: str) -> tuple[int, int]:

@@ -118,6 +118,7 @@ def session(row: Row) -> Session:
         battery_percent=row["battery_percent"],
         invalid_telemetry=row["invalid_telemetry"],
         destroyed_at=moment(row["destroyed_at"]),
+        node=row["node"],
     )
 
 
@@ -136,6 +137,8 @@ def segment(row: Row) -> Segment:
         width=row["width"],
         height=row["height"],
         state=row["state"],
+        node=row["node"],
+        chain_index=row["chain_index"],
     )
 
 

@@ -199,7 +199,7 @@ class CatalogueQueries(PostgresConnection):
         with self._transaction() as tx:
             tx.execute(
                 "INSERT INTO sessions (id, device_id, officer, state, started_at, video_codec,"
-                " audio_codec) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " audio_codec, node) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     session.id,
                     session.device_id,
@@ -208,6 +208,7 @@ class CatalogueQueries(PostgresConnection):
                     iso(session.started_at),
                     session.video_codec,
                     session.audio_codec,
+                    session.node,
                 ),
             )
             tx.execute(
@@ -215,31 +216,65 @@ class CatalogueQueries(PostgresConnection):
                 (resource_id, session.id, iso(session.started_at)),
             )
 
-    def resume_session(self, session_id: str, resource_id: str, now: datetime) -> None:
+    def resume_session(
+        self,
+        session_id: str,
+        resource_id: str,
+        now: datetime,
+        node: str = "",
+        held_by: str | None = None,
+    ) -> bool:
         with self._transaction() as tx:
-            tx.execute(
+            touched = tx.execute(
                 "UPDATE sessions SET state = 'live', interrupted_at = NULL,"
-                " connections = connections + 1 WHERE id = %s",
-                (session_id,),
-            )
+                " connections = connections + 1, node = %s WHERE id = %s AND state != 'ended'"
+                " AND (%s::text IS NULL OR node = %s)",
+                (node, session_id, held_by, held_by),
+            ).rowcount
+            if not touched:
+                return False
             tx.execute(
                 "INSERT INTO whip_resources (id, session_id, created_at) VALUES (%s, %s, %s)",
                 (resource_id, session_id, iso(now)),
             )
+        return True
 
-    def interrupt_session(self, session_id: str, now: datetime) -> None:
-        self._run(
-            "UPDATE sessions SET state = 'interrupted', interrupted_at = %s"
-            " WHERE id = %s AND state = 'live'",
-            (iso(now), session_id),
+    def interrupt_session(self, session_id: str, now: datetime, node: str | None = None) -> bool:
+        return (
+            self._run(
+                "UPDATE sessions SET state = 'interrupted', interrupted_at = %s"
+                " WHERE id = %s AND state = 'live' AND (%s::text IS NULL OR node = %s)",
+                (iso(now), session_id, node, node),
+            )
+            > 0
         )
 
-    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> None:
-        self._run(
-            "UPDATE sessions SET state = 'ended', ended_at = %s, end_reason = %s"
-            " WHERE id = %s AND state != 'ended'",
-            (iso(ended_at), str(reason), session_id),
+    def end_session(
+        self, session_id: str, reason: str, ended_at: datetime, node: str | None = None
+    ) -> bool:
+        return (
+            self._run(
+                "UPDATE sessions SET state = 'ended', ended_at = %s, end_reason = %s"
+                " WHERE id = %s AND state != 'ended' AND (%s::text IS NULL OR node = %s)",
+                (iso(ended_at), str(reason), session_id, node, node),
+            )
+            > 0
         )
+
+    def live_session_of_device(self, device_id: str) -> Session | None:
+        row = self._one(
+            "SELECT * FROM sessions WHERE device_id = %s AND state != 'ended'"
+            " ORDER BY started_at DESC LIMIT 1",
+            (device_id,),
+        )
+        return rows.session(row) if row else None
+
+    def sessions_held_by(self, nodes: list[str]) -> list[Session]:
+        found = self._all(
+            "SELECT * FROM sessions WHERE state != 'ended' AND node = ANY(%s) ORDER BY started_at",
+            (nodes,),
+        )
+        return [rows.session(r) for r in found]
 
     def update_session_media(self, session_id: str, video_codec: str, audio_codec: str) -> None:
         self._run(
@@ -287,6 +322,7 @@ class CatalogueQueries(PostgresConnection):
         width: int,
         height: int,
         path_for: Callable[[int], str],
+        node: str = "",
     ) -> tuple[int, int]:
         with self._transaction() as tx:
             # one writer per session's segments: its recorder; the lock keeps two from racing
@@ -299,8 +335,18 @@ class CatalogueQueries(PostgresConnection):
             seq = int(row["seq"])
             made = tx.execute(
                 "INSERT INTO segments (session_id, seq, path, started_at, video_codec, width,"
-                " height, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'open') RETURNING id",
-                (session_id, seq, path_for(seq), iso(started_at), video_codec, width, height),
+                " height, state, node) VALUES (%s, %s, %s, %s, %s, %s, %s, 'open', %s)"
+                " RETURNING id",
+                (
+                    session_id,
+                    seq,
+                    path_for(seq),
+                    iso(started_at),
+                    video_codec,
+                    width,
+                    height,
+                    node,
+                ),
             ).fetchone()
             assert made is not None
             return int(made["id"]), seq
@@ -310,19 +356,22 @@ class CatalogueQueries(PostgresConnection):
     ) -> str:
         with self._transaction() as tx:
             seg = tx.execute(
-                "SELECT session_id, seq FROM segments WHERE id = %s FOR UPDATE", (segment_id,)
+                "SELECT session_id FROM segments WHERE id = %s", (segment_id,)
             ).fetchone()
             assert seg is not None, f"no segment {segment_id}"
-            prev = tx.execute(
-                "SELECT sha256 FROM segments WHERE session_id = %s AND seq < %s AND sha256 != ''"
-                " ORDER BY seq DESC LIMIT 1",
-                (seg["session_id"], seg["seq"]),
+            # one seal of a session at a time, whichever node seals: one chain
+            tx.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (seg["session_id"],))
+            last = tx.execute(
+                "SELECT sha256, chain_index FROM segments WHERE session_id = %s"
+                " AND chain_index > 0 ORDER BY chain_index DESC LIMIT 1",
+                (seg["session_id"],),
             ).fetchone()
-            prev_sha = str(prev["sha256"]) if prev else GENESIS_HASH
+            prev_sha = str(last["sha256"]) if last else GENESIS_HASH
+            index = int(last["chain_index"]) + 1 if last else 1
             tx.execute(
                 "UPDATE segments SET ended_at = %s, bytes = %s, sha256 = %s, prev_sha256 = %s,"
-                " state = %s WHERE id = %s",
-                (iso(ended_at), size, sha256, prev_sha, state, segment_id),
+                " state = %s, chain_index = %s WHERE id = %s",
+                (iso(ended_at), size, sha256, prev_sha, state, index, segment_id),
             )
         return prev_sha
 
@@ -335,9 +384,51 @@ class CatalogueQueries(PostgresConnection):
         )
         return [rows.segment(r) for r in found]
 
-    def open_segments(self) -> list[Segment]:
-        found = self._all("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
+    def open_segments(self, nodes: list[str] | None = None) -> list[Segment]:
+        if nodes is None:
+            found = self._all("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
+        else:
+            found = self._all(
+                "SELECT * FROM segments WHERE state = 'open' AND node = ANY(%s) ORDER BY id",
+                (nodes,),
+            )
         return [rows.segment(r) for r in found]
+
+    def heartbeat(self, node: str, name: str, url: str) -> bool:
+        row = self._one(
+            "INSERT INTO nodes (id, name, url, started_at, seen_at)"
+            " VALUES (%s, %s, %s, to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+            ' \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\'), extract(epoch FROM clock_timestamp()))'
+            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at RETURNING dead_at",
+            (node, name, url),
+        )
+        return row is not None and row["dead_at"] is None
+
+    def declare_dead(
+        self, after_seconds: float, name: str, alive: str, everyone_else: bool = False
+    ) -> list[str]:
+        found = self._all(
+            "UPDATE nodes SET dead_at = CASE WHEN name = %s OR %s THEN 0"
+            " ELSE extract(epoch FROM clock_timestamp()) END"
+            " WHERE dead_at IS NULL AND id != %s AND (name = %s OR %s"
+            " OR seen_at < extract(epoch FROM clock_timestamp()) - %s) RETURNING id",
+            (name, everyone_else, alive, name, everyone_else, after_seconds),
+        )
+        return sorted(str(r["id"]) for r in found)
+
+    def dead_nodes(self, settled_seconds: float) -> list[str]:
+        found = self._all(
+            "SELECT id FROM nodes WHERE dead_at <= extract(epoch FROM clock_timestamp()) - %s"
+            " ORDER BY id",
+            (settled_seconds,),
+        )
+        return ["", *(str(r["id"]) for r in found)]
+
+    def node_stopped(self, node: str) -> None:
+        self._run("UPDATE nodes SET dead_at = 0 WHERE id = %s", (node,))
+
+    def forget_node(self, node: str) -> None:
+        self._run("DELETE FROM nodes WHERE id = %s", (node,))
 
     def recording_totals(self, session_id: str) -> tuple[int, int]:
         row = self._one(

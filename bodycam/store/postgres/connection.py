@@ -39,6 +39,8 @@ class StoreUnavailable(BodycamError):
 class PostgresConnection(Store):
     """What the query mixins share: the pool, transactions, snapshots."""
 
+    shared = True
+
     def __init__(self, url: str, pool_size: int = 4) -> None:
         super().__init__("store", threads=pool_size)
         self.url = url

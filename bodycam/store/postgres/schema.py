@@ -18,7 +18,11 @@ MIGRATIONS_LOCK = 0x626F647963616D01  # advisory lock keys: "bodycam" + a number
 REGISTER_LOCK = 0x626F647963616D02
 PURGE_LOCK = 0x626F647963616D03
 CAMERAS_LOCK = 0x626F647963616D04
-LOCK_KEYS = {"purge": PURGE_LOCK}  # the locks `Store.exclusive` takes, by name
+RECOVERY_LOCK = 0x626F647963616D05
+LOCK_KEYS = {
+    "purge": PURGE_LOCK,
+    "recovery": RECOVERY_LOCK,
+}  # the locks `Store.exclusive` takes, by name
 
 CATALOGUE = """
 CREATE TABLE devices (
@@ -227,6 +231,16 @@ CREATE TABLE camera_health (
 );
 """
 
+NODES = """
+ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE segments ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE segments ADD COLUMN chain_index INTEGER NOT NULL DEFAULT 0;
+UPDATE segments SET chain_index = seq WHERE sha256 != '';
+CREATE INDEX segments_open ON segments(state, node);
+CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,
+    started_at TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL, dead_at DOUBLE PRECISION);
+"""
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(
         1,
@@ -246,6 +260,11 @@ MIGRATIONS: list[Migration[Connection]] = [
         3,
         "camera health shared by the nodes",
         lambda conn: _statements(conn, CAMERA_HEALTH),
+    ),
+    Migration(
+        4,
+        "sessions and segments held by a node; the chain in sealing order",
+        lambda conn: _statements(conn, NODES),
     ),
 ]
 

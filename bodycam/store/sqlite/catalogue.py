@@ -4,8 +4,9 @@ segments, the city, positions (the interface and its docstrings: `store.base.Sto
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ...clock import iso
 from ...models import (
@@ -202,7 +203,7 @@ class CatalogueQueries(SqliteConnection):
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO sessions (id, device_id, officer, state, started_at, video_codec,"
-                " audio_codec) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " audio_codec, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.id,
                     session.device_id,
@@ -211,6 +212,7 @@ class CatalogueQueries(SqliteConnection):
                     iso(session.started_at),
                     session.video_codec,
                     session.audio_codec,
+                    session.node,
                 ),
             )
             db.execute(
@@ -218,32 +220,62 @@ class CatalogueQueries(SqliteConnection):
                 (resource_id, session.id, iso(session.started_at)),
             )
 
-    def resume_session(self, session_id: str, resource_id: str, now: datetime) -> None:
-        """A reconnect within the grace window: live again, one more connection."""
+    def resume_session(
+        self,
+        session_id: str,
+        resource_id: str,
+        now: datetime,
+        node: str = "",
+        held_by: str | None = None,
+    ) -> bool:
         with self._transaction() as db:
-            db.execute(
+            touched = db.execute(
                 "UPDATE sessions SET state = 'live', interrupted_at = NULL,"
-                " connections = connections + 1 WHERE id = ?",
-                (session_id,),
-            )
+                " connections = connections + 1, node = ? WHERE id = ? AND state != 'ended'"
+                " AND (? IS NULL OR node = ?)",
+                (node, session_id, held_by, held_by),
+            ).rowcount
+            if not touched:
+                return False
             db.execute(
                 "INSERT INTO whip_resources (id, session_id, created_at) VALUES (?, ?, ?)",
                 (resource_id, session_id, iso(now)),
             )
+        return True
 
-    def interrupt_session(self, session_id: str, now: datetime) -> None:
-        self._db.execute(
+    def interrupt_session(self, session_id: str, now: datetime, node: str | None = None) -> bool:
+        cur = self._db.execute(
             "UPDATE sessions SET state = 'interrupted', interrupted_at = ?"
-            " WHERE id = ? AND state = 'live'",
-            (iso(now), session_id),
+            " WHERE id = ? AND state = 'live' AND (? IS NULL OR node = ?)",
+            (iso(now), session_id, node, node),
         )
+        return cur.rowcount > 0
 
-    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> None:
-        self._db.execute(
+    def end_session(
+        self, session_id: str, reason: str, ended_at: datetime, node: str | None = None
+    ) -> bool:
+        cur = self._db.execute(
             "UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?"
-            " WHERE id = ? AND state != 'ended'",
-            (iso(ended_at), reason, session_id),
+            " WHERE id = ? AND state != 'ended' AND (? IS NULL OR node = ?)",
+            (iso(ended_at), reason, session_id, node, node),
         )
+        return cur.rowcount > 0
+
+    def live_session_of_device(self, device_id: str) -> Session | None:
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE device_id = ? AND state != 'ended'"
+            " ORDER BY started_at DESC LIMIT 1",
+            (device_id,),
+        ).fetchone()
+        return rows.session(row) if row else None
+
+    def sessions_held_by(self, nodes: list[str]) -> list[Session]:
+        found = self._db.execute(
+            "SELECT * FROM sessions WHERE state != 'ended'"
+            f" AND node IN ({', '.join('?' * len(nodes))}) ORDER BY started_at",
+            nodes,
+        )
+        return [rows.session(r) for r in found]
 
     def update_session_media(self, session_id: str, video_codec: str, audio_codec: str) -> None:
         self._db.execute(
@@ -291,11 +323,8 @@ class CatalogueQueries(SqliteConnection):
         width: int,
         height: int,
         path_for: Callable[[int], str],
+        node: str = "",
     ) -> tuple[int, int]:
-        """Record a segment being written; returns (segment id, sequence number).
-
-        `path_for(seq)` names the file, relative to the recordings directory.
-        """
         with self._transaction() as db:
             row = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM segments WHERE session_id = ?",
@@ -304,8 +333,17 @@ class CatalogueQueries(SqliteConnection):
             seq = int(row[0])
             cur = db.execute(
                 "INSERT INTO segments (session_id, seq, path, started_at, video_codec, width,"
-                " height, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                (session_id, seq, path_for(seq), iso(started_at), video_codec, width, height),
+                " height, state, node) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                (
+                    session_id,
+                    seq,
+                    path_for(seq),
+                    iso(started_at),
+                    video_codec,
+                    width,
+                    height,
+                    node,
+                ),
             )
         assert cur.lastrowid is not None
         return cur.lastrowid, seq
@@ -313,30 +351,26 @@ class CatalogueQueries(SqliteConnection):
     def close_segment(
         self, segment_id: int, ended_at: datetime, size: int, sha256: str, state: str = "closed"
     ) -> str:
-        """Seal a segment: its hash, chained to the previous sealed segment of its session.
-
-        Returns the previous segment's hash. `state` is "closed" for a segment the recorder
-        finished, "recovered" for one found open after a crash and sealed at startup.
-        """
         with self._transaction() as db:
             seg = db.execute(
-                "SELECT session_id, seq FROM segments WHERE id = ?", (segment_id,)
+                "SELECT session_id FROM segments WHERE id = ?", (segment_id,)
             ).fetchone()
-            prev = db.execute(
-                "SELECT sha256 FROM segments WHERE session_id = ? AND seq < ? AND sha256 != ''"
-                " ORDER BY seq DESC LIMIT 1",
-                (seg["session_id"], seg["seq"]),
+            last = db.execute(
+                "SELECT sha256, chain_index FROM segments WHERE session_id = ? AND chain_index > 0"
+                " ORDER BY chain_index DESC LIMIT 1",
+                (seg["session_id"],),
             ).fetchone()
-            prev_sha = prev["sha256"] if prev else GENESIS_HASH
+            prev_sha, index = (
+                (last["sha256"], last["chain_index"] + 1) if last else (GENESIS_HASH, 1)
+            )
             db.execute(
                 "UPDATE segments SET ended_at = ?, bytes = ?, sha256 = ?, prev_sha256 = ?,"
-                " state = ? WHERE id = ?",
-                (iso(ended_at), size, sha256, prev_sha, state, segment_id),
+                " state = ?, chain_index = ? WHERE id = ?",
+                (iso(ended_at), size, sha256, prev_sha, state, index, segment_id),
             )
         return str(prev_sha)
 
     def drop_segment(self, segment_id: int) -> None:
-        """Forget a segment that holds no media (its file was removed)."""
         self._db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
 
     def segments_of(self, session_id: str) -> list[Segment]:
@@ -345,11 +379,50 @@ class CatalogueQueries(SqliteConnection):
         )
         return [rows.segment(r) for r in found]
 
-    def open_segments(self) -> list[Segment]:
-        return [
-            rows.segment(r)
-            for r in self._db.execute("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
-        ]
+    def open_segments(self, nodes: list[str] | None = None) -> list[Segment]:
+        if nodes is None:
+            found = self._db.execute("SELECT * FROM segments WHERE state = 'open' ORDER BY id")
+        else:
+            found = self._db.execute(
+                "SELECT * FROM segments WHERE state = 'open'"
+                f" AND node IN ({', '.join('?' * len(nodes))}) ORDER BY id",
+                nodes,
+            )
+        return [rows.segment(r) for r in found]
+
+    def heartbeat(self, node: str, name: str, url: str) -> bool:
+        row = self._db.execute(
+            "INSERT INTO nodes (id, name, url, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at RETURNING dead_at",
+            (node, name, url, iso(datetime.now(UTC)), time.time()),
+        ).fetchone()
+        return row is not None and row[0] is None
+
+    def declare_dead(
+        self, after_seconds: float, name: str, alive: str, everyone_else: bool = False
+    ) -> list[str]:
+        now = time.time()
+        with self._transaction() as db:
+            found = db.execute(
+                "UPDATE nodes SET dead_at = CASE WHEN name = ? OR ? THEN 0 ELSE ? END"
+                " WHERE dead_at IS NULL AND id != ? AND (name = ? OR ? OR seen_at < ?)"
+                " RETURNING id",
+                (name, everyone_else, now, alive, name, everyone_else, now - after_seconds),
+            ).fetchall()
+        return sorted(str(r[0]) for r in found)
+
+    def dead_nodes(self, settled_seconds: float) -> list[str]:
+        found = self._db.execute(
+            "SELECT id FROM nodes WHERE dead_at <= ? ORDER BY id",
+            (time.time() - settled_seconds,),
+        )
+        return ["", *(r[0] for r in found)]
+
+    def node_stopped(self, node: str) -> None:
+        self._db.execute("UPDATE nodes SET dead_at = 0 WHERE id = ?", (node,))
+
+    def forget_node(self, node: str) -> None:
+        self._db.execute("DELETE FROM nodes WHERE id = ?", (node,))
 
     def recording_totals(self, session_id: str) -> tuple[int, int]:
         """(number of sealed segments, their total bytes)."""

@@ -213,6 +213,20 @@ CREATE TABLE camera_health (
 """
 
 
+NODES = (
+    "ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE segments ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE segments ADD COLUMN chain_index INTEGER NOT NULL DEFAULT 0",
+    # until now segments were sealed in the order of their files
+    "UPDATE segments SET chain_index = seq WHERE sha256 != ''",
+    "CREATE INDEX segments_open ON segments(state, node)",
+    # seen_at, dead_at: Unix seconds of the database's clock (PostgreSQL's), or of the one
+    # machine's (SQLite): liveness never reads a node's injected clock
+    "CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,"
+    " started_at TEXT NOT NULL, seen_at REAL NOT NULL, dead_at REAL)",
+)
+
+
 def _statements(*statements: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in statements:
@@ -232,6 +246,9 @@ MIGRATIONS: list[Migration[sqlite3.Connection]] = [
         ),
     ),
     Migration(3, "camera health shared by the nodes", _statements(CAMERA_HEALTH)),
+    Migration(
+        4, "sessions and segments held by a node; the chain in sealing order", _statements(*NODES)
+    ),
 ]
 
 

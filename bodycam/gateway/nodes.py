@@ -1,0 +1,138 @@
+"""The nodes of a cluster keep each other: each says it is alive, and the others take care
+of what a dead one leaves.
+
+Every `node.heartbeat_seconds` a node writes its heartbeat in the store (the database's
+clock, never a node's). A run of a node not heard from for `node.dead_after_seconds` is
+declared dead; so is, at once, an earlier run of the same node (one process per `node.id`),
+and on SQLite every other run (one node per database: a restart). Then, on every node:
+
+- its sessions still live in the store are interrupted (since now): each has its grace
+  window from there, and the camera that reconnects to any node continues its session
+  there (`SessionManager._adopt`); one whose window closes is ended by the first node to
+  see it, at the time the window closed;
+- once it has been dead for another `dead_after_seconds`, long enough for a run that was
+  only paused to hear its heartbeat refused and let its sessions go (sealing its own
+  files), the segments it left open are sealed by recovery (one node at a time);
+- a dead run with nothing left is forgotten.
+
+The first round runs at startup, before the gateway serves: a restarted node seals what
+its previous run left and minds its sessions' grace windows at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import timedelta
+
+from ..clock import Clock
+from ..config import Config
+from ..errors import BodycamError
+from ..evidence.keyring import Keyring
+from ..live.base import Node
+from ..media.recovery import recover_segments
+from ..models import EndReason, SessionState
+from ..store import Store
+from .sessions import SessionManager
+
+logger = logging.getLogger(__name__)
+
+
+class NodeKeeper:
+    """This node's heartbeat, and its care of the dead ones."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        keyring: Keyring,
+        manager: SessionManager,
+        node: Node,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keyring = keyring
+        self.manager = manager
+        self.node = node
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """The first round (before serving), then one every heartbeat."""
+        await self.round()
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        """Stop; this run is gone (the next one, or another node, takes care of its
+        sessions at once rather than after `dead_after_seconds`)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.store.run(self.store.node_stopped, self.manager.run)
+        except BodycamError as err:
+            logger.warning("node %s: not written down as stopped: %s", self.manager.run, err)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.node.heartbeat_seconds)
+            try:
+                await self.round()
+            except Exception:  # the next heartbeat tries again; a stuck one shows in the logs
+                logger.exception("node %s: heartbeat round failed", self.manager.run)
+
+    async def round(self) -> None:
+        store, node, manager = self.store, self.node, self.manager
+        dead_after = self.config.node.dead_after_seconds
+        if not await store.run(store.heartbeat, manager.run, node.id, node.url):
+            # Paused or cut from the database for longer than dead_after: the other nodes
+            # are taking over. Let every session go and carry on as a new run.
+            logger.critical(
+                "node %s was declared dead by the other nodes (not heard from for %.0f s):"
+                " its sessions are theirs now",
+                manager.run,
+                dead_after,
+            )
+            await manager.drop_all("this node was declared dead by the others")
+            manager.run = f"{node.id}~{secrets.token_hex(3)}"
+            return
+        declared = await store.run(
+            store.declare_dead, dead_after, node.id, manager.run, not store.shared
+        )
+        for run in declared:
+            logger.warning("node %s is dead: its sessions are interrupted", run)
+        settled = await store.run(store.dead_nodes, dead_after)
+        dead = sorted({*declared, *await store.run(store.dead_nodes, 0.0)})
+        await self._mind_sessions(dead)
+        if await store.run(store.open_segments, settled):
+            recordings = self.config.recordings_dir
+            await asyncio.to_thread(recover_segments, store, self.keyring, recordings, settled)
+        for run in settled[1:]:  # "" is not a run
+            held = await store.run(store.sessions_held_by, [run])
+            if not held and not await store.run(store.open_segments, [run]):
+                await store.run(store.forget_node, run)
+
+    async def _mind_sessions(self, dead: list[str]) -> None:
+        """Interrupt the dead runs' live sessions; end those whose grace window closed."""
+        store = self.store
+        now = self.clock.now()
+        grace = timedelta(seconds=self.config.sessions.grace_seconds)
+        for session in await store.run(store.sessions_held_by, ["", *dead]):
+            if session.state == SessionState.LIVE:
+                if await store.run(store.interrupt_session, session.id, now, session.node):
+                    logger.warning(
+                        "session %s: its node %s is dead; waiting %.0f s for device %s",
+                        session.id,
+                        session.node or "(earlier gateway)",
+                        grace.total_seconds(),
+                        session.device_id,
+                    )
+                    await self.manager.alerts.announce(session.id)
+            elif session.interrupted_at is not None and now - session.interrupted_at >= grace:
+                ended_at = session.interrupted_at + grace
+                end = store.end_session
+                if await store.run(end, session.id, EndReason.LINK_LOST, ended_at, session.node):
+                    logger.info("session %s: ended, its device did not come back", session.id)
+                    await self.manager.alerts.announce(session.id)
