@@ -366,7 +366,9 @@ class AxisBodycam:
         self._set_state("dropped")
         self._next_gateway()
         self._spawn(publisher.close())
-        self._reconnect = asyncio.create_task(self._come_back(1.0, publisher.release))
+        # a backup gateway is another machine: no reason to wait before trying it
+        delay = 0.0 if len(self.endpoints) > 1 else 1.0
+        self._reconnect = asyncio.create_task(self._come_back(delay, publisher.release))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
