@@ -206,7 +206,8 @@ async def test_the_node_a_camera_streams_to_is_killed_and_the_session_goes_on(
         assert [s.id for s in await store.run(store.list_sessions)] == [session.id]
         assert ended.end_reason == EndReason.BUTTON
         assert ended.connections == 2
-        assert taken_over < 15, f"taken over {taken_over:.1f} s after the kill"
+        # the camera noticed the silence in 3 s (its RTCP timeout), not ICE consent's 30 s
+        assert taken_over < 10, f"taken over {taken_over:.1f} s after the kill"
         # both nodes recorded it; nothing is left open, nothing closed was lost
         segments = await store.run(store.segments_of, session.id)
         writers = {g.node.split("~")[0] for g in segments}

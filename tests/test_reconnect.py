@@ -15,6 +15,7 @@ from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import (
     Gateway,
+    free_port,
     make_config,
     session_of,
     small_media,
@@ -97,3 +98,19 @@ async def test_reconnect_after_grace_is_a_new_session(gateway: Gateway) -> None:
     # positions belong to the session that was live when they were sent
     assert await gateway.store.run(gateway.store.positions_of, first.id)
     assert await gateway.store.run(gateway.store.positions_of, second.id)
+
+
+async def test_a_camera_goes_to_its_backup_gateway_when_the_first_does_not_answer(
+    gateway: Gateway,
+) -> None:
+    token = await gateway.enroll("cam-1")
+    nobody = f"http://127.0.0.1:{free_port()}"  # a primary that is down
+    async with AxisBodycam(f"{nobody},{gateway.url}", "cam-1", token, media=MEDIA) as camera:
+        assert camera.endpoint == f"{nobody}/whip"
+        await camera.press()
+        assert camera.state == "live"
+        assert camera.endpoint == f"{gateway.url}/whip"
+        assert "failed" in (camera.last_error or "")
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        await camera.press()
+    await wait_for_session(gateway.store, session.id, SessionState.ENDED)
