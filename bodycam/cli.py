@@ -22,16 +22,17 @@ from aiohttp import web
 
 from . import cli_evidence, devices, users
 from .clock import SystemClock, iso
-from .config import Config
+from .config import Config, redacted
 from .demo import run_demo
 from .errors import BadRequest, BodycamError, ConfigError
 from .evidence.keyring import Keyring
 from .evidence.recordings import verify_session
+from .gateway import preflight
 from .gateway.app import create_app
 from .geo import registry
 from .logs import setup_logging
 from .models import Action, Entry, Role
-from .store import Store, open_store
+from .store import Store, open_store, transfer
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default from config: 8080)")
     _redis(serve)
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="check that the configuration reaches everything it names (database, Redis,"
+        " keys, folders, TLS, the port), say what is missing, and exit",
+    )
 
     demo = sub.add_parser("demo", help="gateway and three simulated body cameras")
     _common(demo)
@@ -66,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=60.0, help="seconds of demo before stopping (default 60)"
     )
     _redis(demo)
+
+    migrate = sub.add_parser(
+        "migrate", help="copy a node's SQLite database into an empty PostgreSQL one"
+    )
+    migrate.add_argument(
+        "--from", dest="source", required=True, metavar="sqlite:PATH", help="the SQLite database"
+    )
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="postgresql://…", help="the PostgreSQL one"
+    )
 
     devices = sub.add_parser("devices", help="enrol, list and revoke body cameras")
     dsub = devices.add_subparsers(dest="action", required=True)
@@ -152,11 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "verify":  # offline: no configuration, no database
             return cli_evidence.verify_command(args)
+        if args.command == "migrate":  # the two databases named: no configuration
+            return migrate_command(args)
         config = load_config(args)
         if args.command == "serve":
-            setup_logging(config.log.level, config.log.format)
-            serve(config)
-            return 0
+            return check_command(config) if args.check else serve_command(config)
         if args.command == "demo":
             setup_logging(config.log.level, "text")
             return asyncio.run(run_demo(config, args.duration))
@@ -178,6 +195,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def serve_command(config: Config) -> int:
+    setup_logging(config.log.level, config.log.format)
+    serve(config)
+    return 0
+
+
+def check_command(config: Config) -> int:
+    findings = preflight.check(config)
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.verdict == preflight.Verdict.FAIL for f in findings) else 0
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    source, target = str(args.source), str(args.target)
+    if not source.startswith("sqlite:"):
+        raise ConfigError(f"--from must be sqlite:PATH, got {source!r}")
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"--to must be a postgresql:// URL, got {redacted(target)!r}")
+    print(transfer.sqlite_to_postgres(Path(source.removeprefix("sqlite:")), target).text())
+    print(
+        "the recordings stay in place: every node must see them under its data_dir, with"
+        " the same master key (docs/deploy.md)"
+    )
+    return 0
 
 
 def serve(config: Config) -> None:

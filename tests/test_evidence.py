@@ -28,6 +28,7 @@ from bodycam.evidence import bundle, register, sealed
 from bodycam.evidence.keyring import KeyDestroyed, Keyring, segment_label
 from bodycam.evidence.purge import PurgeReport, purge
 from bodycam.evidence.reasons import Requisition
+from bodycam.evidence.recordings import verify_session
 from bodycam.evidence.retention import add_months, expires_at
 from bodycam.gateway.app import create_app
 from bodycam.models import SYSTEM, Action, Actor, Entry, Hold, Retention
@@ -727,3 +728,61 @@ async def test_the_gateway_purges_by_itself(tmp_path: Path) -> None:
     finally:
         await server.close()
     assert not (config.recordings_dir / "old").exists()
+
+
+async def test_a_single_node_grows_into_a_cluster_without_losing_its_evidence(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a node on SQLite: two recorded sessions, one of them held, a register
+    config, store, keyring = await open_data(tmp_path)
+    await record_session(config, store, keyring, "s1", JAN31)
+    await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
+    hold = Hold(0, "s1", "PV 2027/118", "enquête", "durand", JAN31)
+    placed = Entry(Action.HOLD_PLACED, SUPERVISOR, JAN31, session_id="s1", reason="enquête")
+    await store.run(store.place_hold, hold, placed)
+    await asyncio.to_thread(users.add, store, "dupont", "operator", PASSWORD, "PM", JAN31)
+    before = await store.run(store.register_head)
+    sealed_before = {
+        s: [g.sha256 for g in await store.run(store.segments_of, s)] for s in ("s1", "s2")
+    }
+    store.close()
+
+    args = ["migrate", "--from", f"sqlite:{config.database_path}", "--to", postgres_url]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    assert "register" in out
+    assert "the recordings stay in place" in out
+
+    # the same data folder on PostgreSQL: the same facts, the chain goes on from its head
+    cluster = make_config(tmp_path / "data", store_url=postgres_url)
+    pg = await asyncio.to_thread(open_store, cluster)
+    try:
+        assert pg.shared
+        assert await pg.run(pg.register_head) == before
+        assert (await pg.run(register.verify, pg)).ok
+        for session_id, hashes in sealed_before.items():
+            assert [g.sha256 for g in await pg.run(pg.segments_of, session_id)] == hashes
+        [held] = await pg.run(pg.holds_of, "s1")
+        assert (held.reference, held.lifted_at) == ("PV 2027/118", None)
+        assert await pg.run(pg.get_user, "dupont") is not None
+        keys = await pg.run(Keyring.load, cluster, pg)
+        for session_id in ("s1", "s2"):
+            check = await asyncio.to_thread(
+                verify_session, pg, keys, cluster.recordings_dir, session_id
+            )
+            assert check.ok, check.text()
+        # new rows after the copied ones: the register and the identity columns go on
+        now = JAN31 + timedelta(days=1)
+        await pg.run(pg.record, Entry(Action.LOGIN, SUPERVISOR, now))
+        assert (await pg.run(pg.register_head))[0] == before[0] + 1
+        assert (await pg.run(register.verify, pg)).ok
+        again = Entry(Action.HOLD_PLACED, SUPERVISOR, now, session_id="s2", reason="fin")
+        second = await pg.run(
+            pg.place_hold, Hold(0, "s2", "PV 2027/119", "enquête", "durand", now), again
+        )
+        assert second > held.id
+    finally:
+        await asyncio.to_thread(pg.close)
+    # nothing is merged: a database that holds anything is refused, by name
+    assert await asyncio.to_thread(main, args) == 2
+    assert "already holds register" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import socket
@@ -19,7 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .helpers import free_port
+from bodycam.cli import main
+from bodycam.evidence.keyring import Keyring
+from bodycam.store import open_store
+
+from .helpers import REDIS_URL, free_port, make_config, require_redis
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -125,3 +130,75 @@ def test_serve_says_when_its_port_is_taken(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def check_lines(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, str]]:
+    """`bodycam serve --check`: its exit status, and each check's line by name."""
+    status = main(["serve", "--check", *args])
+    lines = capsys.readouterr().out.splitlines()
+    return status, {line[6:18].strip(): line for line in lines}
+
+
+def test_serve_check_names_what_a_cluster_node_reaches(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    require_redis()
+    monkeypatch.setenv("BODYCAM_STORE_URL", postgres_url)
+    monkeypatch.setenv("BODYCAM_NODE_ID", "gw-1")
+    port = free_port()
+    status, lines = check_lines(
+        capsys, "--data-dir", str(tmp_path / "data"), "--redis", REDIS_URL, "--port", str(port)
+    )
+    assert status == 0, lines
+    assert lines["store"].startswith("ok")
+    assert "schema version 0, migrated to" in lines["store"]  # not migrated by the check
+    assert lines["redis"].startswith("ok    redis        Redis ")
+    assert lines["master key"].startswith("warn")  # the first node makes it: copy it
+    assert "every other node needs a copy" in lines["master key"]
+    assert lines["listen"] == f"ok    listen       127.0.0.1:{port} is free"
+    assert not (tmp_path / "data").exists()  # nothing made
+
+
+def test_serve_check_fails_on_what_cannot_be_reached(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = free_port()
+    monkeypatch.setenv("BODYCAM_STORE_URL", f"postgresql://bodycam:secret@127.0.0.1:{down}/x")
+    monkeypatch.setenv("BODYCAM_SERVER_TLS_CERT", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("BODYCAM_SERVER_TLS_KEY", str(tmp_path / "missing.key"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        status, lines = check_lines(
+            capsys,
+            "--data-dir", str(tmp_path / "data"),
+            "--redis", f"redis://127.0.0.1:{down}/0",
+            "--port", str(port),
+        )  # fmt: skip
+    assert status == 1
+    assert lines["listen"].startswith(f"FAIL  listen       cannot listen on 127.0.0.1:{port}")
+    assert lines["tls"].startswith("FAIL  tls")
+    assert lines["store"].startswith("FAIL  store        PostgreSQL at postgresql://bodycam:…@")
+    assert "secret" not in lines["store"]
+    assert lines["redis"].startswith(f"FAIL  redis        Redis at redis://127.0.0.1:{down}/0")
+
+
+def test_serve_check_refuses_a_master_key_that_is_not_the_databases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path / "data")
+    store = open_store(config)
+    store.call(Keyring.load, config, store)
+    store.close()
+    status, lines = check_lines(
+        capsys, "--data-dir", str(config.data_dir), "--port", str(free_port())
+    )
+    assert status == 0, lines
+    assert "opens the database's recordings" in lines["master key"]
+    config.master_key_path.write_text(base64.b64encode(b"k" * 32).decode())
+    status, lines = check_lines(
+        capsys, "--data-dir", str(config.data_dir), "--port", str(free_port())
+    )
+    assert status == 1
+    assert lines["master key"].startswith("FAIL")
+    assert "is not the one the database's recordings were encrypted with" in lines["master key"]
