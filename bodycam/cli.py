@@ -32,7 +32,7 @@ from .gateway.app import create_app
 from .geo import registry
 from .logs import setup_logging
 from .models import Action, Entry, Role
-from .store import Store, open_store, transfer
+from .store import PostgresStore, Store, open_store, transfer
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--to", dest="target", required=True, metavar="postgresql://…", help="the PostgreSQL one"
     )
+
+    grant = sub.add_parser(
+        "grant",
+        help="give a PostgreSQL role what a gateway needs: no UPDATE or DELETE on the register"
+        " (run as the tables' owner; the gateways then connect as that role)",
+    )
+    _common(grant)
+    grant.add_argument("role")
 
     devices = sub.add_parser("devices", help="enrol, list and revoke body cameras")
     dsub = devices.add_subparsers(dest="action", required=True)
@@ -177,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             setup_logging(config.log.level, "text")
             return asyncio.run(run_demo(config, args.duration))
+        if args.command == "grant":
+            return grant_command(config, args.role)
         if args.command in cli_evidence.COMMANDS:
             return cli_evidence.run(config, args)
         store = open_store(config)
@@ -208,6 +218,18 @@ def check_command(config: Config) -> int:
     for finding in findings:
         print(finding.line())
     return 1 if any(f.verdict == preflight.Verdict.FAIL for f in findings) else 0
+
+
+def grant_command(config: Config, role: str) -> int:
+    if not config.store.url:
+        raise ConfigError("grant: store.url names no PostgreSQL (SQLite has no roles)")
+    store = PostgresStore(config.store.url, 1)  # migrated first: every table exists
+    try:
+        store.call(store.grant, role)
+    finally:
+        store.close()
+    print(f"role {role}: every table, but only SELECT and INSERT on the register")
+    return 0
 
 
 def migrate_command(args: argparse.Namespace) -> int:

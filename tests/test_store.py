@@ -5,6 +5,7 @@ on, checked where the SQL is, so that a second backend cannot differ quietly."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -13,10 +14,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
+from bodycam.cli import main
 from bodycam.evidence import register
 from bodycam.models import (
     GENESIS_HASH,
@@ -419,6 +422,51 @@ def test_the_database_itself_refuses_to_rewrite_the_register(
     assert store.call(register.verify, store).ok
 
 
+def as_role(url: str, role: str, password: str) -> str:
+    """The same database and schema, reached as another PostgreSQL role."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
+
+
+def test_a_gateways_role_has_no_right_to_rewrite_the_register(
+    postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    role, password = f"bodycam_gw_{secrets.token_hex(4)}", secrets.token_hex(12)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'".encode())
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("BODYCAM_STORE_URL", postgres_url)  # the owner gives the rights
+            assert main(["grant", role]) == 0
+        assert f"role {role}:" in capsys.readouterr().out
+        gateway = PostgresStore(as_role(postgres_url, role, password), 2)  # migrations: none due
+        try:
+            for _ in range(3):
+                gateway.call(gateway.record, Entry(Action.LOGIN, OPERATOR, T0))
+            session(gateway, "s1")
+            # the pruning goes through the owner's function; behind a checkpoint only
+            assert gateway.call(gateway.prune_register, T0 + timedelta(seconds=1), T0) == 3
+            assert gateway.call(register.verify, gateway).ok
+        finally:
+            gateway.close()
+        with psycopg.connect(as_role(postgres_url, role, password), autocommit=True) as raw:
+            for sql in (
+                "UPDATE register SET user_name = 'x'",
+                "DELETE FROM register",
+                "TRUNCATE register",
+                "DELETE FROM register_checkpoints",
+                "DELETE FROM schema_migrations",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    raw.execute(sql.encode())
+            raw.execute("UPDATE sessions SET officer = 'x'")  # what a gateway must do, it does
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}".encode())
+            admin.execute(f"DROP ROLE {role}".encode())
+
+
 def test_monthly_statistics(store: Store) -> None:
     session(store, "s1", at=T0)
     session(store, "s2", at=T0 + timedelta(days=31))  # April
@@ -574,6 +622,8 @@ def test_migrations_are_recorded_and_a_newer_database_is_refused(
             raw.execute(undo)
         if isinstance(raw, sqlite3.Connection):
             raw.commit()
+        else:
+            raw.execute("DROP FUNCTION register_prune(BIGINT)")
     finally:
         raw.close()
     upgraded = open_backend(*place)

@@ -224,7 +224,7 @@ class EvidenceQueries(PostgresConnection):
                 " VALUES (%s, %s, %s, %s)",
                 (iso(now), last_seq, last_hash, count),
             )
-            tx.execute("DELETE FROM register WHERE seq <= %s", (last_seq,))
+            tx.execute("SELECT register_prune(%s)", (last_seq,))  # (as the owner)
             detail = f"entries up to {last_seq} ({count}) older than {iso(before)} removed"
             _append(tx, Entry(Action.REGISTER_PRUNED, SYSTEM, now, detail=detail))
             return count

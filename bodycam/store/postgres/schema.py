@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from ...clock import SystemClock, iso
 from ..migrations import Migration, pending
@@ -241,6 +242,18 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,
     started_at TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL, dead_at DOUBLE PRECISION);
 """
 
+# Pruning the register deletes entries behind a checkpoint; a gateway's own role has no
+# DELETE on the register (`grant`), so it prunes through this function, which runs as the
+# owner (SECURITY DEFINER, its search_path fixed where it was made). The triggers still
+# refuse any entry not behind a checkpoint.
+PRUNE_FUNCTION = """
+CREATE FUNCTION register_prune(upto BIGINT) RETURNS BIGINT LANGUAGE sql SECURITY DEFINER
+    SET search_path FROM CURRENT AS $$
+    WITH gone AS (DELETE FROM register WHERE seq <= upto RETURNING 1) SELECT COUNT(*) FROM gone
+$$;
+REVOKE ALL ON FUNCTION register_prune(BIGINT) FROM PUBLIC;
+"""
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(
         1,
@@ -266,17 +279,49 @@ MIGRATIONS: list[Migration[Connection]] = [
         "sessions and segments held by a node; the chain in sealing order",
         lambda conn: _statements(conn, NODES),
     ),
+    Migration(
+        5,
+        "the register pruned through a function of its owner",
+        lambda conn: _statements(conn, PRUNE_FUNCTION),
+    ),
 ]
+
+
+def grant(conn: Connection, role: str) -> None:
+    """Give `role` what a gateway needs and no more: every table, but on the register and
+    its checkpoints only SELECT and INSERT (append-only, by the database's own rights);
+    pruning through `register_prune`. The tables stay their owner's, who runs migrations."""
+    name = psycopg.sql.Identifier(role)
+    schema = psycopg.sql.Identifier(_current_schema(conn))
+    statements = (
+        "GRANT USAGE ON SCHEMA {schema} TO {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON register, register_checkpoints FROM {role}",
+        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {role}",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        "GRANT EXECUTE ON FUNCTION register_prune(BIGINT) TO {role}",
+    )
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(psycopg.sql.SQL(statement).format(schema=schema, role=name))
+
+
+def _current_schema(conn: Connection) -> str:
+    row = conn.execute("SELECT current_schema() AS s").fetchone()
+    assert row is not None
+    return str(row["s"])
 
 
 def migrate(conn: Connection, where: str) -> int:
     """Bring the database up to the code's schema, one node at a time; its version."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
+        made = conn.execute("SELECT to_regclass('schema_migrations') AS t").fetchone()
+        if made is None or made["t"] is None:  # (a gateway's role may not create tables)
+            conn.execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
         row = conn.execute(
             "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations"
         ).fetchone()
