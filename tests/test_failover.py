@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,91 @@ async def test_the_node_a_camera_streams_to_is_killed_and_the_session_goes_on(
     verified = await asyncio.to_thread(cluster.bodycam, "sessions", "verify", session.id)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{len(segments)} segments decrypt" in verified.stdout
+
+
+async def test_a_session_whose_camera_never_comes_back_is_ended_by_the_survivor(
+    cluster: Cluster,
+) -> None:
+    cluster.environ["BODYCAM_SESSIONS_GRACE_SECONDS"] = "4"
+    store = await open_cluster_store(cluster.store_url)
+    try:
+        token = await store.run(devices.enroll, store, "cam-2", "", SystemClock().now())
+        await cluster.start("a")
+        await cluster.start("b")
+        # a camera that knows only node A
+        async with AxisBodycam(cluster.url("a"), "cam-2", token, media=small_media()) as camera:
+            await camera.press()
+            [session] = await store.run(store.list_sessions)
+            await wait_for_store(store, lambda s: len(s.segments_of(session.id)) >= 2, within=10)
+            await cluster.kill("a")
+            # B declares A dead: the session is interrupted, then ended when its grace
+            # window closes, at the time it closed; A's segments are sealed
+            await wait_for_session(store, session.id, SessionState.INTERRUPTED, within=10)
+            interrupted = await store.run(store.get_session, session.id)
+            assert interrupted is not None
+            assert interrupted.interrupted_at is not None
+            await wait_for_session(store, session.id, SessionState.ENDED, within=15)
+        ended = await store.run(store.get_session, session.id)
+        assert ended is not None
+        assert ended.end_reason == EndReason.LINK_LOST
+        assert ended.ended_at == interrupted.interrupted_at + timedelta(seconds=4)
+        assert ended.node == session.node  # never taken over: A's to the end
+        segments = await store.run(store.segments_of, session.id)
+        assert all(g.state != "open" for g in segments)
+        assert segments[-1].state in ("recovered", "empty")
+        alert = await store.run(store.get_alert, session.id)
+        assert alert is not None  # still listed, for the operators to close
+    finally:
+        await asyncio.to_thread(store.close)
+    verified = await asyncio.to_thread(cluster.bodycam, "sessions", "verify", session.id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_a_node_paused_past_its_death_keeps_what_nobody_took_over(
+    cluster: Cluster,
+) -> None:
+    cluster.environ["BODYCAM_NODE_DEAD_AFTER_SECONDS"] = "3"
+    store = await open_cluster_store(cluster.store_url)
+    try:
+        token = await store.run(devices.enroll, store, "cam-3", "", SystemClock().now())
+        await cluster.start("a")
+        await cluster.start("b")
+        async with AxisBodycam(cluster.url("a"), "cam-3", token, media=small_media()) as camera:
+            await camera.press()
+            [session] = await store.run(store.list_sessions)
+            await wait_for_store(store, lambda s: len(s.segments_of(session.id)) >= 2, within=10)
+            # A freezes (a VM stopped, a long stall) past dead_after: B declares it dead
+            a = cluster.processes["a"]
+            a.send_signal(signal.SIGSTOP)
+            try:
+                await wait_for_session(store, session.id, SessionState.INTERRUPTED, within=10)
+            finally:
+                a.send_signal(signal.SIGCONT)
+
+            # A runs again: refused as a dead run, it carries on as a new one and keeps the
+            # session nobody took over, before B would seal the files A is writing
+            def kept_by_a_new_run(s: Store) -> bool:
+                held = s.get_session(session.id)
+                return (
+                    held is not None
+                    and held.node.startswith("node-a~")
+                    and held.node != session.node
+                    and held.state == SessionState.LIVE
+                )
+
+            await wait_for_store(store, kept_by_a_new_run, within=15)
+            await wait_for(lambda: camera.state == "live", within=10)
+            await asyncio.sleep(3)  # B's recovery would have run by now
+            await camera.press()
+            await wait_for_session(store, session.id, SessionState.ENDED, within=10)
+        segments = await store.run(store.segments_of, session.id)
+        # every segment sealed by A itself: none left to B's recovery
+        assert [g.state for g in segments] == ["closed"] * len(segments)
+        assert "was declared dead by the other nodes" in cluster.log.read_text()
+    finally:
+        await asyncio.to_thread(store.close)
+    verified = await asyncio.to_thread(cluster.bodycam, "sessions", "verify", session.id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ and on SQLite every other run (one node per database: a restart). Then, on every
   there (`SessionManager._adopt`); one whose window closes is ended by the first node to
   see it, at the time the window closed;
 - once it has been dead for another `dead_after_seconds`, long enough for a run that was
-  only paused to hear its heartbeat refused and let its sessions go (sealing its own
-  files), the segments it left open are sealed by recovery (one node at a time);
+  only paused to hear its heartbeat refused and carry on as a new run (keeping the
+  sessions nobody took over, with the files it is writing: `SessionManager.rehold_all`),
+  the segments it left open are sealed by recovery (one node at a time);
 - a dead run with nothing left is forgotten.
 
 The first round runs at startup, before the gateway serves: a restarted node seals what
@@ -87,16 +88,19 @@ class NodeKeeper:
         store, node, manager = self.store, self.node, self.manager
         dead_after = self.config.node.dead_after_seconds
         if not await store.run(store.heartbeat, manager.run, node.id, node.url):
-            # Paused or cut from the database for longer than dead_after: the other nodes
-            # are taking over. Let every session go and carry on as a new run.
+            # Paused or cut from the database for longer than dead_after: the others took
+            # over what they could. Carry on as a new run, keeping what they did not take
+            # (before they would seal its files: they wait dead_after more for that).
+            run = f"{node.id}~{secrets.token_hex(3)}"
             logger.critical(
-                "node %s was declared dead by the other nodes (not heard from for %.0f s):"
-                " its sessions are theirs now",
+                "node %s was declared dead by the other nodes (not heard from for %.0f s);"
+                " carrying on as %s with the sessions they did not take over",
                 manager.run,
                 dead_after,
+                run,
             )
-            await manager.drop_all("this node was declared dead by the others")
-            manager.run = f"{node.id}~{secrets.token_hex(3)}"
+            await store.run(store.heartbeat, run, node.id, node.url)
+            await manager.rehold_all(run)
             return
         declared = await store.run(
             store.declare_dead, dead_after, node.id, manager.run, not store.shared

@@ -541,8 +541,11 @@ class SessionManager:
         if live.recorder is not None:
             live.recorder.end_connection()
         if not await self.store.run(self.store.interrupt_session, live.id, now, self.run):
-            await self.drop(live, f"{why}, and another node holds it now")
-            return
+            held = await self.store.run(self.store.get_session, live.id)
+            if held is None or held.node != self.run or held.state == SessionState.ENDED:
+                await self.drop(live, f"{why}, and another node holds it now")
+                return
+            # still ours, already interrupted: by a node that judged this one dead
         grace = self.config.sessions.grace_seconds
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
         live.grace_task.add_done_callback(_log_failure)
@@ -575,10 +578,20 @@ class SessionManager:
         self.metrics.sessions_live.set(self._count_live())
         live.log.warning("session %s: let go (%s)", live.id, why)
 
-    async def drop_all(self, why: str) -> None:
-        """This run was declared dead by the other nodes: they have its sessions now."""
+    async def rehold_all(self, run: str) -> None:
+        """This process was declared dead by the other nodes (it was paused, or cut from
+        the database) and carries on as `run`: it keeps each session none of them took
+        over, with the segments it is writing, and lets the others go."""
+        old, self.run = self.run, run
         for live in list(self._sessions.values()):
-            await self.drop(live, why)
+            state = live.state.value
+            if await self.store.run(self.store.rehold_session, live.id, run, old, state):
+                if live.recorder is not None:
+                    live.recorder.node = run
+                await self.alerts.announce(live.id)
+                live.log.warning("session %s: kept after this node was declared dead", live.id)
+            else:
+                await self.drop(live, "taken over while this node was declared dead")
 
     async def _expire(self, live: LiveSession, after: timedelta) -> None:
         await asyncio.sleep(max(0.0, after.total_seconds()))

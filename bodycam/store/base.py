@@ -262,6 +262,12 @@ class Store(ABC):
         call ended it."""
 
     @abstractmethod
+    def rehold_session(self, session_id: str, node: str, held_by: str, state: str) -> bool:
+        """A run declared dead but alive after all (it was paused) keeps a session no other
+        node took over: held by its new run `node`, in `state` (live, or interrupted), with
+        the segments it is writing. True if nobody had taken it."""
+
+    @abstractmethod
     def live_session_of_device(self, device_id: str) -> Session | None:
         """The device's session that has not ended, if any (the latest)."""
 

@@ -261,6 +261,22 @@ class CatalogueQueries(PostgresConnection):
             > 0
         )
 
+    def rehold_session(self, session_id: str, node: str, held_by: str, state: str) -> bool:
+        with self._transaction() as tx:
+            touched = tx.execute(
+                "UPDATE sessions SET node = %s, state = %s,"
+                " interrupted_at = CASE WHEN %s = 'live' THEN NULL ELSE interrupted_at END"
+                " WHERE id = %s AND node = %s AND state != 'ended'",
+                (node, state, state, session_id, held_by),
+            ).rowcount
+            if touched:
+                tx.execute(
+                    "UPDATE segments SET node = %s WHERE session_id = %s AND node = %s"
+                    " AND state = 'open'",
+                    (node, session_id, held_by),
+                )
+        return bool(touched)
+
     def live_session_of_device(self, device_id: str) -> Session | None:
         row = self._one(
             "SELECT * FROM sessions WHERE device_id = %s AND state != 'ended'"

@@ -261,6 +261,22 @@ class CatalogueQueries(SqliteConnection):
         )
         return cur.rowcount > 0
 
+    def rehold_session(self, session_id: str, node: str, held_by: str, state: str) -> bool:
+        with self._transaction() as db:
+            touched = db.execute(
+                "UPDATE sessions SET node = ?, state = ?,"
+                " interrupted_at = CASE WHEN ? = 'live' THEN NULL ELSE interrupted_at END"
+                " WHERE id = ? AND node = ? AND state != 'ended'",
+                (node, state, state, session_id, held_by),
+            ).rowcount
+            if touched:
+                db.execute(
+                    "UPDATE segments SET node = ? WHERE session_id = ? AND node = ?"
+                    " AND state = 'open'",
+                    (node, session_id, held_by),
+                )
+        return bool(touched)
+
     def live_session_of_device(self, device_id: str) -> Session | None:
         row = self._db.execute(
             "SELECT * FROM sessions WHERE device_id = ? AND state != 'ended'"
