@@ -16,13 +16,14 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -43,6 +44,7 @@ from aiohttp.test_utils import TestServer
 from bodycam import devices, users
 from bodycam.clock import Clock, SystemClock
 from bodycam.config import Config
+from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import clock_key, metrics_key, sessions_key, store_key
 from bodycam.gateway.sessions import LiveSession, SessionManager
 from bodycam.metrics import Metrics
@@ -122,6 +124,36 @@ async def start_gateway(app: web.Application, config: Config) -> Gateway:
     gateway = Gateway(config, server, app)
     gateway.auth = await gateway.login()
     return gateway
+
+
+@contextlib.asynccontextmanager
+async def node_pair(
+    data_dir: Callable[[str], Path], **overrides: Any
+) -> AsyncIterator[tuple[Gateway, Gateway]]:
+    """Two gateway nodes in this process, "a" and "b", on one Redis (a key prefix of
+    their own), each on the data folder `data_dir(name)` gives."""
+    require_redis()
+    prefix = f"bodycam-test:{secrets.token_hex(8)}:"
+    started: list[Gateway] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            config = make_config(
+                data_dir(name),
+                redis_url=REDIS_URL,
+                redis_key_prefix=prefix,
+                node_id=f"node-{name}",
+                node_url=f"http://127.0.0.1:{port}",
+                **overrides,
+            )
+            server = TestServer(create_app(config), host="127.0.0.1", port=port)
+            await server.start_server()
+            started.append(Gateway(config, server, server.app))
+        yield started[0], started[1]
+    finally:
+        for gateway in started:
+            await gateway.server.close()
+        await delete_keys(prefix)
 
 
 async def session_of(store: Store, session_id: str) -> Session:

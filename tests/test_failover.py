@@ -25,11 +25,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bodycam import devices
 from bodycam.clock import SystemClock
-from bodycam.gateway.app import create_app
 from bodycam.models import Action, EndReason, SessionState
 from bodycam.store import PostgresStore, Store
 from simulators.axis_bodycam import AxisBodycam
@@ -41,7 +39,7 @@ from .helpers import (
     add_login,
     delete_keys,
     free_port,
-    make_config,
+    node_pair,
     require_redis,
     serve_process,
     small_media,
@@ -330,28 +328,8 @@ async def test_a_node_paused_past_its_death_keeps_what_nobody_took_over(
 @pytest.fixture
 async def nodes(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[Gateway, Gateway]]:
     """Two nodes in this process on one PostgreSQL, one Redis and one data folder."""
-    require_redis()
-    prefix = f"bodycam-test:{uuid.uuid4().hex}:"
-    started: list[Gateway] = []
-    try:
-        for name in ("a", "b"):
-            port = free_port()
-            config = make_config(
-                tmp_path / "shared",
-                store_url=postgres_url,
-                redis_url=REDIS_URL,
-                redis_key_prefix=prefix,
-                node_id=f"node-{name}",
-                node_url=f"http://127.0.0.1:{port}",
-            )
-            server = TestServer(create_app(config), host="127.0.0.1", port=port)
-            await server.start_server()
-            started.append(Gateway(config, server, server.app))
-        yield started[0], started[1]
-    finally:
-        for gateway in started:
-            await gateway.server.close()
-        await delete_keys(prefix)
+    async with node_pair(lambda _: tmp_path / "shared", store_url=postgres_url) as pair:
+        yield pair
 
 
 async def test_a_camera_that_comes_back_through_a_living_node_continues_on_its_own(

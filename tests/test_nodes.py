@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,23 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 import yarl
-from aiohttp.test_utils import TestServer
 
 from bodycam.evidence import register
-from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key
 from bodycam.gateway.forward import forwarder_key
 from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import (
     PASSWORD,
-    REDIS_URL,
     Gateway,
     add_login,
-    delete_keys,
-    free_port,
-    make_config,
-    require_redis,
+    node_pair,
     small_media,
     wait_for,
 )
@@ -38,27 +31,8 @@ from .whep_client import stop, watch
 
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Gateway]]:
-    require_redis()
-    prefix = f"bodycam-test:{uuid.uuid4().hex}:"
-    started: list[Gateway] = []
-    try:
-        for name in ("a", "b"):
-            port = free_port()
-            config = make_config(
-                tmp_path / name,
-                redis_url=REDIS_URL,
-                redis_key_prefix=prefix,
-                node_id=f"node-{name}",
-                node_url=f"http://127.0.0.1:{port}",
-            )
-            server = TestServer(create_app(config), host="127.0.0.1", port=port)
-            await server.start_server()
-            started.append(Gateway(config, server, server.app))
-        yield started[0], started[1]
-    finally:
-        for gateway in started:
-            await gateway.server.close()
-        await delete_keys(prefix)
+    async with node_pair(lambda name: tmp_path / name) as pair:  # a database each
+        yield pair
 
 
 async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
@@ -135,31 +109,14 @@ async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
 @pytest.fixture
 async def shared_nodes(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[Gateway, Gateway]]:
     """Two nodes on one PostgreSQL and one Redis, as a cluster runs."""
-    require_redis()
-    prefix = f"bodycam-test:{uuid.uuid4().hex}:"
-    started: list[Gateway] = []
     master_key = base64.b64encode(secrets.token_bytes(32)).decode()  # one key for the cluster
-    try:
-        for name in ("a", "b"):
-            port = free_port()
-            config = make_config(
-                tmp_path / name,
-                store_url=postgres_url,
-                redis_url=REDIS_URL,
-                redis_key_prefix=prefix,
-                node_id=f"node-{name}",
-                node_url=f"http://127.0.0.1:{port}",
-                evidence_master_key=master_key,
-                evidence_signing_key_file=str(tmp_path / "signing.key"),
-            )
-            server = TestServer(create_app(config), host="127.0.0.1", port=port)
-            await server.start_server()
-            started.append(Gateway(config, server, server.app))
-        yield started[0], started[1]
-    finally:
-        for gateway in started:
-            await gateway.server.close()
-        await delete_keys(prefix)
+    async with node_pair(
+        lambda name: tmp_path / name,
+        store_url=postgres_url,
+        evidence_master_key=master_key,
+        evidence_signing_key_file=str(tmp_path / "signing.key"),
+    ) as pair:
+        yield pair
 
 
 async def test_nodes_on_one_postgresql_share_people_alerts_and_one_register(

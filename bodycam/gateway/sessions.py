@@ -365,15 +365,7 @@ class SessionManager:
         if current is not None:
             self._ending.add(current)
             current.add_done_callback(self._ending.discard)
-        if live.grace_task is not None and live.grace_task is not asyncio.current_task():
-            live.grace_task.cancel()  # (not when the grace task itself is ending the session)
-        conn, live.connection = live.connection, None
-        if conn is not None:
-            await conn.close()
-        await live.relay.close()
-        if live.recorder is not None:
-            await live.recorder.close()
-        live.state = SessionState.ENDED
+        await self._close_media(live)
         end = self.store.end_session
         if not await self.store.run(end, live.id, reason, self.clock.now(), self.run):
             self.tracker.forget(live.id)  # another node took it over: its to end
@@ -565,18 +557,22 @@ class SessionManager:
         if self._sessions.get(live.id) is not live:
             return
         self._unregister(live)
+        await self._close_media(live)
+        self.tracker.forget(live.id)
+        self.metrics.sessions_live.set(self._count_live())
+        live.log.warning("session %s: let go (%s)", live.id, why)
+
+    async def _close_media(self, live: LiveSession) -> None:
+        """Close the session's connection, viewers and recording (sealing its segments)."""
         if live.grace_task is not None and live.grace_task is not asyncio.current_task():
-            live.grace_task.cancel()
+            live.grace_task.cancel()  # (not when the grace task itself is ending the session)
         conn, live.connection = live.connection, None
         if conn is not None:
             await conn.close()
         await live.relay.close()
         if live.recorder is not None:
             await live.recorder.close()
-        live.state = SessionState.ENDED  # here
-        self.tracker.forget(live.id)
-        self.metrics.sessions_live.set(self._count_live())
-        live.log.warning("session %s: let go (%s)", live.id, why)
+        live.state = SessionState.ENDED  # here, whatever the store says
 
     async def rehold_all(self, run: str) -> None:
         """This process was declared dead by the other nodes (it was paused, or cut from
