@@ -225,10 +225,13 @@ def grant_command(config: Config, role: str) -> int:
         raise ConfigError("grant: store.url names no PostgreSQL (SQLite has no roles)")
     store = PostgresStore(config.store.url, 1)  # migrated first: every table exists
     try:
-        store.call(store.grant, role)
+        store.call(store.grant, role, 365 * config.evidence.register_years - 1)
     finally:
         store.close()
-    print(f"role {role}: every table, but only SELECT and INSERT on the register")
+    print(
+        f"role {role}: every table, but only SELECT and INSERT on the register; entries"
+        f" younger than {config.evidence.register_years} years are never pruned"
+    )
     return 0
 
 

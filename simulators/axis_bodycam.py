@@ -56,6 +56,12 @@ DEFAULT_FIRMWARE = "10.12.3"
 BUTTON_GRACE = 0.2  # seconds for the button message to go out before the DELETE
 
 
+def _ice_addresses_for(endpoints: Sequence[str]) -> list[str]:
+    """Loopback when every gateway is on this host, else every interface (empty list)."""
+    found = [default_ice_addresses(url) for url in endpoints]
+    return [] if [] in found else sorted({a for addresses in found for a in addresses})
+
+
 def axis_serial(device_id: str) -> str:
     """A stable Axis-like serial number (vendor prefix ACCC8E) derived from the device id."""
     return "ACCC8E" + hashlib.sha256(device_id.encode()).hexdigest()[:6].upper()
@@ -120,9 +126,7 @@ class AxisBodycam:
         self.media = media or MediaSettings()
         self.walk = walk or Walk(seed=device_seed(device_id))
         self.ice_addresses = (
-            list(ice_addresses)
-            if ice_addresses is not None
-            else default_ice_addresses(self.endpoints[0])
+            list(ice_addresses) if ice_addresses is not None else _ice_addresses_for(self.endpoints)
         )
         self.counters = MediaCounters()
         self.reconnects = 0

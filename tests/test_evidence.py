@@ -745,9 +745,13 @@ async def test_a_single_node_grows_into_a_cluster_without_losing_its_evidence(
     sealed_before = {
         s: [g.sha256 for g in await store.run(store.segments_of, s)] for s in ("s1", "s2")
     }
+    await store.run(store.heartbeat, "gw~1", "gw", "http://gw:8080", True)  # it runs
+    args = ["migrate", "--from", f"sqlite:{config.database_path}", "--to", postgres_url]
+    assert await asyncio.to_thread(main, args) == 2
+    assert "a gateway (gw~1) is running" in capsys.readouterr().err
+    await store.run(store.node_stopped, "gw~1")  # and stops
     store.close()
 
-    args = ["migrate", "--from", f"sqlite:{config.database_path}", "--to", postgres_url]
     assert await asyncio.to_thread(main, args) == 0
     out = capsys.readouterr().out
     assert "register" in out

@@ -288,8 +288,8 @@ def test_the_chain_follows_the_sealing_order_across_nodes(store: Store) -> None:
 
 def test_a_node_not_heard_from_is_dead(store: Store) -> None:
     # liveness runs on the database's clock (PostgreSQL's, or this machine's for SQLite)
-    assert store.call(store.heartbeat, "a~1", "node-a", "http://a:8080")
-    assert store.call(store.heartbeat, "b~1", "node-b", "http://b:8080")
+    assert store.call(store.heartbeat, "a~1", "node-a", "http://a:8080", True)
+    assert store.call(store.heartbeat, "b~1", "node-b", "http://b:8080", True)
     time.sleep(0.4)
     assert store.call(store.heartbeat, "b~1", "node-b", "http://b:8080")
     assert store.call(store.declare_dead, 0.3, "node-c", "c~1") == ["a~1"]
@@ -299,13 +299,16 @@ def test_a_node_not_heard_from_is_dead(store: Store) -> None:
     assert store.call(store.dead_nodes, 10) == [""]
     assert store.call(store.dead_nodes, 0) == ["", "a~1"]
     # node B starts again: its earlier run is known gone, whenever it was last heard from
-    assert store.call(store.heartbeat, "b~2", "node-b", "http://b:8080")
+    assert store.call(store.heartbeat, "b~2", "node-b", "http://b:8080", True)
     assert store.call(store.declare_dead, 60, "node-b", "b~2") == ["b~1"]
     assert store.call(store.dead_nodes, 10) == ["", "b~1"]
     store.call(store.forget_node, "a~1")
     assert store.call(store.dead_nodes, 0) == ["", "b~1"]
+    # a forgotten run that beats again is still dead (its sessions are over or elsewhere)
+    assert not store.call(store.heartbeat, "a~1", "node-a", "http://a:8080")
+    assert store.call(store.dead_nodes, 0) == ["", "b~1"]
     # one node per SQLite database: at its start every other process is gone
-    assert store.call(store.heartbeat, "c~1", "node-c", "http://c:8080")
+    assert store.call(store.heartbeat, "c~1", "node-c", "http://c:8080", True)
     assert store.call(store.declare_dead, 60, "node-x", "x~1", True) == ["b~2", "c~1"]
 
 
@@ -442,11 +445,17 @@ def test_a_gateways_role_has_no_right_to_rewrite_the_register(
         assert f"role {role}:" in capsys.readouterr().out
         gateway = PostgresStore(as_role(postgres_url, role, password), 2)  # migrations: none due
         try:
+            long_ago = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)  # on any clock, over 3 years
             for _ in range(3):
-                gateway.call(gateway.record, Entry(Action.LOGIN, OPERATOR, T0))
+                gateway.call(gateway.record, Entry(Action.LOGIN, OPERATOR, long_ago))
             session(gateway, "s1")
-            # the pruning goes through the owner's function; behind a checkpoint only
-            assert gateway.call(gateway.prune_register, T0 + timedelta(seconds=1), T0) == 3
+            # the pruning goes through the owner's function, which writes the checkpoint
+            assert gateway.call(gateway.prune_register, long_ago + timedelta(seconds=1), T0) == 3
+            assert gateway.call(register.verify, gateway).ok
+            # entries younger than register_years are kept, whatever date a gateway passes
+            gateway.call(gateway.record, Entry(Action.LOGIN, OPERATOR, T0))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="younger than"):
+                gateway.call(gateway.prune_register, T0 + timedelta(days=1), T0)
             assert gateway.call(register.verify, gateway).ok
         finally:
             gateway.close()
@@ -456,6 +465,10 @@ def test_a_gateways_role_has_no_right_to_rewrite_the_register(
                 "DELETE FROM register",
                 "TRUNCATE register",
                 "DELETE FROM register_checkpoints",
+                # a forged checkpoint far ahead would let the pruning remove everything
+                "INSERT INTO register_checkpoints (at, last_seq, last_hash, pruned)"
+                " VALUES ('2020-01-01', 1000000, 'x', 0)",
+                "DELETE FROM register_policy",
                 "DELETE FROM schema_migrations",
             ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -623,7 +636,8 @@ def test_migrations_are_recorded_and_a_newer_database_is_refused(
         if isinstance(raw, sqlite3.Connection):
             raw.commit()
         else:
-            raw.execute("DROP FUNCTION register_prune(BIGINT)")
+            raw.execute("DROP FUNCTION register_prune(TEXT, TEXT)")
+            raw.execute("DROP TABLE register_policy")
     finally:
         raw.close()
     upgraded = open_backend(*place)

@@ -46,6 +46,7 @@ VIDEO_CODECS = ("H264", "VP8")  # in order of preference: Axis cameras send H.26
 AUDIO_CODECS = ("opus",)
 TELEMETRY_LABEL = "telemetry"
 CONNECT_TIMEOUT_SECONDS = 15.0
+PAUSED_SECONDS = 2.0  # a watch tick this late: the process was paused
 WATCH_INTERVAL_SECONDS = 0.5
 
 
@@ -246,8 +247,15 @@ class Connection:
 
     async def _watch(self) -> None:
         timeout = self._media_timeout
+        tick = self._monotonic()
         while not self._closed:
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+            before, tick = tick, self._monotonic()
+            if tick - before > PAUSED_SECONDS:
+                # The process itself stood still (a stopped VM, SIGSTOP, a long stall): the
+                # silence is ours, not the camera's. Its packets waiting in the socket come
+                # now; the link is judged from here on.
+                self.last_media = max(self.last_media, tick - WATCH_INTERVAL_SECONDS)
             self._flush_counts()
             if self._got_media and self.silent_for(timeout):
                 why = f"no media for {timeout:g} s"

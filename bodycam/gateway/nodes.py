@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from ..clock import Clock
@@ -58,50 +59,63 @@ class NodeKeeper:
         self.manager = manager
         self.node = node
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """The first round (before serving), then one every heartbeat."""
-        await self.round()
-        self._task = asyncio.create_task(self._loop())
+        """The first round (before serving); then a heartbeat and a round of care every
+        `heartbeat_seconds`, each in a task of its own (a long recovery must not silence
+        this node's heartbeat: the others would judge it dead)."""
+        store, node = self.store, self.node
+        await store.run(store.heartbeat, self.manager.run, node.id, node.url, True)
+        await self.care()
+        self._tasks = [
+            asyncio.create_task(self._every(self.beat, "heartbeat")),
+            asyncio.create_task(self._every(self.care, "care of dead nodes")),
+        ]
 
     async def close(self) -> None:
         """Stop; this run is gone (the next one, or another node, takes care of its
         sessions at once rather than after `dead_after_seconds`)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.store.run(self.store.node_stopped, self.manager.run)
         except BodycamError as err:
             logger.warning("node %s: not written down as stopped: %s", self.manager.run, err)
 
-    async def _loop(self) -> None:
+    async def _every(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         while True:
             await asyncio.sleep(self.config.node.heartbeat_seconds)
             try:
-                await self.round()
-            except Exception:  # the next heartbeat tries again; a stuck one shows in the logs
-                logger.exception("node %s: heartbeat round failed", self.manager.run)
+                await work()
+            except Exception:  # the next round tries again; a stuck one shows in the logs
+                logger.exception("node %s: %s failed", self.manager.run, what)
 
-    async def round(self) -> None:
+    async def beat(self) -> None:
+        """This run is alive; if the others declared it dead meanwhile (it was paused, or
+        cut from the database, for longer than dead_after), carry on as a new run keeping
+        what they did not take over (before they seal its files: they wait dead_after more
+        for that)."""
+        store, node, manager = self.store, self.node, self.manager
+        if await store.run(store.heartbeat, manager.run, node.id, node.url):
+            return
+        run = f"{node.id}~{secrets.token_hex(3)}"
+        logger.critical(
+            "node %s was declared dead by the other nodes (not heard from for %.0f s);"
+            " carrying on as %s with the sessions they did not take over",
+            manager.run,
+            self.config.node.dead_after_seconds,
+            run,
+        )
+        await store.run(store.heartbeat, run, node.id, node.url, True)
+        await manager.rehold_all(run)
+
+    async def care(self) -> None:
+        """Declare the silent runs dead; mind their sessions; seal their files once they
+        have had time to hear it; forget those with nothing left."""
         store, node, manager = self.store, self.node, self.manager
         dead_after = self.config.node.dead_after_seconds
-        if not await store.run(store.heartbeat, manager.run, node.id, node.url):
-            # Paused or cut from the database for longer than dead_after: the others took
-            # over what they could. Carry on as a new run, keeping what they did not take
-            # (before they would seal its files: they wait dead_after more for that).
-            run = f"{node.id}~{secrets.token_hex(3)}"
-            logger.critical(
-                "node %s was declared dead by the other nodes (not heard from for %.0f s);"
-                " carrying on as %s with the sessions they did not take over",
-                manager.run,
-                dead_after,
-                run,
-            )
-            await store.run(store.heartbeat, run, node.id, node.url)
-            await manager.rehold_all(run)
-            return
         declared = await store.run(
             store.declare_dead, dead_after, node.id, manager.run, not store.shared
         )

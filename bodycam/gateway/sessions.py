@@ -114,6 +114,7 @@ class SessionManager:
         # this process's run of the node: what holds our sessions in the store (a takeover
         # by another node, or a new run after this one was declared dead, changes it)
         self.run = registry.node.run or registry.node.id
+        self._runs = {self.run}  # every run of this process (rehold_all makes a new one)
         self.alerts = Alerts(store, events, positions, clock, self.describe)
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
@@ -159,15 +160,17 @@ class SessionManager:
             previous = await self._take_over(device)
             pc, media = await accept_offer(offer_sdp)
             resource_id = secrets.token_urlsafe(24)
+            live: LiveSession | None = None
             if (
                 previous is not None
                 and self._sessions.get(previous.id) is previous
                 and previous.state == SessionState.INTERRUPTED
             ):
                 live = await self._continue(previous, resource_id, media)
-            elif previous is None and (adopted := await self._adopt(device, resource_id, media)):
-                live = adopted
-            else:  # a new session (or the grace window closed while the offer was applied)
+            if live is None:  # another node's session to take over, or a new one (also when
+                # the grace window closed while the offer was applied)
+                live = await self._adopt(device, resource_id, media)
+            if live is None:
                 live = await self._create(device, resource_id, media)
             answer = await self._connect(live, resource_id, pc, media)
             session = await self.store.run(self.store.get_session, live.id)
@@ -189,14 +192,18 @@ class SessionManager:
         await self._link_lost(live, "new offer while the old link was silent")
         return live
 
-    async def _continue(self, live: LiveSession, resource_id: str, media: MediaInfo) -> LiveSession:
-        """A reconnect within the grace window: the same session, live again."""
+    async def _continue(
+        self, live: LiveSession, resource_id: str, media: MediaInfo
+    ) -> LiveSession | None:
+        """A reconnect within the grace window: the same session, live again. None: another
+        node took it over meanwhile (it is let go here)."""
+        if not await self._resume_in_store(live, resource_id):
+            await self.drop(live, "taken over by another node during its grace window")
+            return None
         assert live.grace_task is not None
         live.grace_task.cancel()
         live.state = SessionState.LIVE
         live.interrupted_at = None
-        now = self.clock.now()
-        await self.store.run(self.store.resume_session, live.id, resource_id, now, self.run)
         # the camera may come back with other codecs (a new offer, a new answer)
         await self.store.run(
             self.store.update_session_media, live.id, media.video_codec, media.audio_codec
@@ -366,17 +373,14 @@ class SessionManager:
             self._ending.add(current)
             current.add_done_callback(self._ending.discard)
         await self._close_media(live)
-        end = self.store.end_session
-        if not await self.store.run(end, live.id, reason, self.clock.now(), self.run):
+        if not await self._end_in_store(live, reason):
             self.tracker.forget(live.id)  # another node took it over: its to end
+            await self._release(live)
             self.metrics.sessions_live.set(self._count_live())
             live.log.warning("session %s: held by another node now, not ended here", live.id)
             return
         self.tracker.end(live.id)
-        try:
-            await self.registry.release(live.id)
-        except BodycamError as err:  # the claim expires by itself
-            live.log.warning("session %s: claim not released: %s", live.id, err)
+        await self._release(live)
         await self.store.run(
             self.store.update_session_telemetry,
             live.id,
@@ -534,7 +538,7 @@ class SessionManager:
             live.recorder.end_connection()
         if not await self.store.run(self.store.interrupt_session, live.id, now, self.run):
             held = await self.store.run(self.store.get_session, live.id)
-            if held is None or held.node != self.run or held.state == SessionState.ENDED:
+            if held is None or held.node not in self._runs or held.state == SessionState.ENDED:
                 await self.drop(live, f"{why}, and another node holds it now")
                 return
             # still ours, already interrupted: by a node that judged this one dead
@@ -559,8 +563,36 @@ class SessionManager:
         self._unregister(live)
         await self._close_media(live)
         self.tracker.forget(live.id)
+        await self._release(live)
         self.metrics.sessions_live.set(self._count_live())
         live.log.warning("session %s: let go (%s)", live.id, why)
+
+    async def _resume_in_store(self, live: LiveSession, resource_id: str) -> bool:
+        """Live again in the store while a run of this process holds the session."""
+        now, resume = self.clock.now(), self.store.resume_session
+        if await self.store.run(resume, live.id, resource_id, now, self.run, self.run):
+            return True
+        held = await self.store.run(self.store.get_session, live.id)  # an earlier run's?
+        if held is None or held.node not in self._runs or held.node == self.run:
+            return False
+        return await self.store.run(resume, live.id, resource_id, now, self.run, held.node)
+
+    async def _end_in_store(self, live: LiveSession, reason: EndReason) -> bool:
+        """End the session in the store while a run of this process holds it."""
+        now, end = self.clock.now(), self.store.end_session
+        if await self.store.run(end, live.id, reason, now, self.run):
+            return True
+        held = await self.store.run(self.store.get_session, live.id)  # an earlier run's?
+        if held is None or held.node not in self._runs or held.node == self.run:
+            return False
+        return await self.store.run(end, live.id, reason, now, held.node)
+
+    async def _release(self, live: LiveSession) -> None:
+        """No more claim on the session in the live state (one another node made is kept)."""
+        try:
+            await self.registry.release(live.id)
+        except BodycamError as err:  # the claim expires by itself
+            live.log.warning("session %s: claim not released: %s", live.id, err)
 
     async def _close_media(self, live: LiveSession) -> None:
         """Close the session's connection, viewers and recording (sealing its segments)."""
@@ -579,15 +611,20 @@ class SessionManager:
         the database) and carries on as `run`: it keeps each session none of them took
         over, with the segments it is writing, and lets the others go."""
         old, self.run = self.run, run
+        self._runs.add(run)
         for live in list(self._sessions.values()):
-            state = live.state.value
-            if await self.store.run(self.store.rehold_session, live.id, run, old, state):
-                if live.recorder is not None:
-                    live.recorder.node = run
-                await self.alerts.announce(live.id)
-                live.log.warning("session %s: kept after this node was declared dead", live.id)
-            else:
-                await self.drop(live, "taken over while this node was declared dead")
+            # (new segments are this run's from now on, whatever the store answers)
+            if live.recorder is not None:
+                live.recorder.node = run
+            async with self._lock(live.device.id):  # not while its POST or end is half done
+                if self._sessions.get(live.id) is not live:
+                    continue
+                state = live.state.value
+                if await self.store.run(self.store.rehold_session, live.id, run, old, state):
+                    await self.alerts.announce(live.id)
+                    live.log.warning("session %s: kept, this node declared dead", live.id)
+                else:
+                    await self.drop(live, "taken over while this node was declared dead")
 
     async def _expire(self, live: LiveSession, after: timedelta) -> None:
         await asyncio.sleep(max(0.0, after.total_seconds()))

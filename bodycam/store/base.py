@@ -342,10 +342,11 @@ class Store(ABC):
     # the nodes: each gateway process says it is alive; the others take over from a dead one
 
     @abstractmethod
-    def heartbeat(self, node: str, name: str, url: str) -> bool:
-        """The gateway process `node` (of the configured node `name`, at `url`) is alive;
-        False if the others have declared it dead meanwhile (it must stop: they are taking
-        over its sessions). Times are the database's clock, never a node's."""
+    def heartbeat(self, node: str, name: str, url: str, first: bool = False) -> bool:
+        """The gateway process `node` (of the configured node `name`, at `url`) is alive
+        (`first`: it starts); False if the others have declared it dead meanwhile, or even
+        forgotten it (they are taking over its sessions). Times are the database's clock,
+        never a node's."""
 
     @abstractmethod
     def declare_dead(

@@ -15,6 +15,7 @@ at the same paths under their `data_dir` (docs/deploy.md), with the same master 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .sqlite import SqliteStore
 SKIPPED = frozenset({"schema_migrations", "login_failures"})
 MUST_BE_EMPTY = ("register", "sessions", "devices", "users")
 BATCH = 1000
+RUNNING_SECONDS = 60  # a node heard from this recently, not stopped, is running
 
 
 class TransferError(BodycamError):
@@ -61,6 +63,16 @@ def sqlite_to_postgres(source: Path, target_url: str) -> Transfer:
     transfer = Transfer(str(source), redacted(target_url))
     reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
+        reader.execute("BEGIN")  # one state of the source, read from start to end
+        running = reader.execute(
+            "SELECT id FROM nodes WHERE dead_at IS NULL AND seen_at > ?",
+            (time.time() - RUNNING_SECONDS,),
+        ).fetchone()
+        if running:
+            raise Conflict(
+                f"a gateway ({running[0]}) is running on {source}: stop it first, so that"
+                " nothing it writes is left behind"
+            )
         with psycopg.connect(target_url) as target, target.transaction():
             tables = _tables(target)
             _check_empty(target, tables)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ...clock import iso
+from ...errors import Conflict
 from ...models import (
     GENESIS_HASH,
     Alert,
@@ -262,7 +263,16 @@ class CatalogueQueries(PostgresConnection):
         )
 
     def rehold_session(self, session_id: str, node: str, held_by: str, state: str) -> bool:
+        if state not in ("live", "interrupted"):
+            return False
         with self._transaction() as tx:
+            recovered = tx.execute(
+                "SELECT 1 FROM segments WHERE session_id = %s AND node = %s"
+                " AND state IN ('recovered', 'empty')",
+                (session_id, held_by),
+            ).fetchone()
+            if recovered:  # another node has sealed what this run was writing: too late
+                return False
             touched = tx.execute(
                 "UPDATE sessions SET node = %s, state = %s,"
                 " interrupted_at = CASE WHEN %s = 'live' THEN NULL ELSE interrupted_at END"
@@ -372,9 +382,11 @@ class CatalogueQueries(PostgresConnection):
     ) -> str:
         with self._transaction() as tx:
             seg = tx.execute(
-                "SELECT session_id FROM segments WHERE id = %s", (segment_id,)
+                "SELECT session_id, state FROM segments WHERE id = %s FOR UPDATE", (segment_id,)
             ).fetchone()
             assert seg is not None, f"no segment {segment_id}"
+            if seg["state"] != "open":  # sealed once, by its writer or by recovery
+                raise Conflict(f"segment {segment_id} is sealed already ({seg['state']})")
             # one seal of a session at a time, whichever node seals: one chain
             tx.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (seg["session_id"],))
             last = tx.execute(
@@ -410,13 +422,19 @@ class CatalogueQueries(PostgresConnection):
             )
         return [rows.segment(r) for r in found]
 
-    def heartbeat(self, node: str, name: str, url: str) -> bool:
+    def heartbeat(self, node: str, name: str, url: str, first: bool = False) -> bool:
+        if first:
+            self._run(
+                "INSERT INTO nodes (id, name, url, started_at, seen_at)"
+                " VALUES (%s, %s, %s, to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+                ' \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\'), extract(epoch FROM clock_timestamp()))'
+                " ON CONFLICT (id) DO NOTHING",
+                (node, name, url),
+            )
         row = self._one(
-            "INSERT INTO nodes (id, name, url, started_at, seen_at)"
-            " VALUES (%s, %s, %s, to_char(clock_timestamp() AT TIME ZONE 'UTC',"
-            ' \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\'), extract(epoch FROM clock_timestamp()))'
-            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at RETURNING dead_at",
-            (node, name, url),
+            "UPDATE nodes SET seen_at = extract(epoch FROM clock_timestamp()) WHERE id = %s"
+            " RETURNING dead_at",
+            (node,),
         )
         return row is not None and row["dead_at"] is None
 

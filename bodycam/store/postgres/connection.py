@@ -81,10 +81,10 @@ class PostgresConnection(Store):
             self._pool.close()
             raise StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {err}") from None
 
-    def grant(self, role: str) -> None:
+    def grant(self, role: str, register_days: int) -> None:
         """Give a gateway's role its rights, the register's being append-only (`schema`)."""
         with self._connection() as conn:
-            schema.grant(conn, role)
+            schema.grant(conn, role, register_days)
 
     def _close(self) -> None:
         self._pool.close()

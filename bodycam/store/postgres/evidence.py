@@ -209,23 +209,16 @@ class EvidenceQueries(PostgresConnection):
 
     def prune_register(self, before: datetime, now: datetime) -> int:
         with self._transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTER_LOCK,))
+            # the owner's function writes the checkpoint and removes what is behind it
             row = tx.execute(
-                "SELECT seq, hash FROM register WHERE at < %s ORDER BY seq DESC LIMIT 1",
-                (iso(before),),
+                "SELECT register_prune(%s, %s) AS n", (iso(before), iso(now))
             ).fetchone()
-            if row is None:
+            count = int(row["n"]) if row else 0
+            if count == 0:
                 return 0
-            last_seq, last_hash = int(row["seq"]), str(row["hash"])
             mark = _checkpoint(tx)
-            count = last_seq - (mark.last_seq if mark else 0)
-            tx.execute(
-                "INSERT INTO register_checkpoints (at, last_seq, last_hash, pruned)"
-                " VALUES (%s, %s, %s, %s)",
-                (iso(now), last_seq, last_hash, count),
-            )
-            tx.execute("SELECT register_prune(%s)", (last_seq,))  # (as the owner)
-            detail = f"entries up to {last_seq} ({count}) older than {iso(before)} removed"
+            assert mark is not None
+            detail = f"entries up to {mark.last_seq} ({count}) older than {iso(before)} removed"
             _append(tx, Entry(Action.REGISTER_PRUNED, SYSTEM, now, detail=detail))
             return count
 

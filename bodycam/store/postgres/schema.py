@@ -242,17 +242,62 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL,
     started_at TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL, dead_at DOUBLE PRECISION);
 """
 
-# Pruning the register deletes entries behind a checkpoint; a gateway's own role has no
-# DELETE on the register (`grant`), so it prunes through this function, which runs as the
-# owner (SECURITY DEFINER, its search_path fixed where it was made). The triggers still
-# refuse any entry not behind a checkpoint.
+# Pruning the register: a gateway's own role has neither DELETE on the register nor any
+# write to its checkpoints (`grant`), so it prunes through this function, which runs as the
+# owner: it writes the checkpoint itself, at the last entry older than `before`, then
+# removes what is behind it. `register_policy` (the owner's; `grant` fills it from
+# evidence.register_years) keeps every entry younger than its age on the database's clock,
+# whatever date a gateway passes. Its search_path is pinned with pg_temp last (`_pin`), so
+# no temporary table of the caller's stands in for the register or its checkpoints.
 PRUNE_FUNCTION = """
-CREATE FUNCTION register_prune(upto BIGINT) RETURNS BIGINT LANGUAGE sql SECURITY DEFINER
-    SET search_path FROM CURRENT AS $$
-    WITH gone AS (DELETE FROM register WHERE seq <= upto RETURNING 1) SELECT COUNT(*) FROM gone
-$$;
-REVOKE ALL ON FUNCTION register_prune(BIGINT) FROM PUBLIC;
+CREATE TABLE register_policy (min_age_days INTEGER NOT NULL CHECK (min_age_days >= 0));
+CREATE FUNCTION register_prune(p_before TEXT, p_at TEXT) RETURNS BIGINT LANGUAGE plpgsql
+    SECURITY DEFINER AS $$
+DECLARE
+    v_days INTEGER := (SELECT MAX(min_age_days) FROM register_policy);
+    v_seq BIGINT;
+    v_hash TEXT;
+    v_count BIGINT;
+BEGIN
+    IF v_days IS NOT NULL
+        AND p_before::timestamptz > clock_timestamp() - make_interval(days => v_days) THEN
+        RAISE EXCEPTION 'register entries younger than % days are kept', v_days
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pg_advisory_xact_lock(%(lock)s);
+    SELECT r.seq, r.hash INTO v_seq, v_hash FROM register r
+        WHERE r.at < p_before ORDER BY r.seq DESC LIMIT 1;
+    IF v_seq IS NULL THEN
+        RETURN 0;
+    END IF;
+    v_count := v_seq - COALESCE((SELECT MAX(c.last_seq) FROM register_checkpoints c), 0);
+    IF v_count <= 0 THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO register_checkpoints (at, last_seq, last_hash, pruned)
+        VALUES (p_at, v_seq, v_hash, v_count);
+    DELETE FROM register WHERE seq <= v_seq;
+    RETURN v_count;
+END $$;
+REVOKE ALL ON FUNCTION register_prune(TEXT, TEXT) FROM PUBLIC;
 """
+
+
+def _prune_function(conn: Connection) -> None:
+    _statements(conn, PRUNE_FUNCTION.replace("%(lock)s", str(REGISTER_LOCK)))
+    _pin(conn, "register_prune(TEXT, TEXT)")
+    for trigger in ("register_refuse()", "register_prune_only()"):
+        _pin(conn, trigger)
+
+
+def _pin(conn: Connection, function: str) -> None:
+    """The function finds its tables in the schema it was made in, pg_temp last."""
+    conn.execute(
+        psycopg.sql.SQL("ALTER FUNCTION {} SET search_path = {}, pg_temp").format(
+            psycopg.sql.SQL(function), psycopg.sql.Identifier(_current_schema(conn))
+        )
+    )
+
 
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(
@@ -282,28 +327,32 @@ MIGRATIONS: list[Migration[Connection]] = [
     Migration(
         5,
         "the register pruned through a function of its owner",
-        lambda conn: _statements(conn, PRUNE_FUNCTION),
+        _prune_function,
     ),
 ]
 
 
-def grant(conn: Connection, role: str) -> None:
-    """Give `role` what a gateway needs and no more: every table, but on the register and
-    its checkpoints only SELECT and INSERT (append-only, by the database's own rights);
-    pruning through `register_prune`. The tables stay their owner's, who runs migrations."""
+def grant(conn: Connection, role: str, register_days: int) -> None:
+    """Give `role` what a gateway needs and no more: every table, but only SELECT and
+    INSERT on the register and SELECT on its checkpoints (append-only, by the database's
+    own rights), pruning through `register_prune`, which keeps `register_days` of entries.
+    The tables stay their owner's, who runs migrations."""
     name = psycopg.sql.Identifier(role)
     schema = psycopg.sql.Identifier(_current_schema(conn))
     statements = (
         "GRANT USAGE ON SCHEMA {schema} TO {role}",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON register, register_checkpoints FROM {role}",
-        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON register FROM {role}",
+        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON register_checkpoints, register_policy,"
+        " schema_migrations FROM {role}",
         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
-        "GRANT EXECUTE ON FUNCTION register_prune(BIGINT) TO {role}",
+        "GRANT EXECUTE ON FUNCTION register_prune(TEXT, TEXT) TO {role}",
     )
     with conn.transaction():
         for statement in statements:
             conn.execute(psycopg.sql.SQL(statement).format(schema=schema, role=name))
+        conn.execute("DELETE FROM register_policy")
+        conn.execute("INSERT INTO register_policy (min_age_days) VALUES (%s)", (register_days,))
 
 
 def _current_schema(conn: Connection) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ...clock import iso
+from ...errors import Conflict
 from ...models import (
     GENESIS_HASH,
     Alert,
@@ -262,7 +263,16 @@ class CatalogueQueries(SqliteConnection):
         return cur.rowcount > 0
 
     def rehold_session(self, session_id: str, node: str, held_by: str, state: str) -> bool:
+        if state not in ("live", "interrupted"):
+            return False
         with self._transaction() as db:
+            recovered = db.execute(
+                "SELECT 1 FROM segments WHERE session_id = ? AND node = ?"
+                " AND state IN ('recovered', 'empty')",
+                (session_id, held_by),
+            ).fetchone()
+            if recovered:  # another node has sealed what this run was writing: too late
+                return False
             touched = db.execute(
                 "UPDATE sessions SET node = ?, state = ?,"
                 " interrupted_at = CASE WHEN ? = 'live' THEN NULL ELSE interrupted_at END"
@@ -369,8 +379,10 @@ class CatalogueQueries(SqliteConnection):
     ) -> str:
         with self._transaction() as db:
             seg = db.execute(
-                "SELECT session_id FROM segments WHERE id = ?", (segment_id,)
+                "SELECT session_id, state FROM segments WHERE id = ?", (segment_id,)
             ).fetchone()
+            if seg["state"] != "open":  # sealed once, by its writer or by recovery
+                raise Conflict(f"segment {segment_id} is sealed already ({seg['state']})")
             last = db.execute(
                 "SELECT sha256, chain_index FROM segments WHERE session_id = ? AND chain_index > 0"
                 " ORDER BY chain_index DESC LIMIT 1",
@@ -406,11 +418,15 @@ class CatalogueQueries(SqliteConnection):
             )
         return [rows.segment(r) for r in found]
 
-    def heartbeat(self, node: str, name: str, url: str) -> bool:
+    def heartbeat(self, node: str, name: str, url: str, first: bool = False) -> bool:
+        if first:
+            self._db.execute(
+                "INSERT INTO nodes (id, name, url, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (node, name, url, iso(datetime.now(UTC)), time.time()),
+            )
         row = self._db.execute(
-            "INSERT INTO nodes (id, name, url, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at RETURNING dead_at",
-            (node, name, url, iso(datetime.now(UTC)), time.time()),
+            "UPDATE nodes SET seen_at = ? WHERE id = ? RETURNING dead_at", (time.time(), node)
         ).fetchone()
         return row is not None and row[0] is None
 
