@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default from config: 8080)")
     _redis(serve)
     serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve plain HTTP on an address other machines reach (TLS ends at a reverse"
+        " proxy on a private network); said in the log at start and every hour",
+    )
+    serve.add_argument(
         "--check",
         action="store_true",
         help="check that the configuration reaches everything it names (database, Redis,"
@@ -169,6 +176,7 @@ def load_config(args: argparse.Namespace) -> Config:
         server_host=getattr(args, "host", None),
         server_port=getattr(args, "port", None),
         redis_url=getattr(args, "redis", None),
+        server_insecure=getattr(args, "insecure", None),
     )
 
 
@@ -260,6 +268,13 @@ def serve(config: Config) -> None:
                 f"server.tls_cert/server.tls_key: cannot load {config.server.tls_cert} and"
                 f" {config.server.tls_key}: {err}"
             ) from None
+    if config.server.plain_http_exposed and not config.server.insecure:
+        raise ConfigError(
+            f"server.host: {config.server.host or 'every address'} without TLS would serve"
+            " passwords and tokens in clear: set server.tls_cert and server.tls_key, listen on"
+            " 127.0.0.1 behind a reverse proxy that ends TLS, or say --insecure (server.insecure)"
+            " when that proxy is on a private network"
+        )
     _check_port(config.server.host, config.server.port)
     web.run_app(
         create_app(config),

@@ -29,6 +29,24 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     max_sdp_bytes: int = 64 * 1024
+    # plain HTTP on an address other machines reach, knowingly: TLS ends at a reverse proxy
+    # on a private network (docs/deploy.md). Without it, such a listener does not start.
+    insecure: bool = False
+
+    @property
+    def loopback(self) -> bool:
+        """Only this machine reaches the listener."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # "" or a host name: every interface, or one we cannot judge
+            return False
+
+    @property
+    def plain_http_exposed(self) -> bool:
+        """Passwords and tokens would cross a network in clear."""
+        return not self.tls_cert and not self.loopback
 
     def validate(self) -> None:
         _check(1 <= self.port <= 65535, "server.port", "must be between 1 and 65535", self.port)
@@ -398,6 +416,38 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Who reaches `GET /metrics`: the main listener (default), or only `listen`; with a
+    `token`, only a scraper that sends it as a Bearer token."""
+
+    listen: str = ""  # host:port of a listener of its own, e.g. 127.0.0.1:9101
+    token: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def validate(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        _check(
+            not self.listen
+            or (bool(sep) and bool(host) and port.isdigit() and 0 < int(port) < 65536),
+            "metrics.listen",
+            "must be host:port",
+            self.listen,
+        )
+        _check(
+            not self.token or len(self.token) >= 16,
+            "metrics.token",
+            "must be 16 characters or more",
+            "…",
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything bodycam reads from its configuration."""
 
@@ -415,6 +465,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def database_path(self) -> Path:
@@ -490,6 +541,7 @@ class Config:
             self.auth,
             self.evidence,
             self.log,
+            self.metrics,
         ):
             section.validate()
         _check(str(self.data_dir) != "", "data_dir", "must not be empty", self.data_dir)

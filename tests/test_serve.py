@@ -21,10 +21,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bodycam.cli import main
+from bodycam.errors import ConfigError
 from bodycam.evidence.keyring import Keyring
+from bodycam.gateway.app import create_app
 from bodycam.store import open_store
 
-from .helpers import REDIS_URL, free_port, make_config, require_redis
+from .helpers import (
+    REDIS_URL,
+    free_port,
+    make_config,
+    require_redis,
+    serve_process,
+    start_gateway,
+)
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -202,3 +211,61 @@ def test_serve_check_refuses_a_master_key_that_is_not_the_databases(
     assert status == 1
     assert lines["master key"].startswith("FAIL")
     assert "is not the one the database's recordings were encrypted with" in lines["master key"]
+
+
+def test_plain_http_that_other_machines_reach_does_not_start_unasked(tmp_path: Path) -> None:
+    result = subprocess.run(
+        serve(tmp_path, "--host", "0.0.0.0", "--port", str(free_port())),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "without TLS would serve passwords and tokens in clear" in result.stderr
+    assert "--insecure" in result.stderr
+
+
+async def test_plain_http_asked_for_with_insecure_is_said_in_the_log(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    process = await serve_process(
+        tmp_path / "data", port, log, BODYCAM_SERVER_HOST="0.0.0.0", BODYCAM_SERVER_INSECURE="1"
+    )
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            assert response.status == 200
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 20)
+    warned = [line for line in log.read_text().splitlines() if "server.insecure" in line]
+    assert warned
+    assert "WARNING" in warned[0]
+    assert f"plain HTTP on 0.0.0.0:{port}" in warned[0]
+
+
+async def test_metrics_want_their_token_and_can_have_a_listener_of_their_own(
+    tmp_path: Path,
+) -> None:
+    token, port = "scrape-" + "x" * 16, free_port()
+    config = make_config(tmp_path / "data", metrics_token=token, metrics_listen=f"127.0.0.1:{port}")
+    gateway = await start_gateway(create_app(config), config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{gateway.url}/metrics") as r:
+                assert r.status == 404  # not on the main listener
+            scrape = f"http://127.0.0.1:{port}/metrics"
+            async with http.get(scrape) as r:
+                assert r.status == 401
+                assert "metrics.token" in (await r.json())["error"]
+            async with http.get(scrape, headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with http.get(scrape, headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200
+                assert "bodycam_sessions_live" in await r.text()
+    finally:
+        await gateway.server.close()
+    with pytest.raises(ConfigError, match=r"metrics\.token: must be 16 characters"):
+        make_config(tmp_path / "data", metrics_token="short")
+    with pytest.raises(ConfigError, match=r"metrics\.listen: must be host:port"):
+        make_config(tmp_path / "data", metrics_listen="9101")

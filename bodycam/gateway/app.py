@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from aiohttp import web
 from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import Config
-from ..errors import BodycamError, ConfigError
+from ..errors import BodycamError, ConfigError, Unauthorized
 from ..evidence.keyring import Keyring
 from ..evidence.purge import prune_register, purge
 from ..live import open_live
@@ -43,6 +44,8 @@ from .tracking import City, Tracker
 from .vapix import Vapix, load_credentials
 
 logger = logging.getLogger(__name__)
+
+INSECURE_WARNING_SECONDS = 3600.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -213,9 +216,62 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    token = request.app[config_key].metrics.token
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("/metrics wants Authorization: Bearer <metrics.token>")
     return web.Response(
         body=request.app[metrics_key].render(), content_type="text/plain", charset="utf-8"
     )
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """`/metrics` on a listener of its own when `metrics.listen` names one."""
+    config = app[config_key]
+    address = config.metrics.address
+    if address is None:
+        yield
+        return
+    scrape = web.Application(middlewares=[errors_middleware])
+    scrape[config_key], scrape[metrics_key] = config, app[metrics_key]
+    scrape.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(scrape, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, *address).start()
+    except OSError as err:
+        await runner.cleanup()
+        raise ConfigError(
+            f"metrics.listen: cannot listen on {config.metrics.listen}: {err.strerror}"
+        ) from None
+    logger.info("metrics on http://%s/metrics", config.metrics.listen)
+    yield
+    await runner.cleanup()
+
+
+async def insecure_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Plain HTTP that other machines reach, knowingly (`server.insecure`): said at start,
+    and every hour after."""
+    server = app[config_key].server
+    task = None
+    if server.plain_http_exposed:
+        task = asyncio.create_task(_warn_insecure(server.host, server.port))
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _warn_insecure(host: str, port: int) -> None:
+    while True:
+        logger.warning(
+            "serving plain HTTP on %s:%d (server.insecure): passwords, login and device tokens"
+            " cross the network in clear unless a reverse proxy on a private network ends TLS",
+            host,
+            port,
+        )
+        await asyncio.sleep(INSECURE_WARNING_SECONDS)
 
 
 async def health_handler(request: web.Request) -> web.Response:
@@ -249,6 +305,8 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(sessions_ctx)
     app.cleanup_ctx.append(purge_ctx)
     app.cleanup_ctx.append(streams_ctx)
+    app.cleanup_ctx.append(metrics_ctx)
+    app.cleanup_ctx.append(insecure_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
     auth.add_routes(app)
@@ -256,6 +314,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     api_evidence.add_routes(app)
     api_admin.add_routes(app)
     console.add_routes(app)
-    app.router.add_get("/metrics", metrics_handler)
+    if config.metrics.address is None:
+        app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     return app

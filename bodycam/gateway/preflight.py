@@ -84,11 +84,17 @@ def _listen(config: Config) -> tuple[Verdict, str]:
 
 def _tls(config: Config) -> tuple[Verdict, str]:
     if not config.server.tls_cert:
-        if config.server.host in ("127.0.0.1", "::1", "localhost"):
+        if config.server.loopback:
             return Verdict.OK, "plain HTTP on loopback (a reverse proxy in front ends TLS)"
+        if not config.server.insecure:
+            return Verdict.FAIL, (
+                f"plain HTTP on {config.server.host or 'every address'} does not start: set"
+                " server.tls_cert and server.tls_key, or server.insecure behind a reverse"
+                " proxy on a private network"
+            )
         return Verdict.WARN, (
-            f"plain HTTP on {config.server.host}: passwords and tokens cross the network in"
-            " clear unless a reverse proxy ends TLS (server.tls_cert, server.tls_key)"
+            f"plain HTTP on {config.server.host} (server.insecure): passwords and tokens cross"
+            " the network in clear unless a reverse proxy on a private network ends TLS"
         )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
