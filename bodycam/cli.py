@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(upass)
     upass.add_argument("name")
     _password_stdin(upass)
+    udisable = usub.add_parser(
+        "disable", help="disable an account: its logins end, its open consoles and views close"
+    )
+    _common(udisable)
+    udisable.add_argument("name")
 
     cameras = sub.add_parser("cameras", help="the city's camera registry (GeoJSON)")
     csub = cameras.add_subparsers(dest="action", required=True)
@@ -305,11 +310,19 @@ def users_command(store: Store, args: argparse.Namespace) -> int:
         print(f"user {user.name} added ({user.role})")
     elif args.action == "list":
         for u in store.call(store.list_users):
-            print(f"{u.name:24} {u.role:18} {u.service or '-':32} since {iso(u.created_at)}")
+            disabled = f"  disabled {iso(u.disabled_at)}" if u.disabled_at else ""
+            print(
+                f"{u.name:24} {u.role:18} {u.service or '-':32} since {iso(u.created_at)}"
+                + disabled
+            )
     elif args.action == "passwd":
         users.set_password(store, args.name, _read_password(args))
         _registered(store, Action.PASSWORD_CHANGED, args.name)
         print(f"password of {args.name} changed; their logins have ended")
+    elif args.action == "disable":
+        users.disable(store, args.name, now)
+        _registered(store, Action.USER_DISABLED, args.name)
+        print(f"{args.name} disabled: their logins have ended, their open consoles and views close")
     return 0
 
 

@@ -274,6 +274,7 @@ class Action(enum.StrEnum):
     ACCESS_REFUSED = "access_refused"
     USER_ADDED = "user_added"
     PASSWORD_CHANGED = "password_changed"
+    USER_DISABLED = "user_disabled"
     DEVICE_ADDED = "device_added"
     DEVICE_TOKEN_ROTATED = "device_token_rotated"
     DEVICE_REVOKED = "device_revoked"

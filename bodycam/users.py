@@ -114,6 +114,12 @@ def set_password(store: Store, name: str, password: str) -> None:
         raise NotFound(f"user {name} does not exist")
 
 
+def disable(store: Store, name: str, now: datetime) -> None:
+    """Disable an account: it logs in no more, its logins end (off the event loop)."""
+    if not store.call(store.disable_user, name, now):
+        raise NotFound(f"user {name} does not exist")
+
+
 def authenticate_found(found: tuple[User, str] | None, password: str) -> User:
     """Check a password against what the store found for a name (maybe nobody)."""
     stored = found[1] if found else _NOBODY

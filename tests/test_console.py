@@ -406,3 +406,25 @@ async def test_fixed_camera_pictures_are_relayed_once_for_many_tiles(
                 while (part := await reader.next()) is not None:
                     assert isinstance(part, aiohttp.BodyPartReader)
                     await part.read()
+
+
+async def test_a_camera_picture_stream_ends_with_its_login(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    login = {"Authorization": f"Bearer {await add_login(gateway.store, 'dupont', 'operator')}"}
+    async with (
+        aiohttp.ClientSession(headers=login) as http,
+        http.get(f"{gateway.url}/ui/cameras/fixed-west/mjpeg") as r,
+    ):
+        assert r.status == 200
+        reader = aiohttp.MultipartReader(r.headers, r.content)
+        part = await reader.next()
+        assert isinstance(part, aiohttp.BodyPartReader)
+        await part.read()
+        async with http.post(f"{gateway.url}/api/v1/logout") as out:
+            assert out.status == 204
+        # the camera still sends pictures; the stream ends all the same
+        async with asyncio.timeout(5):
+            while (part := await reader.next()) is not None:
+                assert isinstance(part, aiohttp.BodyPartReader)
+                await part.read()

@@ -126,6 +126,16 @@ def test_people_and_logins(store: Store) -> None:
     assert store.call(store.user_of_login, "t3", T0) is None
     assert not store.call(store.set_password, "ghost", "x")
     assert [u.name for u in store.call(store.list_users)] == ["dupont"]
+    # what open consoles and views ask: which of their logins still let their person in
+    store.call(store.add_login, "t4", "dupont", T0, T0 + timedelta(hours=1))
+    store.call(store.add_login, "t5", "dupont", T0, T0 + timedelta(minutes=1))
+    live = store.call(store.live_logins, ["t3", "t4", "t5"], T0 + timedelta(minutes=30))
+    assert live == {"t4"}
+    assert store.call(store.disable_user, "dupont", T0 + timedelta(minutes=31))
+    assert store.call(store.live_logins, ["t4"], T0 + timedelta(minutes=31)) == set()
+    [disabled] = store.call(store.list_users)
+    assert disabled.disabled_at == T0 + timedelta(minutes=31)
+    assert not store.call(store.disable_user, "ghost", T0)
 
 
 def test_failed_logins_are_counted_per_key_within_the_window(store: Store) -> None:

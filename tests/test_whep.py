@@ -13,6 +13,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
+from bodycam.cli import main
 from bodycam.config import Config
 from bodycam.media.tap import request_keyframe
 from bodycam.models import SessionState
@@ -20,7 +21,9 @@ from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import (
     GC,
+    PASSWORD,
     Gateway,
+    add_login,
     live_of,
     make_config,
     session_of,
@@ -260,3 +263,65 @@ async def test_options_on_whep_urls(gateway: Gateway) -> None:
                 assert response.headers["Accept-Post"] == "application/sdp"
                 assert response.headers["Allow"] == allowed
                 assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def until_closed(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    """The console's close, past the events still coming (5 s at most)."""
+    async with asyncio.timeout(5):
+        while (message := await ws.receive()).type != aiohttp.WSMsgType.CLOSE:
+            pass
+    return message
+
+
+async def test_a_login_that_ends_closes_the_consoles_and_views_it_opened(
+    gateway: Gateway,
+) -> None:
+    token = await gateway.enroll("cam-1")
+    first = {"Authorization": f"Bearer {await add_login(gateway.store, 'dupont', 'operator')}"}
+    second = {"Authorization": f"Bearer {await add_login(gateway.store, 'dupont', 'operator')}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera,
+    ):
+        await camera.press()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        console_1 = await http.ws_connect(f"{gateway.url}/ui/ws", headers=first)
+        console_2 = await http.ws_connect(f"{gateway.url}/ui/ws", headers=second)
+        assert (await console_1.receive_json())["type"] == "snapshot"
+        assert (await console_2.receive_json())["type"] == "snapshot"
+        view = await watch(gateway.url, session.id, first)
+        relay = live_of(gateway, session.id).relay
+        assert len(relay) == 1
+        # logging out closes what that login opened: its console, its view
+        async with http.post(f"{gateway.url}/api/v1/logout", headers=first) as r:
+            assert r.status == 204
+        closed = await until_closed(console_1)
+        assert console_1.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        assert closed.extra == "login ended: log in again"
+        await wait_for(lambda: len(relay) == 0, within=5)
+        assert not console_2.closed  # the other login goes on
+        # the account disabled from the command line: its other login ends, at once
+        data_dir = str(gateway.config.data_dir)
+        disable = ["users", "disable", "dupont", "--data-dir", data_dir]
+        assert await asyncio.to_thread(main, disable) == 0
+        await until_closed(console_2)
+        async with http.post(
+            f"{gateway.url}/api/v1/login", json={"name": "dupont", "password": PASSWORD}
+        ) as r:
+            assert r.status == 401
+        await stop(view, first)
+    entries = await gateway.store.run(gateway.store.register_entries)
+    actions = [e["action"] for e in entries if e["user"] == "dupont"]
+    # the view's end is registered (by the watch, around the logout that caused it)
+    assert actions[actions.index("live_view_start") :] == [
+        "live_view_start",
+        "live_view_end",
+        "logout",
+        "login_failed",
+    ] or actions[actions.index("live_view_start") :] == [
+        "live_view_start",
+        "logout",
+        "live_view_end",
+        "login_failed",
+    ]
+    assert any(e["action"] == "user_disabled" and e["detail"] == "dupont" for e in entries)

@@ -29,6 +29,7 @@ from .appkeys import (
     health_key,
     keyring_key,
     live_key,
+    login_watch_key,
     metrics_key,
     sessions_key,
     store_key,
@@ -36,6 +37,7 @@ from .appkeys import (
     vapix_key,
 )
 from .health import HealthMonitor
+from .logins import LoginWatch
 from .nodes import NodeKeeper
 from .params import CORS
 from .sessions import SessionManager
@@ -187,6 +189,13 @@ async def _purge_loop(app: web.Application) -> None:
         await asyncio.sleep(config.evidence.purge_interval_seconds)
 
 
+async def logins_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open consoles and views closed when the login they were opened with ends."""
+    app[login_watch_key] = watch = LoginWatch(app[store_key], app[clock_key])
+    yield
+    await watch.close()
+
+
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     manager = SessionManager(
         app[config_key],
@@ -301,6 +310,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(live_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(forward.forward_ctx)
+    app.cleanup_ctx.append(logins_ctx)
     app.cleanup_ctx.append(geo_ctx)
     app.cleanup_ctx.append(sessions_ctx)
     app.cleanup_ctx.append(purge_ctx)

@@ -11,6 +11,7 @@ from ..live.base import LiveState
 from ..metrics import Metrics
 from ..store import Store
 from .health import HealthMonitor
+from .logins import LoginWatch
 from .sessions import SessionManager
 from .tracking import Tracker
 from .vapix import Vapix
@@ -25,3 +26,4 @@ vapix_key = web.AppKey("vapix", Vapix)
 tracker_key = web.AppKey("tracker", Tracker)
 health_key = web.AppKey("health", HealthMonitor)
 keyring_key = web.AppKey("keyring", Keyring)  # session keys (wrapped), the signing key
+login_watch_key = web.AppKey("login_watch", LoginWatch)  # consoles, views by their login

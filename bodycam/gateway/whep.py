@@ -14,15 +14,17 @@ only (the relay does not transcode): a viewer that cannot receive them gets `422
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from aiohttp import web
 
 from .. import access
 from ..errors import NotFound
 from ..logs import ids
+from ..media.relay import Relay
 from ..models import SessionState
 from . import auth
-from .appkeys import config_key, sessions_key
+from .appkeys import config_key, login_watch_key, sessions_key
 from .forward import forwarder_key
 from .params import CORS
 from .whip import preflight, read_sdp
@@ -47,6 +49,7 @@ async def post_offer(request: web.Request) -> web.Response:
     if live.state == SessionState.ENDED:
         raise NotFound(f"session {session_id} is over")
     viewer_id, answer = await app[sessions_key].watch(live, sdp, person, request.remote or "?")
+    _end_with_login(request, live.relay, viewer_id)
     location = VIEW_PATH.format(session_id=session_id, viewer_id=viewer_id)
     return web.Response(
         status=201,
@@ -54,6 +57,22 @@ async def post_offer(request: web.Request) -> web.Response:
         content_type="application/sdp",
         headers={"Location": location, **CORS},
     )
+
+
+def _end_with_login(request: web.Request, relay: Relay, viewer_id: str) -> None:
+    """The view ends when the login it was opened with does (`LoginWatch`)."""
+    viewer, token = relay.viewer(viewer_id), auth.login_token(request)
+    if viewer is None or token is None:
+        return
+    release = request.app[login_watch_key].hold(token, partial(relay.remove, viewer_id))
+    ended = viewer.on_end
+
+    async def on_end() -> None:
+        release()
+        if ended is not None:
+            await ended()
+
+    viewer.on_end = on_end
 
 
 async def delete_view(request: web.Request) -> web.Response:

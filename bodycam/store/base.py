@@ -205,6 +205,16 @@ class Store(ABC):
         """Log out; expired logins go at the same time."""
 
     @abstractmethod
+    def live_logins(self, token_hashes: list[str], now: datetime) -> set[str]:
+        """Those of these logins that still let their person in: not logged out, not
+        expired, the account not disabled (open consoles and views are closed on the
+        others)."""
+
+    @abstractmethod
+    def disable_user(self, name: str, now: datetime) -> bool:
+        """Disable an account and end its logins; False if there is no such user."""
+
+    @abstractmethod
     def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
         """Count a failed login under each key (a name, an address); returns the most
         failures any of them has had since `since` (older ones are forgotten)."""

@@ -3,10 +3,11 @@ the WebSocket (`ws`). `docs/console.md` is the contract between the page and the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from .. import access
 from ..errors import NotFound
 from ..gateway import auth
-from ..gateway.appkeys import store_key, tracker_key, vapix_key
+from ..gateway.appkeys import login_watch_key, store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
 from ..logs import ids
@@ -132,6 +133,10 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     await auth.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
     feed = request.app[feeds_key].watch(camera)
     feed.viewers += 1
+    login_ended = asyncio.Event()  # logged out, disabled: the stream ends at the next picture
+    token = auth.login_token(request)
+    assert token is not None  # (auth.require found the person by it)
+    release = request.app[login_watch_key].hold(token, _setter(login_ended))
     try:
         first = await feed.next_frame(0, FIRST_FRAME_SECONDS)
         if first is None:
@@ -158,7 +163,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
             except ConnectionResetError:  # the tile is gone: the usual way a view ends
                 return response
             following = await feed.next_frame(seq, FRAME_WAIT_SECONDS)
-            if following is None:
+            if following is None or login_ended.is_set():
                 # the camera failed or went silent: end the stream rather than show an old
                 # picture as live; the page shows the tile as unavailable and retries
                 with contextlib.suppress(ConnectionResetError):
@@ -166,7 +171,15 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                 return response
             seq, jpeg = following
     finally:
+        release()
         feed.viewers -= 1
+
+
+def _setter(event: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    async def set_it() -> None:
+        event.set()
+
+    return set_it
 
 
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:

@@ -18,7 +18,7 @@ from .. import access
 from ..clock import iso
 from ..errors import BodycamError
 from ..gateway import auth
-from ..gateway.appkeys import health_key, live_key, sessions_key, tracker_key
+from ..gateway.appkeys import health_key, live_key, login_watch_key, sessions_key, tracker_key
 from ..live.base import event_key
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,13 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     logger.info("console: %s connected (after %s)", person.name, after)
     reader = asyncio.create_task(_drain(ws))
+    token = auth.login_token(request)
+    assert token is not None  # (auth.require found the person by it)
+
+    async def login_ended() -> None:  # logged out, disabled, password changed: no more
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"login ended: log in again")
+
+    release = request.app[login_watch_key].hold(token, login_ended)
     try:
         await _stream(request.app, ws, after, reader)
     except ConnectionResetError:  # gone between two messages: the page reconnects
@@ -44,6 +51,7 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         logger.warning("console: %s: updates stopped: %s", person.name, err)
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(err)[:120].encode())
     finally:
+        release()
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         logger.info("console: %s disconnected", person.name)

@@ -130,6 +130,22 @@ class CatalogueQueries(PostgresConnection):
             "DELETE FROM logins WHERE token_hash = %s OR expires_at <= %s", (token_hash, iso(now))
         )
 
+    def live_logins(self, token_hashes: list[str], now: datetime) -> set[str]:
+        found = self._all(
+            "SELECT token_hash FROM logins JOIN users ON users.name = logins.user_name"
+            " WHERE token_hash = ANY(%s) AND expires_at > %s AND users.disabled_at IS NULL",
+            (token_hashes, iso(now)),
+        )
+        return {str(r["token_hash"]) for r in found}
+
+    def disable_user(self, name: str, now: datetime) -> bool:
+        with self._transaction() as tx:
+            touched = tx.execute(
+                "UPDATE users SET disabled_at = %s WHERE name = %s", (iso(now), name)
+            ).rowcount
+            tx.execute("DELETE FROM logins WHERE user_name = %s", (name,))
+        return bool(touched)
+
     def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
         with self._transaction() as tx:
             tx.execute("DELETE FROM login_failures WHERE at < %s", (iso(since),))

@@ -125,6 +125,23 @@ class CatalogueQueries(SqliteConnection):
             "DELETE FROM logins WHERE token_hash = ? OR expires_at <= ?", (token_hash, iso(now))
         )
 
+    def live_logins(self, token_hashes: list[str], now: datetime) -> set[str]:
+        found = self._db.execute(
+            "SELECT token_hash FROM logins JOIN users ON users.name = logins.user_name"
+            f" WHERE token_hash IN ({', '.join('?' * len(token_hashes))})"
+            " AND expires_at > ? AND users.disabled_at IS NULL",
+            (*token_hashes, iso(now)),
+        )
+        return {str(r[0]) for r in found}
+
+    def disable_user(self, name: str, now: datetime) -> bool:
+        with self._transaction() as db:
+            touched = db.execute(
+                "UPDATE users SET disabled_at = ? WHERE name = ?", (iso(now), name)
+            ).rowcount
+            db.execute("DELETE FROM logins WHERE user_name = ?", (name,))
+        return bool(touched)
+
     def login_failed(self, keys: list[str], now: datetime, since: datetime) -> int:
         with self._transaction() as db:
             db.execute("DELETE FROM login_failures WHERE at < ?", (iso(since),))
