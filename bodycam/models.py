@@ -264,7 +264,15 @@ class Action(enum.StrEnum):
     LIVE_VIEW_START = "live_view_start"
     LIVE_VIEW_END = "live_view_end"
     CAMERA_VIEW = "camera_view"
+    CAMERA_VIEW_END = "camera_view_end"
     PTZ_CONTROL = "ptz_control"
+    PTZ_RELEASE = "ptz_release"
+    PTZ_MOVE = "ptz_move"
+    POSITION_VIEW = "position_view"  # an officer's position and street, asked for
+    TRACK_VIEW = "track_view"
+    CONSOLE_OPEN = "console_open"  # the console's live updates (alerts, positions)
+    CONSOLE_CLOSE = "console_close"
+    ALERT_ACTION = "alert_action"
     RECORDING_VIEW = "recording_view"
     EXPORT = "export"
     EXPORT_DOWNLOAD = "export_download"

@@ -18,11 +18,12 @@ import pytest
 
 from bodycam import users
 from bodycam.config import Config
+from bodycam.store import Store
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 
 from .geo_scene import CAMERA_PASSWORD, street_walk
-from .helpers import PASSWORD, Gateway, add_login, small_media, wait_for
+from .helpers import PASSWORD, Gateway, add_login, small_media, wait_for, wait_for_store
 
 
 @pytest.fixture
@@ -428,3 +429,13 @@ async def test_a_camera_picture_stream_ends_with_its_login(
             while (part := await reader.next()) is not None:
                 assert isinstance(part, aiohttp.BodyPartReader)
                 await part.read()
+
+    def view_ended(store: Store) -> bool:
+        return any(e["action"] == "camera_view_end" for e in store.register_entries())
+
+    await wait_for_store(gateway.store, view_ended)  # its start and end in the register
+    entries = await gateway.store.run(gateway.store.register_entries)
+    [start] = [e for e in entries if e["action"] == "camera_view"]
+    [end] = [e for e in entries if e["action"] == "camera_view_end"]
+    assert (end["user"], end["camera"]) == ("dupont", "fixed-west")
+    assert start["at"] <= end["from"] <= end["to"]

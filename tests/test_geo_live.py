@@ -144,6 +144,28 @@ async def test_manual_control_stops_automatic_aiming(
             async with http.delete(f"{base}/control") as r:
                 assert r.status == 204
             await wait_for(lambda: len(cameras.camera("ptz-1").moves) > 1, within=3)
+            # where the officer is, and their track, asked by a person: registered
+            where = f"{gateway.url}/api/v1/sessions/{session.id}"
+            for path in ("position", "track"):
+                async with http.get(f"{where}/{path}") as r:
+                    assert r.status == 200
+            async with http.post(f"{gateway.url}/api/v1/alerts/{session.id}/ack") as r:
+                assert r.status == 200
+    entries = await gateway.store.run(gateway.store.register_entries)
+    registered = [(e["action"], e["camera"] or e["session"]) for e in entries]
+    for done in (
+        ("ptz_control", "ptz-1"),
+        ("ptz_move", "ptz-1"),
+        ("ptz_release", "ptz-1"),
+        ("position_view", session.id),
+        ("track_view", session.id),
+        ("alert_action", session.id),
+    ):
+        assert done in registered, done
+    [moved] = [e for e in entries if e["action"] == "ptz_move"]
+    assert (moved["user"], moved["detail"]) == ("dupont", "pan 10 tilt -10 zoom 100")
+    [tracked] = [e for e in entries if e["action"] == "track_view"]
+    assert tracked["from"] <= tracked["to"]  # the time range of the fixes shown
 
 
 async def test_when_manual_control_expires_the_camera_follows_the_officer_again(

@@ -112,8 +112,9 @@ async def take_control(request: web.Request) -> web.Response:
 async def release_control(request: web.Request) -> web.Response:
     """Give a camera back to automatic aiming (the holder only)."""
     person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
-    tracker = request.app[tracker_key]
-    await tracker.release_control(request.match_info["camera_id"], person.name)
+    tracker, camera_id = request.app[tracker_key], request.match_info["camera_id"]
+    await tracker.release_control(camera_id, person.name)
+    await auth.record(request, Action.PTZ_RELEASE, person, camera_id=camera_id)
     return web.Response(status=204)
 
 
@@ -126,16 +127,20 @@ async def move(request: web.Request) -> web.Response:
         number(body, "tilt", -90, 90),
         int(number(body, "zoom", 1, 9999, integer=True)),
     )
-    await request.app[tracker_key].manual_move(request.match_info["camera_id"], person.name, target)
+    camera_id = request.match_info["camera_id"]
+    await request.app[tracker_key].manual_move(camera_id, person.name, target)
+    detail = f"pan {target.pan:g} tilt {target.tilt:g} zoom {target.zoom}"
+    await auth.record(request, Action.PTZ_MOVE, person, camera_id=camera_id, detail=detail)
     return web.Response(status=204)
 
 
 async def position(request: web.Request) -> web.Response:
     """Where the officer of a live session is, the nearest street, the chosen cameras."""
-    auth.require(request, access.LIVE_VIEW, "see where officers are")
+    person = auth.require(request, access.LIVE_VIEW, "see where officers are")
     if (answer := await _at_holder(request)) is not None:
         return answer
     officer = await _officer(request)
+    await auth.record(request, Action.POSITION_VIEW, person, session_id=officer.session_id)
     tracker = request.app[tracker_key]
     fix = officer.track.current
     assert fix is not None
@@ -164,11 +169,20 @@ async def position(request: web.Request) -> web.Response:
 
 async def track(request: web.Request) -> web.Response:
     """The officer's kept fixes as a GeoJSON LineString (times in the properties)."""
-    auth.require(request, access.LIVE_VIEW, "see where officers are")
+    person = auth.require(request, access.LIVE_VIEW, "see where officers are")
     if (answer := await _at_holder(request)) is not None:
         return answer
     officer = await _officer(request)
     points = list(officer.track.points)
+    first, last = (points[0].time, points[-1].time) if points else (None, None)
+    await auth.record(
+        request,
+        Action.TRACK_VIEW,
+        person,
+        session_id=officer.session_id,
+        time_from=first,
+        time_to=last,
+    )
     return web.json_response(
         {
             "type": "Feature",
@@ -200,7 +214,10 @@ async def act_on_alert(request: web.Request) -> web.StreamResponse:
         if answer is not None:
             return answer
         raise NotFound(f"no alert for session {session_id}")
-    return web.json_response(await manager.alerts.act(alert, request.match_info["action"], person))
+    action = request.match_info["action"]
+    acted = await manager.alerts.act(alert, action, person)
+    await auth.record(request, Action.ALERT_ACTION, person, session_id=session_id, detail=action)
+    return web.json_response(acted)
 
 
 async def _at_holder(request: web.Request) -> web.Response | None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from .. import access
 from ..errors import NotFound
 from ..gateway import auth
-from ..gateway.appkeys import login_watch_key, store_key, tracker_key, vapix_key
+from ..gateway.appkeys import clock_key, login_watch_key, store_key, tracker_key, vapix_key
 from ..gateway.vapix import CameraError
 from ..geo.geometry import LocalFrame, sector
 from ..logs import ids
@@ -130,6 +130,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     camera = request.app[tracker_key].city.cameras.get(camera_id)
     if camera is None:
         raise NotFound(f"no camera {camera_id} in the registry")
+    started = request.app[clock_key].now()
     await auth.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
     feed = request.app[feeds_key].watch(camera)
     feed.viewers += 1
@@ -173,6 +174,12 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     finally:
         release()
         feed.viewers -= 1
+        end = request.app[clock_key].now()
+        ended = auth.record(
+            request, Action.CAMERA_VIEW_END, person, camera_id=camera_id,
+            time_from=started, time_to=end,
+        )  # fmt: skip
+        await asyncio.shield(ended)  # (written even when the browser went away)
 
 
 def _setter(event: asyncio.Event) -> Callable[[], Awaitable[None]]:

@@ -18,8 +18,16 @@ from .. import access
 from ..clock import iso
 from ..errors import BodycamError
 from ..gateway import auth
-from ..gateway.appkeys import health_key, live_key, login_watch_key, sessions_key, tracker_key
+from ..gateway.appkeys import (
+    clock_key,
+    health_key,
+    live_key,
+    login_watch_key,
+    sessions_key,
+    tracker_key,
+)
 from ..live.base import event_key
+from ..models import Action
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,9 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"login ended: log in again")
 
     release = request.app[login_watch_key].hold(token, login_ended)
+    started = request.app[clock_key].now()
+    detail = f"from {request.remote or '?'}"
+    await auth.record(request, Action.CONSOLE_OPEN, person, detail=detail)
     try:
         await _stream(request.app, ws, after, reader)
     except ConnectionResetError:  # gone between two messages: the page reconnects
@@ -55,6 +66,11 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         logger.info("console: %s disconnected", person.name)
+        end = request.app[clock_key].now()
+        closed = auth.record(
+            request, Action.CONSOLE_CLOSE, person, time_from=started, time_to=end, detail=detail
+        )
+        await asyncio.shield(closed)  # (written even when the gateway is stopping)
     return ws
 
 
