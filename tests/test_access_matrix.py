@@ -234,6 +234,35 @@ async def test_nobody_unknown_gets_anything(served: Gateway) -> None:
                 assert status == 401, (endpoint.path, headers, status)
 
 
+async def test_a_login_that_has_ended_opens_nothing(served: Gateway) -> None:
+    """Expired, logged out, its account disabled, or not a person's login at all: every
+    route answers 401, and nothing else."""
+    long_ago = ShiftedClock(RECORDED - timedelta(hours=2))  # a login of an hour, over
+    expired = await add_login(served.store, "agent-a", "supervisor", clock=long_ago)
+    logged_out = await add_login(served.store, "agent-b", "supervisor")
+    disabled = await add_login(served.store, "agent-c", "supervisor")
+    device = await served.enroll("cam-x")
+    async with aiohttp.ClientSession() as http:
+        bearer = {"Authorization": f"Bearer {logged_out}"}
+        async with http.post(f"{served.url}/api/v1/logout", headers=bearer) as r:
+            assert r.status == 204
+        assert await served.store.run(served.store.disable_user, "agent-c", served.clock.now())
+        ways = {
+            "expired": {"Authorization": f"Bearer {expired}"},
+            "logged out": bearer,
+            "disabled": {"Authorization": f"Bearer {disabled}"},
+            "a device's token": {"Authorization": f"Bearer {device}"},
+            "another scheme": {"Authorization": f"Basic {logged_out}"},
+        }
+        wrong = []
+        for endpoint in ENDPOINTS:
+            for way, headers in ways.items():
+                status, _ = await call(http, served.url, endpoint, headers)
+                if status != 401:
+                    wrong.append(f"{endpoint.method} {endpoint.path} ({way}): {status}")
+    assert not wrong, "\n".join(wrong)
+
+
 async def test_the_national_police_never_reaches_a_recording(served: Gateway) -> None:
     """Whatever URL it tries: the API's, another spelling, the files themselves."""
     token = await add_login(served.store, "cic", "police_nationale")
