@@ -62,13 +62,7 @@ class Keyring:
             wrapped = sealed.wrap_key(master, sealed.new_key(), CHECK_LABEL)
             store.set_meta("master_key_check", base64.b64encode(wrapped).decode())
         else:
-            try:
-                sealed.unwrap_key(master, base64.b64decode(check), CHECK_LABEL)
-            except sealed.SealedError:
-                raise ConfigError(
-                    f"the master key ({_source(config)}) is not the one this database's"
-                    " recordings were encrypted with"
-                ) from None
+            check_master_key(config, master, check)
         return keyring
 
     # session keys
@@ -122,6 +116,24 @@ class KeyDestroyed(sealed.SealedError):
     """The session's key was destroyed at expiry: its media can never be read again."""
 
     status = 410
+
+
+def read_master_key(config: Config) -> bytes:
+    """The configured master key; a ConfigError naming what is wrong (missing, not base64,
+    not 32 bytes). Nothing is created."""
+    return _master_key(config, must_exist=True)
+
+
+def check_master_key(config: Config, master: bytes, check: str) -> None:
+    """A ConfigError unless `master` opens the database's check value (its meta
+    `master_key_check`): the key its recordings were encrypted with."""
+    try:
+        sealed.unwrap_key(master, base64.b64decode(check), CHECK_LABEL)
+    except sealed.SealedError:
+        raise ConfigError(
+            f"the master key ({_source(config)}) is not the one this database's"
+            " recordings were encrypted with"
+        ) from None
 
 
 def _source(config: Config) -> str:

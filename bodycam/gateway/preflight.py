@@ -10,7 +10,6 @@ Nothing is changed: no schema migrated, no key created, no file left behind.
 
 from __future__ import annotations
 
-import base64
 import enum
 import os
 import socket
@@ -24,9 +23,8 @@ import psycopg
 import redis
 
 from ..config import Config, redacted
-from ..errors import BodycamError
-from ..evidence import sealed
-from ..evidence.keyring import CHECK_LABEL
+from ..errors import BodycamError, ConfigError
+from ..evidence import keyring
 from ..store.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from ..store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from .vapix import load_credentials
@@ -152,39 +150,33 @@ def _meta(config: Config, key: str) -> str | None:
 
 
 def _master_key(config: Config) -> tuple[Verdict, str]:
+    """The key as the gateway will read it (`keyring`), against the database's check."""
     check = _meta(config, "master_key_check")
-    if config.evidence.master_key:
-        source, text = "BODYCAM_EVIDENCE_MASTER_KEY", config.evidence.master_key
-    else:
-        path = config.master_key_path
-        source = str(path)
-        if not path.exists():
-            if check is not None:
-                return Verdict.FAIL, (
-                    f"{path} is missing, and the database's recordings were encrypted with a"
-                    " master key: restore it from its backup (evidence.master_key_file)"
-                )
-            if config.store.url:
-                return Verdict.WARN, (
-                    f"{path} is missing: the first node makes one; every other node needs a"
-                    " copy of that one (and a backup, apart from the database)"
-                )
-            return _writable_dir(path.parent, f"{path}: made at first start")
-        text = path.read_text().strip()
-    try:
-        master = base64.b64decode(text, validate=True)
-    except ValueError:
-        return Verdict.FAIL, f"the master key in {source} is not base64"
-    if check is not None:
-        try:
-            sealed.unwrap_key(master, base64.b64decode(check), CHECK_LABEL)
-        except sealed.SealedError:
+    path = config.master_key_path
+    if not config.evidence.master_key and not path.exists():
+        if check is not None:
             return Verdict.FAIL, (
-                f"the master key in {source} is not the one the database's recordings were"
-                " encrypted with"
+                f"{path} is missing, and the database's recordings were encrypted with a"
+                " master key: restore it from its backup (evidence.master_key_file)"
             )
-        return Verdict.OK, f"{source} opens the database's recordings"
-    return Verdict.OK, f"{source} is read (the database has no recording yet)"
+        if config.store.url:
+            return Verdict.WARN, (
+                f"{path} is missing: the first node makes one; every other node needs a"
+                " copy of that one (and a backup, apart from the database)"
+            )
+        return _writable_dir(path.parent, f"{path}: made at first start")
+    master = keyring.read_master_key(config)  # a ConfigError names what is wrong with it
+    source = "BODYCAM_EVIDENCE_MASTER_KEY" if config.evidence.master_key else str(path)
+    if check is None:
+        return Verdict.OK, f"{source} is read (the database has no recording yet)"
+    try:
+        keyring.check_master_key(config, master, check)
+    except ConfigError:
+        return Verdict.FAIL, (
+            f"the master key in {source} is not the one the database's recordings were"
+            " encrypted with"
+        )
+    return Verdict.OK, f"{source} opens the database's recordings"
 
 
 def _recordings(config: Config) -> tuple[Verdict, str]:
