@@ -254,7 +254,12 @@ def migrate_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from must be sqlite:PATH, got {source!r}")
     if not target.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"--to must be a postgresql:// URL, got {redacted(target)!r}")
-    print(transfer.sqlite_to_postgres(Path(source.removeprefix("sqlite:")), target).text())
+
+    def copied(table: str, rows: int) -> None:
+        print(f"  {table}: {rows} rows", file=sys.stderr, flush=True)
+
+    done = transfer.sqlite_to_postgres(Path(source.removeprefix("sqlite:")), target, copied)
+    print(done.text())
     print(
         "the recordings stay in place: every node must see them under its data_dir, with"
         " the same master key (docs/deploy.md)"

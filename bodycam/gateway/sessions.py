@@ -536,12 +536,11 @@ class SessionManager:
             await conn.close()
         if live.recorder is not None:
             live.recorder.end_connection()
-        if not await self.store.run(self.store.interrupt_session, live.id, now, self.run):
-            held = await self.store.run(self.store.get_session, live.id)
-            if held is None or held.node not in self._runs or held.state == SessionState.ENDED:
-                await self.drop(live, f"{why}, and another node holds it now")
-                return
-            # still ours, already interrupted: by a node that judged this one dead
+        interrupted = await self.store.run(self.store.interrupt_session, live.id, now, self.run)
+        # not interrupted by this call: still ours if a node that judged this one dead did it
+        if not interrupted and await self._held_here(live) is None:
+            await self.drop(live, f"{why}, and another node holds it now")
+            return
         grace = self.config.sessions.grace_seconds
         live.grace_task = asyncio.create_task(self._expire(live, timedelta(seconds=grace)))
         live.grace_task.add_done_callback(_log_failure)
@@ -567,25 +566,27 @@ class SessionManager:
         self.metrics.sessions_live.set(self._count_live())
         live.log.warning("session %s: let go (%s)", live.id, why)
 
+    async def _held_here(self, live: LiveSession) -> str | None:
+        """The run of this process that holds the session in the store (after rehold_all,
+        maybe an earlier one); None: another node took it over, or it is over."""
+        held = await self.store.run(self.store.get_session, live.id)
+        if held is None or held.state == SessionState.ENDED or held.node not in self._runs:
+            return None
+        return held.node
+
     async def _resume_in_store(self, live: LiveSession, resource_id: str) -> bool:
-        """Live again in the store while a run of this process holds the session."""
-        now, resume = self.clock.now(), self.store.resume_session
-        if await self.store.run(resume, live.id, resource_id, now, self.run, self.run):
-            return True
-        held = await self.store.run(self.store.get_session, live.id)  # an earlier run's?
-        if held is None or held.node not in self._runs or held.node == self.run:
+        """Live again in the store, held by this run, while this process holds it."""
+        if (node := await self._held_here(live)) is None:
             return False
-        return await self.store.run(resume, live.id, resource_id, now, self.run, held.node)
+        now, resume = self.clock.now(), self.store.resume_session
+        return await self.store.run(resume, live.id, resource_id, now, self.run, node)
 
     async def _end_in_store(self, live: LiveSession, reason: EndReason) -> bool:
-        """End the session in the store while a run of this process holds it."""
-        now, end = self.clock.now(), self.store.end_session
-        if await self.store.run(end, live.id, reason, now, self.run):
-            return True
-        held = await self.store.run(self.store.get_session, live.id)  # an earlier run's?
-        if held is None or held.node not in self._runs or held.node == self.run:
+        """End the session in the store while this process holds it."""
+        if (node := await self._held_here(live)) is None:
             return False
-        return await self.store.run(end, live.id, reason, now, held.node)
+        now, end = self.clock.now(), self.store.end_session
+        return await self.store.run(end, live.id, reason, now, node)
 
     async def _release(self, live: LiveSession) -> None:
         """No more claim on the session in the live state (one another node made is kept)."""

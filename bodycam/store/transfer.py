@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,11 @@ class Transfer:
         return "\n".join(lines)
 
 
-def sqlite_to_postgres(source: Path, target_url: str) -> Transfer:
-    """Copy the SQLite database at `source` into the empty PostgreSQL at `target_url`."""
+def sqlite_to_postgres(
+    source: Path, target_url: str, progress: Callable[[str, int], None] | None = None
+) -> Transfer:
+    """Copy the SQLite database at `source` into the empty PostgreSQL at `target_url`;
+    `progress(table, rows)` after each table (a large register takes a while)."""
     if not source.is_file():
         raise TransferError(f"no SQLite database at {source}")
     # both brought to the code's schema first (the same version on both sides)
@@ -81,6 +85,8 @@ def sqlite_to_postgres(source: Path, target_url: str) -> Transfer:
                 if table in SKIPPED or table not in names:
                     continue
                 transfer.rows[table] = _copy(reader, target, table)
+                if progress is not None:
+                    progress(table, transfer.rows[table])
             target.execute("UPDATE nodes SET dead_at = 0")  # the single node's runs: gone
     finally:
         reader.close()

@@ -130,8 +130,8 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     camera = request.app[tracker_key].city.cameras.get(camera_id)
     if camera is None:
         raise NotFound(f"no camera {camera_id} in the registry")
-    started = request.app[clock_key].now()
     await auth.record(request, Action.CAMERA_VIEW, person, camera_id=camera_id)
+    started = request.app[clock_key].now()  # (not before its entry: the range follows it)
     feed = request.app[feeds_key].watch(camera)
     feed.viewers += 1
     login_ended = asyncio.Event()  # logged out, disabled: the stream ends at the next picture

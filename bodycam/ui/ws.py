@@ -51,9 +51,9 @@ async def console_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"login ended: log in again")
 
     release = request.app[login_watch_key].hold(token, login_ended)
-    started = request.app[clock_key].now()
     detail = f"from {request.remote or '?'}"
     await auth.record(request, Action.CONSOLE_OPEN, person, detail=detail)
+    started = request.app[clock_key].now()  # (not before its entry: the range follows it)
     try:
         await _stream(request.app, ws, after, reader)
     except ConnectionResetError:  # gone between two messages: the page reconnects
