@@ -23,6 +23,7 @@ from yarl import URL
 from bodycam.config import Config
 from bodycam.evidence.keyring import Keyring
 from bodycam.gateway.app import create_app
+from bodycam.models import Position, Session, SessionState
 from bodycam.store import SqliteStore
 
 from .evidence_data import record_session
@@ -84,9 +85,16 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/recordings", "/api/v1/recordings", RECORDINGS),
     Endpoint("GET", "/api/v1/recordings/s1", "/api/v1/recordings/{session_id}", RECORDINGS),
     Endpoint(
+        "POST",
+        "/api/v1/recordings/s1/viewings",
+        "/api/v1/recordings/{session_id}/viewings",
+        RECORDINGS,
+        {"reason": "contrôle interne"},
+    ),
+    Endpoint(
         "GET",
-        "/api/v1/recordings/s1/media?reason=contr%C3%B4le%20interne",
-        "/api/v1/recordings/{session_id}/media",
+        "/api/v1/viewings/forged.token/chunks/0",
+        "/api/v1/viewings/{token}/chunks/{index}",
         RECORDINGS,
     ),
     Endpoint(
@@ -268,11 +276,18 @@ async def test_the_national_police_never_reaches_a_recording(served: Gateway) ->
     token = await add_login(served.store, "cic", "police_nationale")
     headers = {"Authorization": f"Bearer {token}"}
     [segment] = (await served.store.run(served.store.segments_of, "s1"))[:1]
+    granted = (await start_viewing(served, "martin", {"reason": "rapport d'intervention"}))[
+        "chunks"
+    ][0]["url"].split("/")[4]
     attempts = [
-        "/api/v1/recordings/s1/media?reason=urgence%20absolue",
+        "/api/v1/recordings/s1/media?reason=urgence%20absolue",  # the old spelling
         "/api/v1/recordings/s1/media",
         "/api/v1/recordings//s1/media?reason=xyz",
         "/api/v1/recordings/s1/../s1/media?reason=xyz",
+        "/api/v1/recordings/s1/viewings",
+        "/api/v1/recordings//s1/viewings",
+        f"/api/v1/viewings/{granted}/chunks/0",  # a viewing an operator was granted
+        f"/api/v1/viewings/{granted}/chunks/1",
         "/api/v1/recordings?session=s1",
         "/api/v1/exports/none",
         f"/recordings/{segment.path}",
@@ -283,29 +298,86 @@ async def test_the_national_police_never_reaches_a_recording(served: Gateway) ->
         for path in attempts:
             # encoded: the paths reach the server as written, "..", "//" and all
             url = URL(served.url + path, encoded=True)
-            async with http.get(url, headers=headers) as response:
-                body = await response.read()
-                assert response.status in (403, 404), (path, response.status)
-                assert b"\x1a\x45\xdf\xa3" not in body, path  # no Matroska, ever
+            for method in ("GET", "POST"):
+                async with http.request(
+                    method, url, headers=headers, json={"reason": "urgence absolue"}
+                ) as response:
+                    body = await response.read()
+                    assert response.status in (403, 404, 405), (method, path, response.status)
+                    assert b"\x1a\x45\xdf\xa3" not in body, path  # no Matroska
+                    assert b"ftyp" not in body, path  # no MP4
+
+
+async def start_viewing(served: Gateway, user: str, body: Any) -> dict[str, Any]:
+    token = await add_login(served.store, user, "operator")
+    url = f"{served.url}/api/v1/recordings/s1/viewings"
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.post(url, json=body) as response,
+    ):
+        assert response.status == 201, await response.text()
+        return dict(await response.json())
 
 
 async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gateway) -> None:
     token = await add_login(served.store, "martin", "operator")
     headers = {"Authorization": f"Bearer {token}"}
-    url = f"{served.url}/api/v1/recordings/s1/media"
-    async with aiohttp.ClientSession() as http:
-        for query in ("", "?reason=", "?reason=ok"):
-            async with http.get(url + query, headers=headers) as response:
+    url = f"{served.url}/api/v1/recordings/s1/viewings"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        reasonless: list[dict[str, object]] = [{}, {"reason": ""}, {"reason": "ok"}, {"reason": 12}]
+        for body in reasonless:
+            async with http.post(url, json=body) as response:
                 assert response.status == 400
                 assert "reason" in (await response.json())["error"]
-        async with http.get(url + "?reason=rapport%20d%27intervention", headers=headers) as r:
-            assert r.status == 200
-            assert r.content_type == "video/x-matroska"
-            body = await r.read()
-    with av.open(io.BytesIO(body), "r") as container:
-        assert container.streams.video[0].codec_context.name == "h264"
-        frames = sum(1 for p in container.demux(video=0) if p.size)
-    assert frames == 60  # both segments, decrypted on the fly
+        wrong_range: list[dict[str, object]] = [
+            {"reason": "rapport", "from": "hier"},
+            {"reason": "rapport", "from": 3},
+            {"reason": "rapport", "from": "2026-11-02T09:00:02Z", "to": "2026-11-02T09:00:01Z"},
+        ]
+        for body in wrong_range:
+            async with http.post(url, json=body) as response:
+                assert response.status == 400, body
+                error = (await response.json())["error"]
+                assert "from" in error or "to" in error
+        async with http.post(
+            url, json={"reason": "rapport d'intervention", "from": "2026-12-01T00:00:00Z"}
+        ) as response:
+            assert response.status == 422
+            assert "no recorded media in the range asked for" in (await response.json())["error"]
+        async with http.post(url, json={"reason": "rapport d'intervention"}) as response:
+            assert response.status == 201
+            grant = await response.json()
+        assert grant["from"] == "2026-11-02T09:00:00.020Z"  # the first keyframe
+        assert grant["type"] == 'video/mp4; codecs="avc1.42e01f"'
+        frames = []
+        for chunk in grant["chunks"]:
+            async with http.get(served.url + chunk["url"]) as response:
+                assert response.status == 200
+                # for the page's player: never a download, never kept
+                assert response.headers["Content-Disposition"] == "inline"
+                assert "no-store" in response.headers["Cache-Control"]
+                assert float(response.headers["X-Bodycam-Start"]) == chunk["start"]
+                data = await response.read()
+            with av.open(io.BytesIO(data), "r") as container:
+                assert container.format.name.startswith("mov")
+                assert "viewed by martin" in container.metadata["title"]
+                frames.append(sum(1 for p in container.demux(video=0) if p.size))
+        assert frames == [30, 30]  # each chunk a part, never the whole session
+        last = grant["chunks"][-1]["url"]
+        async with http.get(served.url + last[:-1] + "2") as response:
+            assert response.status == 404
+            assert "it has 2" in (await response.json())["error"]
+        _, mac = last.split("/")[4].split(".")
+        async with http.get(served.url + last.replace(mac, mac[::-1])) as response:
+            assert response.status == 404  # a token we did not sign
+    # another operator cannot use martin's viewing
+    other = await add_login(served.store, "bernard", "operator")
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {other}"}) as http,
+        http.get(served.url + last) as response,
+    ):
+        assert response.status == 403
+        assert "granted to someone else" in (await response.json())["error"]
     [view] = [
         e
         for e in (await served.store.run(served.store.register_entries))
@@ -314,8 +386,80 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
     assert view["user"] == "martin"
     assert view["session"] == "s1"
     assert view["reason"] == "rapport d'intervention"
-    assert view["from"] == "2026-11-02T09:00:00.000Z"
-    assert view["to"] == "2026-11-02T09:00:02.000Z"
+    assert view["from"] == "2026-11-02T09:00:00.020Z"
+    assert view["to"] == grant["to"]
+    assert grant["viewing"] in view["detail"]
+
+
+async def test_a_viewing_covers_only_the_range_asked_for(served: Gateway) -> None:
+    grant = await start_viewing(
+        served,
+        "martin",
+        {"reason": "rapport", "from": "2026-11-02T09:00:01.500Z", "to": "2026-11-02T09:00:01.700Z"},
+    )
+    # the range starts at the keyframe before it: the second segment's, at 09:00:01.0xx
+    assert grant["from"].startswith("2026-11-02T09:00:01.0")
+    assert grant["to"] == "2026-11-02T09:00:01.700Z"
+    [chunk] = grant["chunks"]
+    token = await add_login(served.store, "martin", "operator")
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.get(served.url + chunk["url"]) as response,
+    ):
+        data = await response.read()
+    with av.open(io.BytesIO(data), "r") as container:
+        times = [float((p.pts or 0) * p.time_base) for p in container.demux(video=0) if p.size]
+    assert 0.6 < times[-1] < 0.75  # cut at "to", 0.7 s after the keyframe
+    assert len(times) < 30
+
+
+async def test_recordings_are_found_by_officer_device_date_and_place(served: Gateway) -> None:
+    store = served.store
+    other_start = RECORDED + timedelta(days=1)
+    await store.run(store.add_device, "cam-7", "Agent Leroy", "hash-cam-7", other_start)
+    await store.run(
+        store.create_session,
+        Session("s2", "cam-7", "Agent Leroy", SessionState.ENDED, other_start),
+        "r-s2",
+    )
+    await store.run(store.add_position, "s2", Position(49.2, 6.3, 5.0, other_start))
+    # s1's fixes run north from (49.12, 6.18); the street passes 10 m east of them
+    street = '{"type": "LineString", "coordinates": [[6.18014, 49.119], [6.18014, 49.121]]}'
+    far = '{"type": "LineString", "coordinates": [[6.0, 49.0], [6.001, 49.0]]}'
+    await store.run(
+        store.replace_places,
+        [("street", "Rue Serpenoise", street), ("street", "Rue de Metz", far)],
+    )
+    token = await add_login(store, "martin", "operator")
+    url = f"{served.url}/api/v1/recordings"
+
+    async def found(query: str) -> list[str]:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+            http.get(url + query) as response,
+        ):
+            assert response.status == 200, await response.text()
+            return [r["session_id"] for r in await response.json()]
+
+    assert await found("") == ["s2", "s1"]
+    assert await found("?officer=martin") == ["s1"]
+    assert await found("?officer=LEROY") == ["s2"]
+    assert await found("?device=cam-7") == ["s2"]
+    assert await found("?from=2026-11-02T12:00:00Z") == ["s2"]
+    assert await found("?to=2026-11-02T12:00:00Z") == ["s1"]
+    assert await found("?place=serpenoise") == ["s1"]
+    assert await found("?place=rue%20de%20metz") == []
+    assert await found("?place=serpenoise&officer=leroy") == []
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.get(url + "?place=avenue%20inconnue") as unknown,
+        http.get(url + "?officer=" + "x" * 300) as long,
+    ):
+        assert unknown.status == 404
+        assert (
+            "no street or building named like 'avenue inconnue'" in (await unknown.json())["error"]
+        )
+        assert long.status == 400
 
 
 async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: Path) -> None:

@@ -40,3 +40,37 @@ def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> Non
     assert "Clôturée par dupont" in result["alert_after"]
     for name in ("idle", "live", "followed", "dispatched", "closed"):
         assert (tmp_path / f"console-{name}.png").stat().st_size > 10_000
+
+
+def test_an_operator_views_a_recording_in_the_console_and_never_gets_a_copy(
+    tmp_path: Path,
+) -> None:
+    result = run_scenario("tests.browser.recordings_scenario", tmp_path)
+
+    assert result["page_errors"] == []
+    assert result["listed"] == ["s2", "s1"]
+    assert result["found"] == ["s1"]  # by place and officer
+    assert result["player_without_reason"] is False
+    video = result["video"]
+    assert (video["width"], video["height"]) == (160, 120)
+    assert 1.9 < video["duration"] < 2.1
+    assert video["frames"] > 30  # both chunks played
+    assert video["src"].startswith("blob:")  # a MediaSource in the page, not a file URL
+    assert "nodownload" in video["download"]
+    assert result["links"] == 0
+    assert result["watermark"].startswith("dupont · ")
+    assert "consultation" in result["watermark"]
+    assert "inscrite au registre" in result["info"]
+    assert result["after_seek"] > 0.5
+    assert result["player_after_close"] is False
+    assert result["register"] == [
+        {
+            "action": "recording_view",
+            "user": "dupont",
+            "session": "s1",
+            "reason": "rapport d'intervention",
+            "from": "2026-11-02T09:00:00.020Z",
+            "to": "2026-11-02T09:00:01.986Z",
+        }
+    ]
+    assert (tmp_path / "recording-view.png").stat().st_size > 10_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 from pathlib import Path
@@ -88,6 +89,11 @@ class Keyring:
             wrapped = self._store.wrapped_key(session_id)
             assert wrapped is not None
         return sealed.unwrap_key(self._master, wrapped, label)
+
+    def derived(self, purpose: bytes) -> bytes:
+        """A key of its own for `purpose` (HMAC-SHA256 of the master key): the same on every
+        node, and telling nothing of the master key."""
+        return hmac.new(self._master, purpose, hashlib.sha256).digest()
 
     # signing
 

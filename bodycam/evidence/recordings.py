@@ -26,7 +26,7 @@ from typing import Any
 import av
 
 from ..errors import BodycamError, NotFound, Unprocessable
-from ..models import GENESIS_HASH, Segment, Session
+from ..models import GENESIS_HASH, Position, Segment, Session
 from ..store import Store
 from . import sealed
 from .keyring import KeyDestroyed, Keyring, segment_label
@@ -59,6 +59,38 @@ def recordings(store: Store) -> list[Recorded]:
             Recorded(s, *store.recording_totals(s.id), s.id in held, until.get(s.id))
             for s in reversed(store.list_sessions())
         ]
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the recordings view asks for; every field narrows (None: any)."""
+
+    officer: str | None = None  # part of the officer's name, any case
+    device: str | None = None  # part of the camera's id
+    since: datetime | None = None  # sessions still running then or later
+    until: datetime | None = None  # sessions started before then
+
+
+def search(
+    store: Store, wanted: Search, near: Callable[[list[Position]], bool] | None = None
+) -> list[Recorded]:
+    """The recordings matching `wanted`, newest first; on the store's thread. `near` says
+    whether a session's fixes went by the place asked for (geo/places.py)."""
+    found = []
+    for r in recordings(store):
+        s = r.session
+        if wanted.officer and wanted.officer.casefold() not in s.officer.casefold():
+            continue
+        if wanted.device and wanted.device.casefold() not in s.device_id.casefold():
+            continue
+        if wanted.since and s.ended_at is not None and s.ended_at < wanted.since:
+            continue
+        if wanted.until and s.started_at >= wanted.until:
+            continue
+        if near is not None and not near(store.positions_of(s.id)):
+            continue
+        found.append(r)
+    return found
 
 
 def recorded(store: Store, session_id: str) -> tuple[Session, list[Segment]]:

@@ -12,17 +12,21 @@ import asyncio
 import io
 import re
 import tarfile
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from aiohttp import web
 
 from .. import access
-from ..clock import iso, parse_moment
+from ..clock import iso, parse_iso, parse_moment
 from ..errors import BadRequest, NotFound
-from ..evidence import bundle, holds, reasons, register
-from ..evidence.recordings import opener, recorded, recordings, remux
+from ..evidence import bundle, holds, reasons, register, viewing
+from ..evidence.recordings import Recorded, Search, opener, recorded, search
 from ..evidence.retention import expires_at
+from ..geo.places import went_by
 from ..models import Action, Actor, Hold
+from ..store import Store
 from . import auth
 from .appkeys import clock_key, config_key, keyring_key, store_key
 from .params import PREFIX, json_body
@@ -36,7 +40,8 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/recordings", list_recordings)
     r.add_get(f"{PREFIX}/recordings/{{session_id}}", show_recording)
-    r.add_get(f"{PREFIX}/recordings/{{session_id}}/media", play_recording)
+    r.add_post(f"{PREFIX}/recordings/{{session_id}}/viewings", start_viewing)
+    r.add_get(f"{PREFIX}/viewings/{{token}}/chunks/{{index}}", viewing_chunk)
     r.add_post(f"{PREFIX}/recordings/{{session_id}}/holds", place_hold)
     r.add_post(f"{PREFIX}/recordings/{{session_id}}/holds/{{hold_id}}/lift", lift_hold)
     r.add_post(f"{PREFIX}/exports", create_export)
@@ -50,10 +55,20 @@ def add_routes(app: web.Application) -> None:
 
 
 async def list_recordings(request: web.Request) -> web.Response:
-    """Recorded sessions, newest first, with their retention and holds."""
+    """Recorded sessions, newest first, with their retention and holds; narrowed by
+    ?officer= ?device= (part of the name or id), ?from= ?to= (ISO 8601) and ?place= (a
+    street or building the officer went by)."""
     auth.require(request, access.RECORDING_VIEW, "see recordings")
     store, retention = request.app[store_key], request.app[config_key].retention
-    rows = await store.run(recordings, store)
+    query = request.query
+    wanted = Search(
+        officer=_text(query, "officer"),
+        device=_text(query, "device"),
+        since=parse_moment(query.get("from"), "from"),
+        until=parse_moment(query.get("to"), "to"),
+    )
+    place = _text(query, "place")
+    rows = await store.run(_search, store, wanted, place)
     return web.json_response(
         [
             {
@@ -75,6 +90,27 @@ async def list_recordings(request: web.Request) -> web.Response:
             for r in rows
         ]
     )
+
+
+MAX_SEARCH_TEXT = 200
+
+
+def _text(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name, "").strip()
+    if len(value) > MAX_SEARCH_TEXT:
+        raise BadRequest(f"{name}: at most {MAX_SEARCH_TEXT} characters")
+    return value or None
+
+
+def _search(store: Store, wanted: Search, place: str | None) -> list[Recorded]:
+    """On the store's thread: the place's shape, then the matching recordings."""
+    near = None
+    if place is not None:
+        places = [p for kind in ("street", "building") for p in store.places(kind)]
+        near = went_by(places, place)
+        if near is None:
+            raise NotFound(f"place: the city has no street or building named like {place!r}")
+    return search(store, wanted, near)
 
 
 async def show_recording(request: web.Request) -> web.Response:
@@ -106,31 +142,109 @@ async def show_recording(request: web.Request) -> web.Response:
     )
 
 
-async def play_recording(request: web.Request) -> web.StreamResponse:
-    """GET …/media?reason=…: the whole session as one Matroska stream, decrypted on the fly."""
+async def start_viewing(request: web.Request) -> web.Response:
+    """POST {"reason", "from"?, "to"?}: watch part of a recording in the console.
+
+    The viewing is registered with the range it covers; what comes back lists its chunks
+    (`GET /api/v1/viewings/{token}/chunks/{n}`), each a few seconds of the recording for
+    the console's player, never the whole file and never as a download (evidence/viewing.py).
+    """
     person = auth.require(request, access.RECORDING_VIEW, "view recordings")
-    reason = reasons.reason(request.query.get("reason"), "say why you view this recording")
+    body = await json_body(request)
+    reason = reasons.reason(body.get("reason"), "say why you view this recording")
+    since, until = _moment(body, "from"), _moment(body, "to")
     app, session_id = request.app, request.match_info["session_id"]
-    store = app[store_key]
+    store, now = app[store_key], app[clock_key].now()
     session, segments = await store.run(recorded, store, session_id)
-    key = await store.run(app[keyring_key].session_key, session_id)
+    chunks, start, end = viewing.grant_range(session, segments, since, until)
+    grant = viewing.Grant(
+        viewing.new_viewing_id(),
+        session_id,
+        person.name,
+        iso(start),
+        iso(end),
+        iso(now + timedelta(minutes=viewing.GRANT_MINUTES)),
+    )
     await auth.record(
         request,
         Action.RECORDING_VIEW,
         person,
         session_id=session_id,
-        time_from=session.started_at,
-        time_to=session.ended_at,
+        time_from=start,
+        time_to=end,
         reason=reason,
-        detail=f"from {request.remote or '?'}",
+        detail=f"in the console from {request.remote or '?'}; viewing {grant.viewing}",
     )
-    open_segment = opener(app[config_key].recordings_dir, key)
-    return await stream(
-        request,
-        "video/x-matroska",
-        f"{session_id}.mkv",
-        lambda out: remux(session.started_at, segments, open_segment, out),
+    token = grant.token(app[keyring_key].derived(viewing.GRANT_PURPOSE))
+    return web.json_response(
+        {
+            "viewing": grant.viewing,
+            "session_id": session_id,
+            "officer": session.officer,
+            "device_id": session.device_id,
+            "from": grant.since,
+            "to": grant.until,
+            "duration": (end - start).total_seconds(),
+            "expires_at": grant.expires,
+            "type": viewing.mime_type(segments[0], bool(session.audio_codec)),
+            "viewer": person.name,
+            "chunks": [
+                {
+                    "index": c.index,
+                    "start": c.start,
+                    "duration": c.duration,
+                    "url": f"{PREFIX}/viewings/{token}/chunks/{c.index}",
+                }
+                for c in chunks
+            ],
+        },
+        status=201,
     )
+
+
+async def viewing_chunk(request: web.Request) -> web.Response:
+    """A few seconds of a granted viewing, for the console's player (not a download)."""
+    person = auth.require(request, access.RECORDING_VIEW, "view recordings")
+    app = request.app
+    store, now = app[store_key], app[clock_key].now()
+    key = app[keyring_key].derived(viewing.GRANT_PURPOSE)
+    grant = viewing.Grant.of_token(request.match_info["token"], key, person.name, now)
+    session, segments = await store.run(recorded, store, grant.session_id)
+    chunks, _, _ = viewing.grant_range(
+        session, segments, parse_iso(grant.since), parse_iso(grant.until)
+    )
+    raw = request.match_info["index"]
+    if not raw.isdigit() or int(raw) >= len(chunks):
+        raise NotFound(f"no chunk {raw[:20]} in this viewing (it has {len(chunks)})")
+    chunk = chunks[int(raw)]
+    session_key = await store.run(app[keyring_key].session_key, grant.session_id)
+    metadata = {
+        "title": f"bodycam: viewed by {person.name} on {iso(now)}",
+        "comment": f"viewing {grant.viewing} of session {grant.session_id}; not a copy",
+    }
+    data, audio = await asyncio.to_thread(
+        viewing.cut, chunk, opener(app[config_key].recordings_dir, session_key), metadata
+    )
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": viewing.mime_type(chunk.segment, audio).split(";")[0],
+            "X-Bodycam-Type": viewing.mime_type(chunk.segment, audio),
+            "X-Bodycam-Start": f"{chunk.start:.3f}",
+            # for the player in the page, never a file to keep
+            "Content-Disposition": "inline",
+            "Cache-Control": "no-store, private",
+            "X-Content-Type-Options": "nosniff",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
+
+
+def _moment(body: dict[str, Any], name: str) -> datetime | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name}: an ISO 8601 date and time is required")
+    return parse_moment(value, name)
 
 
 # legal holds

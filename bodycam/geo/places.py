@@ -6,11 +6,15 @@ the imported streets (no geocoding service), in the same local-metre plane as th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shapely import LineString, MultiLineString, Point, STRtree
+import numpy as np
+from numpy.typing import NDArray
+from shapely import LineString, MultiLineString, MultiPoint, Point, STRtree, transform
+from shapely.geometry import shape
 
 from ..models import Position
 from .geometry import LocalFrame
@@ -60,3 +64,34 @@ class StreetIndex:
             return None
         i = int(found[0])
         return Address(self._names[i], round(self._lines[i].distance(point), 1))
+
+
+PLACE_METRES = 50.0  # an officer this close to a place was there
+MAX_PLACES = 20
+
+
+def went_by(
+    places: Iterable[tuple[str, str]], name: str
+) -> Callable[[list[Position]], bool] | None:
+    """Whether a track came within PLACE_METRES of a street or building named like `name`
+    (any case; `places` as the store gives them: name and GeoJSON geometry); None when the
+    city has no such place."""
+    wanted = name.casefold()
+    shapes = [
+        shape(json.loads(geometry)) for place, geometry in places if wanted in place.casefold()
+    ][:MAX_PLACES]
+    if not shapes:
+        return None
+
+    def near(positions: list[Position]) -> bool:
+        if not positions:
+            return False
+        frame = LocalFrame(positions[0].lat, positions[0].lon)
+        track = MultiPoint([frame.to_xy(p) for p in positions])
+
+        def local(coords: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.column_stack(frame.lonlat_to_xy_arrays(coords[:, 0], coords[:, 1]))
+
+        return any(transform(s, local).distance(track) <= PLACE_METRES for s in shapes)
+
+    return near

@@ -9,6 +9,7 @@ import {
   renderWall, destroyTile, salvo, refreshWallCameras, setGrid, deleteView, updateTiles,
 } from './wall.js';
 import { loadCity, renderMap, setupMapInput, centerMap } from './map.js';
+import { setupRecordings, showRecordingsButton, closeRecordings } from './recordings.js';
 
 const ROLE_LABELS = {
   operator: 'opérateur', supervisor: 'superviseur', police_nationale: 'police nationale',
@@ -55,6 +56,7 @@ function startConsole(user) {
   $('console').hidden = false;
   $('user-name').textContent = user.name || '';
   $('user-role').textContent = ROLE_LABELS[user.role] || user.role || '';
+  showRecordingsButton(user);
   S.running = true;
   S.backoff = BACKOFF_MIN;
   connect();
@@ -64,6 +66,7 @@ function startConsole(user) {
 
 function stopConsole() {
   S.running = false;
+  closeRecordings();
   clearTimeout(S.reconnectTimer);
   if (S.ws) { const ws = S.ws; S.ws = null; ws.close(); }
   S.tiles.forEach((t) => t && destroyTile(t));
@@ -212,6 +215,7 @@ async function boot() {
   // Views are released when the page goes away (keepalive lets the DELETE finish).
   window.addEventListener('pagehide', () => S.tiles.forEach((t) => t && t.viewUrl && deleteView(t.viewUrl)));
   setupMapInput();
+  setupRecordings();
   renderWall();
   const me = await api('GET', '/api/v1/me');
   if (me.status === 200 && me.body && CONSOLE_ROLES.includes(me.body.role)) startConsole(me.body);
