@@ -129,8 +129,17 @@ class RecordingConfig:
     segment_seconds: float = 10.0
     keyframe_request_seconds: float = 1.0
     sender_report_wait_seconds: float = 3.0
+    # Below this much free space on the recordings' filesystem no segment opens: what is
+    # left is the database's reserve (register, logins). media/disk.py.
+    min_free_bytes: int = 2_000_000_000
 
     def validate(self) -> None:
+        _check(
+            0 <= self.min_free_bytes <= 10**15,
+            "recording.min_free_bytes",
+            "must be between 0 and 10**15",
+            self.min_free_bytes,
+        )
         _check(
             1 <= self.segment_seconds <= 3600,
             "recording.segment_seconds",

@@ -58,8 +58,18 @@ class Metrics:
         )
         self.frames_dropped = Counter(
             "bodycam_recording_dropped_frames",
+            # before_keyframe, writer_behind (a slow disk), disk_full (under the floor),
+            # write_failed (the file system refused a write)
             "Frames not recorded, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.disk_free = Gauge(
+            "bodycam_disk_free_bytes", "Free bytes on the recordings' filesystem", registry=r
+        )
+        self.recording_stopped = Gauge(
+            "bodycam_recording_stopped",
+            "1 while recording is stopped (free space under recording.min_free_bytes)",
             registry=r,
         )
         self.recording_errors = Counter(

@@ -18,6 +18,7 @@ from ..errors import BodycamError, ConfigError, Unauthorized
 from ..evidence.keyring import Keyring
 from ..evidence.purge import prune_register, purge
 from ..live import open_live
+from ..media.disk import DiskGuard
 from ..media.ice import restrict_host_candidates
 from ..metrics import Metrics
 from ..store import Store, open_store
@@ -197,6 +198,15 @@ async def logins_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, live = app[config_key], app[live_key]
+    disk = DiskGuard(
+        config.recordings_dir,
+        config.recording.min_free_bytes,
+        app[metrics_key],
+        live.events.publish,
+        live.node.id,
+    )
+    await disk.start()
     manager = SessionManager(
         app[config_key],
         app[store_key],
@@ -207,6 +217,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[live_key].events,
         app[live_key].positions,
         app[keyring_key],
+        disk,
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(manager.viewers)
@@ -222,6 +233,7 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await manager.close_all()
     await keeper.close()
+    await disk.close()
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
 from ..evidence.keyring import Keyring
 from ..live.base import EventStream, Positions, SessionRegistry
 from ..logs import Bound, bind
+from ..media.disk import DiskGuard
 from ..media.recorder import SessionRecorder
 from ..media.relay import Relay
 from ..metrics import Metrics
@@ -103,8 +104,10 @@ class SessionManager:
         events: EventStream,
         positions: Positions,
         keyring: Keyring,
+        disk: DiskGuard | None = None,
     ) -> None:
         self.config = config
+        self.disk = disk  # recording's free-space floor (None: never checked)
         self.keyring = keyring
         self.store = store
         self.metrics = metrics
@@ -306,6 +309,7 @@ class SessionManager:
                 self.clock.monotonic,
                 key,
                 self.run,
+                self.disk,
             )
         recorder, relay = live.recorder, live.relay
         timeline = recorder.start_connection(

@@ -44,6 +44,7 @@ from ..logs import bind
 from ..metrics import Metrics
 from ..store import Store
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
+from .disk import DiskGuard
 from .tap import EncodedFrame
 from .timeline import Timeline
 
@@ -148,8 +149,10 @@ class SessionRecorder:
         monotonic: Callable[[], float],
         key: bytes,
         node: str = "",
+        disk: DiskGuard | None = None,
     ) -> None:
         self.session_id = session_id
+        self._disk = disk  # under its free-space floor, no segment opens (media/disk.py)
         self.node = node  # the gateway process writing: recovery seals its files if it dies
         self._log = bind(logger, session_id=session_id)
         self._key = key
@@ -237,6 +240,12 @@ class SessionRecorder:
         await asyncio.to_thread(self._thread.join)
 
     def _route(self, frame: EncodedFrame) -> None:
+        if self._disk is not None and self._disk.full:
+            # what is written stays as it is: the open segment is sealed, and the next one
+            # opens at the first keyframe once the space is back
+            self._close_segment(self._last_wall)
+            self._metrics.frames_dropped.labels("disk_full").inc()
+            return
         if frame.kind == "video":
             info = None
             if frame.keyframe:
@@ -305,14 +314,14 @@ class SessionRecorder:
         writer: SegmentWriter | None = None
         segment_id = 0
         written = {"video": 0, "audio": 0}  # published per segment: no lock per frame
+        refused = False  # the file system refused a write to this segment
         while (item := self._queue.get()) is not None:
             try:
                 match item:
-                    case ("frame", kind, data, pts, keyframe):
-                        if writer is not None:
-                            writer.write(kind, data, pts, keyframe)
-                            written[kind] += 1
+                    case ("frame", *frame):
+                        refused = self._write_frame(writer, refused, tuple(frame), written)
                     case ("open", wall, codec, info, audio):
+                        refused = False
                         if writer is not None:  # a close that failed: seal what we can
                             self._seal(writer, segment_id, None)
                         writer = None
@@ -321,6 +330,16 @@ class SessionRecorder:
                         closing, writer = writer, None
                         self._seal(closing, segment_id, wall)
                         self._publish(written)
+            except OSError as err:  # a full or failing disk: said once per segment
+                self._metrics.recording_errors.inc()
+                self._log.error(
+                    "session %s: recording failed on %s (%s): %s",
+                    self.session_id,
+                    item[0],
+                    writer.path if writer else "no open segment",
+                    err,
+                )
+                writer = None
             except Exception:  # noqa: BLE001 logged: the thread must outlive any failure
                 # Whatever failed (disk, codec, catalogue), the thread goes on: the next
                 # segment starts afresh, and recovery seals a segment left open.
@@ -340,6 +359,36 @@ class SessionRecorder:
                 self._metrics.recording_errors.inc()
                 self._log.exception("session %s: last segment not sealed", self.session_id)
         self._publish(written)
+
+    def _write_frame(
+        self,
+        writer: SegmentWriter | None,
+        refused: bool,
+        frame: tuple[Any, ...],
+        written: dict[str, int],
+    ) -> bool:
+        """Write (kind, data, pts, keyframe) unless the file system already refused a write
+        to this segment; returns whether it has. Logged once per segment (a full disk
+        refuses every frame), the frames it drops are counted."""
+        if writer is None:  # its file could not be opened: the disk refused it
+            self._metrics.frames_dropped.labels("write_failed").inc()
+            return refused
+        if not refused:
+            try:
+                writer.write(*frame)
+            except (OSError, av.FFmpegError) as err:
+                self._metrics.recording_errors.inc()
+                self._log.error(
+                    "session %s: %s refused a write (%s): frames dropped until the next segment",
+                    self.session_id,
+                    writer.path,
+                    err,
+                )
+            else:
+                written[frame[0]] += 1
+                return False
+        self._metrics.frames_dropped.labels("write_failed").inc()
+        return True
 
     def _publish(self, written: dict[str, int]) -> None:
         for kind, count in written.items():

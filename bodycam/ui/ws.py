@@ -108,7 +108,8 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 
 async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
-    """What is live now: alerts, positions, tracks, camera selections, camera health."""
+    """What is live now: alerts, positions, tracks, camera selections, camera health, and
+    whether recording is stopped (a full disk)."""
     manager, tracker = app[sessions_key], app[tracker_key]
     positions = await app[live_key].positions.all()
     tracks, selections = {}, {}
@@ -137,4 +138,5 @@ async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
         "tracks": tracks,
         "selections": selections,
         "cameras": {c["camera_id"]: c["state"] for c in app[health_key].report()["cameras"]},
+        "recording": manager.disk.status() if manager.disk is not None else None,
     }

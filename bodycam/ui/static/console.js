@@ -75,6 +75,7 @@ function stopConsole() {
   for (const key of ['alerts', 'positions', 'tracks', 'selections', 'health']) S[key] = new Map();
   S.lastId = S.snapshotId = null;
   $('connection').hidden = true;
+  $('recording-stopped').hidden = true;
   renderWall();
   renderAlerts();
   renderMap();
@@ -150,6 +151,7 @@ function applySnapshot(m) {
   S.selections = mapOf(m.selections);
   S.health = mapOf(m.cameras);
   S.lastId = S.snapshotId = m.last_id || null;
+  onRecording(m.recording);
   if (S.tiles.every((t) => !t)) {
     const open = [...S.alerts.values()]
       .filter((a) => a.state !== 'cloturee' && a.session_state === 'live')
@@ -171,6 +173,7 @@ function applyEvent(m) {
   else if (m.type === 'position') onPosition(d);
   else if (m.type === 'selection') onSelection(d);
   else if (m.type === 'camera_health') onHealth(d);
+  else if (m.type === 'recording') onRecording(d);
   // ptz, ptz_control and unknown types: informative only
 }
 
@@ -195,6 +198,11 @@ function onSelection(d) {
   S.selections.set(d.session_id, Array.isArray(d.cameras) ? d.cameras : []);
   if (d.session_id === S.wallSession) refreshWallCameras();
   invalidate('map', 'wall');
+}
+
+// Recording stopped (the gateway's disk under its free-space floor): every console says so.
+function onRecording(d) {
+  $('recording-stopped').hidden = !(d && d.state === 'stopped');
 }
 
 function onHealth(d) {
