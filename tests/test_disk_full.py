@@ -76,11 +76,19 @@ def fill(path: Path, leave: int) -> Path:
 
 
 def dropped(gateway: Gateway, reason: str) -> float:
-    return gateway.metrics.frames_dropped.labels(reason)._value.get()
+    return float(gateway.metrics.frames_dropped.labels(reason)._value.get())
 
 
 def recorded(gateway: Gateway) -> float:
-    return gateway.metrics.frames_recorded.labels("video")._value.get()
+    return float(gateway.metrics.frames_recorded.labels("video")._value.get())
+
+
+def sealed(gateway: Gateway, session_id: str) -> list[tuple[int, str]]:
+    """The segments the session's recorder has sealed so far (id, sha256)."""
+    live = gateway.sessions.session(session_id)
+    assert live is not None
+    assert live.recorder is not None
+    return list(live.recorder.sealed)
 
 
 class Console:
@@ -114,8 +122,8 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
             await camera.press()
             [session] = await gateway.store.run(gateway.store.list_sessions)
             console = Console(await http.ws_connect(f"{gateway.url}/ui/ws"))
-            await wait_for(lambda: len(gateway.sessions.session(session.id).recorder.sealed) >= 2)
-            before = list(gateway.sessions.session(session.id).recorder.sealed)
+            await wait_for(lambda: len(sealed(gateway, session.id)) >= 2)
+            before = sealed(gateway, session.id)
 
             filler = await asyncio.to_thread(fill, small_disk, 6 * MB)
             await wait_for(lambda: console.recording() == ["stopped"], within=5)
@@ -193,9 +201,7 @@ async def test_a_refused_write_drops_and_counts_frames_and_logs_once(
             async with AxisBodycam(gateway.url, "cam-e", token, media=MEDIA) as camera:
                 await camera.press()
                 [session] = await gateway.store.run(gateway.store.list_sessions)
-                await wait_for(
-                    lambda: len(gateway.sessions.session(session.id).recorder.sealed) >= 1
-                )
+                await wait_for(lambda: len(sealed(gateway, session.id)) >= 1)
                 await asyncio.to_thread(fill, config.recordings_dir, 0)
                 await wait_for(lambda: dropped(gateway, "write_failed") > 60, within=15)
                 live = gateway.sessions.session(session.id)
