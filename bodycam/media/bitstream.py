@@ -60,7 +60,8 @@ def h264_is_keyframe(data: bytes) -> bool:
 
 
 def h264_keyframe_info(data: bytes) -> KeyframeInfo | None:
-    """Picture size and Annex B SPS+PPS extradata of an IDR access unit, if it carries them."""
+    """Picture size and Annex B SPS+PPS extradata of an IDR access unit, if it carries them;
+    ValueError if its SPS is unreadable or impossible."""
     sps = pps = None
     for unit in split_annexb(data):
         kind = unit[0] & 0x1F
@@ -102,6 +103,12 @@ class _Bits:
         return (k + 1) // 2 if k & 1 else -(k // 2)
 
 
+# ITU-T H.264 A.3.1 at level 6.2, the highest: MaxFS 139264 macroblocks, and neither side over
+# sqrt(8 * MaxFS). A larger SPS is a hostile or broken one, not a picture to record.
+MAX_FRAME_MBS = 139_264
+MAX_SIDE_MBS = 1055
+MAX_POC_CYCLE = 255  # num_ref_frames_in_pic_order_cnt_cycle (7.4.2.1.1)
+
 # profile_idc values whose SPS carries chroma format, bit depths and scaling matrices
 HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
@@ -129,7 +136,10 @@ def _skip_picture_order(bits: _Bits) -> None:
         bits.u(1)
         bits.se()
         bits.se()
-        for _ in range(bits.ue()):
+        cycle = bits.ue()
+        if cycle > MAX_POC_CYCLE:  # (else a long SPS would hold the event loop for seconds)
+            raise ValueError(f"H.264 SPS claims {cycle} frames in its picture order cycle")
+        for _ in range(cycle):
             bits.se()
 
 
@@ -150,6 +160,11 @@ def h264_sps_size(sps: bytes) -> tuple[int, int]:
         width_mbs = bits.ue() + 1
         height_map_units = bits.ue() + 1
         frame_mbs_only = bits.u(1)
+        height_mbs = height_map_units * (2 - frame_mbs_only)
+        if max(width_mbs, height_mbs) > MAX_SIDE_MBS or width_mbs * height_mbs > MAX_FRAME_MBS:
+            raise ValueError(
+                f"H.264 SPS gives an impossible size of {width_mbs}x{height_mbs} macroblocks"
+            )
         if not frame_mbs_only:
             bits.u(1)
         bits.u(1)  # direct_8x8_inference
@@ -182,8 +197,12 @@ def vp8_is_keyframe(data: bytes) -> bool:
 
 
 def vp8_keyframe_info(data: bytes) -> KeyframeInfo | None:
-    """Picture size of a VP8 key frame (14-bit width and height after the start code)."""
+    """Picture size of a VP8 key frame (14-bit width and height after the start code);
+    ValueError for a size of zero."""
     if not vp8_is_keyframe(data):
         return None
     width, height = struct.unpack_from("<HH", data, 6)
-    return KeyframeInfo(width & 0x3FFF, height & 0x3FFF)
+    width, height = width & 0x3FFF, height & 0x3FFF
+    if not width or not height:
+        raise ValueError(f"VP8 key frame gives an impossible size {width}x{height}")
+    return KeyframeInfo(width, height)

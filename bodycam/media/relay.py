@@ -180,7 +180,10 @@ class Relay:
         viewer.sent += 1
 
     def _with_parameter_sets(self, data: bytes) -> bytes:
-        info = h264_keyframe_info(data)
+        try:
+            info = h264_keyframe_info(data)
+        except ValueError:  # a broken SPS: the camera's, not ours to end the session over
+            info = None
         if info is not None:
             self._parameter_sets = info.extradata
             return data
