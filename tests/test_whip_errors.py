@@ -109,6 +109,23 @@ async def test_offer_without_video_is_unprocessable(gateway: Gateway) -> None:
     assert "no video" in body["error"]
 
 
+async def test_an_offer_of_video_alone_is_answered(gateway: Gateway) -> None:
+    # A camera with its microphone off: the gateway's audio transceiver matched nothing in
+    # the offer and the answer failed ("None is not in list"), a 400 and a session for nothing.
+    token = await gateway.enroll("cam-1")
+    pc, sdp = await make_offer(audio=False)
+    await pc.close()
+    headers = {"Content-Type": SDP, "Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "/whip", data=sdp, headers=headers) as response,
+    ):
+        assert response.status == 201, await response.text()
+        assert "m=audio" not in await response.text()
+    [session] = await gateway.store.run(gateway.store.list_sessions)
+    assert (session.video_codec, session.audio_codec) == ("H264", "")
+
+
 async def test_second_live_session_conflicts_then_delete_rules(gateway: Gateway) -> None:
     token = await gateway.enroll("cam-1")
     other = await gateway.enroll("cam-2")

@@ -94,8 +94,8 @@ def parse_offer(sdp: str) -> SessionDescription:
         raise BadRequest(f"SDP offer could not be parsed: {err}") from None
 
 
-def _check_offer(sdp: str) -> None:
-    """Refuse, with a reason, an offer the gateway cannot record."""
+def _check_offer(sdp: str) -> set[str]:
+    """Refuse, with a reason, an offer the gateway cannot record; the kinds it offers."""
     parsed = parse_offer(sdp)
     videos = [m for m in parsed.media if m.kind == "video" and m.port != 0]
     if not videos:
@@ -108,11 +108,12 @@ def _check_offer(sdp: str) -> None:
         )
     if not any(m.direction in ("sendonly", "sendrecv") for m in videos):
         raise Unprocessable("the offer's video is not sent (direction must be sendonly)")
+    return {m.kind for m in parsed.media if m.port != 0}
 
 
 async def accept_offer(sdp: str) -> tuple[RTCPeerConnection, MediaInfo]:
     """A peer connection with the offer applied, and what it will carry."""
-    _check_offer(sdp)
+    kinds = _check_offer(sdp)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         # aiortc answers in the offer's codec order (browsers put VP8 first): recvonly
@@ -120,9 +121,10 @@ async def accept_offer(sdp: str) -> tuple[RTCPeerConnection, MediaInfo]:
         pc.addTransceiver("video", direction="recvonly").setCodecPreferences(
             preferences("video", VIDEO_CODECS)
         )
-        pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(
-            preferences("audio", AUDIO_CODECS)
-        )
+        if "audio" in kinds:  # one the offer does not match would leave the answer unmade
+            pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(
+                preferences("audio", AUDIO_CODECS)
+            )
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
     except Exception as err:  # noqa: BLE001 aiortc raises what its state machine meets
         await pc.close()
