@@ -224,6 +224,9 @@ class CamerasConfig:
     manual_control_max_seconds: float = 1800.0
     # The national police (CIC) steers a camera only after notice, and for this long at most.
     cic_control_max_seconds: float = 300.0
+    # ... renewed up to this long per event; a break shorter than the rest continues it.
+    cic_control_total_seconds: float = 1800.0
+    cic_control_rest_seconds: float = 900.0
 
     def validate(self) -> None:
         _check(
@@ -261,6 +264,18 @@ class CamerasConfig:
             "cameras.cic_control_max_seconds",
             "must be between 10 and cameras.manual_control_max_seconds",
             self.cic_control_max_seconds,
+        )
+        _check(
+            self.cic_control_max_seconds <= self.cic_control_total_seconds <= 86400,
+            "cameras.cic_control_total_seconds",
+            "must be between cameras.cic_control_max_seconds and 86400",
+            self.cic_control_total_seconds,
+        )
+        _check(
+            0 <= self.cic_control_rest_seconds <= 86400,
+            "cameras.cic_control_rest_seconds",
+            "must be between 0 and 86400",
+            self.cic_control_rest_seconds,
         )
 
 

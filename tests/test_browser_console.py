@@ -38,6 +38,12 @@ def test_an_operator_sees_the_officer_and_works_the_alert(tmp_path: Path) -> Non
         ["cloturee", "dupont", "operator"],
     ]
     assert "Clôturée par dupont" in result["alert_after"]
+    # the national police's notice and countdown, on the CSU's console
+    first, later = result["cic"]
+    assert "Police nationale (cic)" in first
+    assert "« CIC Metz : suivi d'un véhicule »" in first
+    assert "fin dans 1:5" in first or "fin dans 2:00" in first
+    assert later != first  # the countdown moves
     for name in ("idle", "live", "followed", "dispatched", "closed"):
         assert (tmp_path / f"console-{name}.png").stat().st_size > 10_000
 

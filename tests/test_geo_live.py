@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bodycam.clock import parse_iso
 from bodycam.config import Config
+from bodycam.gateway.api_live import event_start
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import live_key, tracker_key
 from bodycam.live.base import Event
-from bodycam.models import SessionState
+from bodycam.models import Action, Actor, Entry, SessionState
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator
 from simulators.gps import Position as GpsPosition
@@ -353,3 +356,92 @@ async def test_a_camera_that_is_down_is_not_selected(
     await wait_for_async(lambda ids: "fixed-west" not in ids and "ptz-1" in ids, selected)
     cameras.set_online("fixed-west", True)
     await wait_for_async(lambda ids: ids[0] == "fixed-west", selected)
+
+
+def test_an_event_runs_back_through_controls_separated_by_less_than_the_rest() -> None:
+    now = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    rest = 15 * minute
+    assert event_start([], now, rest) == now
+    spans = [(now - 20 * minute, now - 15 * minute), (now - 14 * minute, now - 9 * minute)]
+    assert event_start(spans, now, rest) == now - 20 * minute
+    # a break longer than the rest ends the older event
+    spans.insert(0, (now - 60 * minute, now - 36 * minute))
+    assert event_start(spans, now, rest) == now - 20 * minute
+    assert event_start([(now - 40 * minute, now - 16 * minute)], now, rest) == now
+
+
+async def cic_controls(gateway: Gateway, spans: list[tuple[float, float]]) -> None:
+    """Register entries of controls of ptz-1 by `cic`, (start, end) in minutes from now."""
+    now = gateway.clock.now()
+    for start, end in spans:
+        entry = Entry(
+            Action.PTZ_CONTROL,
+            Actor("cic", "police_nationale"),
+            now + timedelta(minutes=start),
+            camera_id="ptz-1",
+            time_to=now + timedelta(minutes=end),
+            reason="CIC Metz: suivi d'un véhicule",
+        )
+        await gateway.store.run(gateway.store.record, entry)
+
+
+async def test_the_cic_notice_and_countdown_reach_the_csu_and_its_event_is_capped(
+    gateway: Gateway, cameras: AxisCameraSimulator
+) -> None:
+    cic = await gateway.login("cic", "police_nationale")
+    url = f"{gateway.url}/api/v1/cameras/ptz-1/control"
+    notice = "CIC Metz: suivi d'un véhicule volé"
+    events: list[Event] = []
+    collector = asyncio.create_task(collect(gateway, events))
+    await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession(headers=cic) as http:
+        async with http.put(url, json={"seconds": 300, "notice": notice}) as r:
+            assert r.status == 200
+            taken = await r.json()
+        assert taken["notice"] == notice
+        assert taken["since"] is not None
+        await wait_for(lambda: any(e.type == "ptz_control" for e in events))
+        [event] = [e for e in events if e.type == "ptz_control"]
+        assert event.data["notice"] == notice  # what the CSU's consoles show
+        assert event.data["taken"] is True
+        # a console that opens now finds it in its snapshot, with the time left
+        async with http.ws_connect(f"{gateway.url}/ui/ws", headers=gateway.auth) as ws:
+            snapshot = await ws.receive_json()
+        [shown] = snapshot["controls"]
+        assert (shown["camera_id"], shown["notice"]) == ("ptz-1", notice)
+        assert shown["until"] == taken["until"]
+        async with http.put(url, json={"seconds": 300, "notice": notice}) as r:
+            assert r.status == 200  # a renewal keeps the event's start
+            assert (await r.json())["since"] == taken["since"]
+        async with http.delete(url) as r:
+            assert r.status == 204
+
+        # the event began 27 minutes ago, with breaks shorter than the rest: the renewal
+        # is cut to what is left of the 30 minutes
+        await cic_controls(gateway, [(-27, -22), (-21, -16), (-15, -10), (-9, -4)])
+        async with http.put(url, json={"seconds": 300, "notice": notice}) as r:
+            assert r.status == 200
+            cut = await r.json()
+        left = (parse_iso(cut["until"]) - gateway.clock.now()).total_seconds()
+        assert 2 * 60 < left <= 3 * 60 + 1
+        async with http.delete(url) as r:
+            assert r.status == 204
+        await cic_controls(gateway, [(-31, -26)])  # the event began over 30 minutes ago
+        async with http.put(url, json={"seconds": 60, "notice": notice}) as r:
+            assert r.status == 409
+            error = (await r.json())["error"]
+        assert "the most one event allows (30 min" in error
+        assert "may take it again from" in error
+        # the CSU itself is not capped
+        async with http.put(url, json={"seconds": 600}, headers=gateway.auth) as r:
+            assert r.status == 200
+    collector.cancel()
+    entries = await gateway.store.run(gateway.store.register_entries)
+    renewals = [
+        e
+        for e in entries
+        if e["action"] == "ptz_control" and e["user"] == "cic" and "event began" in e["detail"]
+    ]
+    assert len(renewals) == 2  # each renewal is an entry, with when its event began
+    assert all(e["from"] < e["to"] for e in renewals)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
 from .. import access
-from ..clock import iso
-from ..errors import BadRequest, NotFound
+from ..clock import iso, parse_iso
+from ..errors import BadRequest, Conflict, NotFound
 from ..geo.ptz import Aim
 from ..geo.registry import cameras_to_geojson
 from ..models import Action, Position, Role
@@ -77,8 +78,12 @@ async def health(request: web.Request) -> web.Response:
 async def take_control(request: web.Request) -> web.Response:
     """Manual control of a PTZ camera by the logged-in person: {"seconds": 300}.
 
-    The national police (CIC) gives notice first ({"notice": "…"}, shown to the CSU and
-    registered) and holds a camera `cameras.cic_control_max_seconds` at most.
+    The national police (CIC) gives notice first ({"notice": "…"}, shown on every CSU
+    console with the time left, and registered), holds a camera
+    `cameras.cic_control_max_seconds` per request, and renews it up to
+    `cameras.cic_control_total_seconds` per event: a break shorter than
+    `cameras.cic_control_rest_seconds` does not start a new one. Each renewal is a
+    register entry, with the time since the event began.
     """
     person = auth.require(request, access.CAMERA_CONTROL, "control cameras")
     body = await json_body(request)
@@ -86,27 +91,83 @@ async def take_control(request: web.Request) -> web.Response:
     notice = body.get("notice", "")
     if not isinstance(notice, str) or len(notice) > 500:
         raise BadRequest("notice: a text of at most 500 characters")
-    if person.role == Role.POLICE_NATIONALE:
-        limit = request.app[config_key].cameras.cic_control_max_seconds
-        if len(notice.strip()) < 3:
-            raise BadRequest(
-                "notice: the national police takes control of a CSU camera only after"
-                " giving notice (say who asks and why)"
-            )
-        if seconds > limit:
-            raise BadRequest(f"seconds: the national police holds a camera {limit:.0f} s at most")
+    notice = notice.strip()
     camera_id = request.match_info["camera_id"]
-    control = await request.app[tracker_key].take_control(camera_id, person.name, seconds)
+    app, now = request.app, _now(request)
+    since = None
+    if person.role == Role.POLICE_NATIONALE:
+        since, seconds = await _cic_event(request, camera_id, person.name, notice, seconds)
+    control = await app[tracker_key].take_control(camera_id, person.name, seconds, notice, since)
     await auth.record(
         request,
         Action.PTZ_CONTROL,
         person,
         camera_id=camera_id,
+        time_from=control.since,
         time_to=control.until,
-        reason=notice.strip(),
-        detail=f"{seconds:.0f} s",
+        reason=notice,
+        detail=f"{seconds:.0f} s"
+        + (f"; the event began {iso(since)}" if since is not None and since < now else ""),
     )
-    return web.json_response({**control.to_json(), "notice": notice.strip()})
+    return web.json_response(control.to_json())
+
+
+def _now(request: web.Request) -> datetime:
+    return request.app[clock_key].now()
+
+
+async def _cic_event(
+    request: web.Request, camera_id: str, holder: str, notice: str, seconds: float
+) -> tuple[datetime, float]:
+    """When the national police's event on this camera began, and the seconds it may
+    still hold it (at most what it asked)."""
+    cameras = request.app[config_key].cameras
+    if len(notice) < 3:
+        raise BadRequest(
+            "notice: the national police takes control of a CSU camera only after"
+            " giving notice (say who asks and why)"
+        )
+    if seconds > cameras.cic_control_max_seconds:
+        raise BadRequest(
+            f"seconds: the national police holds a camera {cameras.cic_control_max_seconds:.0f}"
+            " s at most"
+        )
+    store, now = request.app[store_key], _now(request)
+    total, rest = cameras.cic_control_total_seconds, cameras.cic_control_rest_seconds
+    look_back = now - timedelta(seconds=total + rest + cameras.cic_control_max_seconds)
+    rows = await store.run(store.register_entries, look_back, None)
+    spans = [
+        # (when its event began, as the entry says, else when it was taken; its end)
+        (parse_iso(r["from"] or r["at"]), parse_iso(r["to"]))
+        for r in rows
+        if r["action"] == Action.PTZ_CONTROL.value
+        and r["camera"] == camera_id
+        and r["user"] == holder
+        and r["outcome"] == "ok"
+        and r["to"]
+    ]
+    since = event_start(spans, now, timedelta(seconds=rest))
+    left = total - (now - since).total_seconds()
+    if left < 1:
+        again = max(until for _, until in spans) + timedelta(seconds=rest)
+        raise Conflict(
+            f"camera {camera_id}: the national police has held it since {iso(since)}, the"
+            f" most one event allows ({total / 60:.0f} min, cameras.cic_control_total_seconds);"
+            f" it may take it again from {iso(again)}"
+        )
+    return since, min(seconds, left)
+
+
+def event_start(spans: list[tuple[datetime, datetime]], now: datetime, rest: timedelta) -> datetime:
+    """When the event a control taken `now` belongs to began: going back through the
+    holder's earlier controls (taken, until), each that ended less than `rest` before the
+    next began is part of it."""
+    start = now
+    for taken, until in sorted(spans, reverse=True):
+        if until + rest < start:
+            break
+        start = min(start, taken)
+    return start
 
 
 async def release_control(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import Clock, iso
@@ -409,6 +409,12 @@ class Tracker:
         control = self._controls.get(camera_id)
         return control if control is not None and control.until > self._clock.now() else None
 
+    async def controls(self) -> list[Control]:
+        """The PTZ cameras under manual control now (on any node), for a console's snapshot."""
+        ptz = [c.id for c in self.city.cameras.values() if c.kind == CameraKind.PTZ]
+        found = await asyncio.gather(*(self.control(cid) for cid in ptz))
+        return [c for c in found if c is not None]
+
     async def control(self, camera_id: str) -> Control | None:
         """Who holds manual control of a camera now, if anyone (on any node)."""
         control = await self._ptz.control(camera_id, self._clock.now())
@@ -418,8 +424,17 @@ class Tracker:
             self._controls[camera_id] = control
         return control
 
-    async def take_control(self, camera_id: str, holder: str, seconds: float) -> Control:
-        """Hold a PTZ camera under manual control (renewing one's own hold is allowed)."""
+    async def take_control(
+        self,
+        camera_id: str,
+        holder: str,
+        seconds: float,
+        notice: str = "",
+        since: datetime | None = None,
+    ) -> Control:
+        """Hold a PTZ camera under manual control (renewing one's own hold is allowed);
+        `since`: when the holder's event began (now when None), `notice`: the national
+        police's, which every console shows with the time left."""
         camera = self._ptz_camera(camera_id)
         limit = self.config.cameras.manual_control_max_seconds
         if not holder or len(holder) > 200:
@@ -427,7 +442,8 @@ class Tracker:
         if not 1 <= seconds <= limit:
             raise BadRequest(f"seconds: between 1 and {limit:.0f}, got {seconds!r}")
         now = self._clock.now()
-        wanted = Control(camera.id, holder, now + timedelta(seconds=seconds), self._node)
+        until = now + timedelta(seconds=seconds)
+        wanted = Control(camera.id, holder, until, self._node, since or now, notice)
         control = await self._ptz.take_control(wanted, now)
         if control != wanted:
             self._controls[camera.id] = control

@@ -351,9 +351,17 @@ class Control:
     holder: str  # the person (their login name)
     until: datetime
     node: str = ""  # the node that granted it: it announces the end
+    since: datetime | None = None  # when this holder's event began (renewals keep it)
+    notice: str = ""  # what the national police said when it took the camera
 
     def to_json(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "holder": self.holder, "until": iso(self.until)}
+        return {
+            "camera_id": self.camera_id,
+            "holder": self.holder,
+            "until": iso(self.until),
+            "since": iso(self.since) if self.since else None,
+            "notice": self.notice,
+        }
 
 
 @dataclass(frozen=True)

@@ -463,13 +463,23 @@ def _control_json(control: Control) -> str:
             "until": iso(control.until),
             "until_ms": _ms(control.until),
             "node": control.node,
+            "since": iso(control.since) if control.since else None,
+            "notice": control.notice,
         }
     )
 
 
 def _control(value: str) -> Control:
     data = json.loads(value)
-    return Control(data["camera_id"], data["holder"], parse_iso(data["until"]), data["node"])
+    since = data.get("since")
+    return Control(
+        data["camera_id"],
+        data["holder"],
+        parse_iso(data["until"]),
+        data["node"],
+        parse_iso(since) if since else None,
+        data.get("notice", ""),
+    )
 
 
 class RedisPtz(PtzHolds):

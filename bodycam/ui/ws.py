@@ -108,8 +108,8 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 
 async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
-    """What is live now: alerts, positions, tracks, camera selections, camera health, and
-    whether recording is stopped (a full disk)."""
+    """What is live now: alerts, positions, tracks, camera selections, camera health,
+    whether recording is stopped (a full disk), and the cameras under manual control."""
     manager, tracker = app[sessions_key], app[tracker_key]
     positions = await app[live_key].positions.all()
     tracks, selections = {}, {}
@@ -139,4 +139,5 @@ async def snapshot(app: web.Application, last_id: str) -> dict[str, Any]:
         "selections": selections,
         "cameras": {c["camera_id"]: c["state"] for c in app[health_key].report()["cameras"]},
         "recording": manager.disk.status() if manager.disk is not None else None,
+        "controls": [c.to_json() for c in await tracker.controls()],
     }

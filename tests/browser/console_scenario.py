@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Page
 
@@ -30,7 +31,7 @@ from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import store_key
 from bodycam.geo.registry import import_cameras, import_places
-from bodycam.store import SqliteStore
+from bodycam.store import SqliteStore, Store
 from simulators.axis_bodycam import AxisBodycam
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
@@ -107,6 +108,25 @@ async def act(page: Page, session_id: str, button: str, state: str) -> None:
     await page.wait_for_selector(f'{alert}[data-state="{state}"]', timeout=5000)
 
 
+async def cic_takes_a_camera(page: Page, store: Store) -> list[str]:
+    """The national police takes the PTZ camera with a notice: the CSU's console shows it,
+    and the time left goes down."""
+    token = await add_login(store, "cic", "police_nationale")
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.put(
+            f"{BASE}/api/v1/cameras/ptz-1/control",
+            json={"seconds": 120, "notice": "CIC Metz : suivi d'un véhicule"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    shown = '[data-testid="control"][data-camera-id="ptz-1"]'
+    await page.wait_for_selector(shown, timeout=5000)
+    first = await page.inner_text(shown)
+    await page.wait_for_timeout(2100)
+    return [first, await page.inner_text(shown)]
+
+
 async def main(out: Path) -> dict[str, Any]:
     cameras = await start_cameras()
     config = await prepare(out / "data", cameras)
@@ -167,6 +187,7 @@ async def main(out: Path) -> dict[str, Any]:
             await page.screenshot(path=str(out / "console-dispatched.png"))
             await act(page, sid, "btn-close", "cloturee")
             result["alert_after"] = await page.inner_text(alert)
+            result["cic"] = await cic_takes_a_camera(page, store)
             await bodycam.press()
         await page.screenshot(path=str(out / "console-closed.png"))
     stored = await store.run(store.get_alert, sid)

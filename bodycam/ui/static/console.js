@@ -2,7 +2,7 @@
 // Plain ES modules, no framework, no build step: the contract with the gateway is docs/console.md.
 // Every piece of data reaches the page through textContent or setAttribute, never innerHTML.
 
-import { $, compareIds, isNum, timeValue, validPoint, api, errorText } from './util.js';
+import { $, el, compareIds, isNum, timeValue, validPoint, api, errorText } from './util.js';
 import { S, BACKOFF_MIN, BACKOFF_MAX, invalidate, setRenderers } from './state.js';
 import { onAlert, renderAlerts, unlockAudio } from './alarms.js';
 import {
@@ -76,6 +76,8 @@ function stopConsole() {
   S.lastId = S.snapshotId = null;
   $('connection').hidden = true;
   $('recording-stopped').hidden = true;
+  S.controls = new Map();
+  renderControls();
   renderWall();
   renderAlerts();
   renderMap();
@@ -152,6 +154,9 @@ function applySnapshot(m) {
   S.health = mapOf(m.cameras);
   S.lastId = S.snapshotId = m.last_id || null;
   onRecording(m.recording);
+  S.controls = new Map();
+  for (const c of Array.isArray(m.controls) ? m.controls : []) if (c && c.camera_id) S.controls.set(c.camera_id, c);
+  renderControls();
   if (S.tiles.every((t) => !t)) {
     const open = [...S.alerts.values()]
       .filter((a) => a.state !== 'cloturee' && a.session_state === 'live')
@@ -174,7 +179,8 @@ function applyEvent(m) {
   else if (m.type === 'selection') onSelection(d);
   else if (m.type === 'camera_health') onHealth(d);
   else if (m.type === 'recording') onRecording(d);
-  // ptz, ptz_control and unknown types: informative only
+  else if (m.type === 'ptz_control') onControl(d);
+  // ptz and unknown types: informative only
 }
 
 function onPosition(p) {
@@ -198,6 +204,28 @@ function onSelection(d) {
   S.selections.set(d.session_id, Array.isArray(d.cameras) ? d.cameras : []);
   if (d.session_id === S.wallSession) refreshWallCameras();
   invalidate('map', 'wall');
+}
+
+// Manual control of a PTZ camera: the national police's notice and the time it has left are
+// shown to the CSU (a control without notice is the CSU's own, and stays off this list).
+function onControl(d) {
+  if (!d || !d.camera_id) return;
+  if (d.taken) S.controls.set(d.camera_id, d); else S.controls.delete(d.camera_id);
+  renderControls();
+}
+
+function renderControls() {
+  const list = $('controls');
+  const now = Date.now();
+  const shown = [...S.controls.values()].filter((c) => c.notice && timeValue(c.until) > now);
+  list.replaceChildren(...shown.map((c) => {
+    const left = Math.max(0, Math.round((timeValue(c.until) - now) / 1000));
+    const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+    const name = (S.cameras.get(c.camera_id) || {}).name || c.camera_id;
+    return el('li', { 'data-testid': 'control', 'data-camera-id': c.camera_id },
+      `Police nationale (${c.holder}) pilote ${name} : « ${c.notice} » — fin dans ${clock}`);
+  }));
+  list.hidden = shown.length === 0;
 }
 
 // Recording stopped (the gateway's disk under its free-space floor): every console says so.
@@ -224,6 +252,7 @@ async function boot() {
   window.addEventListener('pagehide', () => S.tiles.forEach((t) => t && t.viewUrl && deleteView(t.viewUrl)));
   setupMapInput();
   setupRecordings();
+  setInterval(renderControls, 1000); // the countdown
   renderWall();
   const me = await api('GET', '/api/v1/me');
   if (me.status === 200 && me.body && CONSOLE_ROLES.includes(me.body.role)) startConsole(me.body);

@@ -7,7 +7,7 @@ export const BACKOFF_MAX = 5000;
 export const S = {
   user: null, running: false,
   alerts: new Map(), positions: new Map(), tracks: new Map(),
-  selections: new Map(), health: new Map(),
+  selections: new Map(), health: new Map(), controls: new Map(),
   lastId: null, snapshotId: null,
   ws: null, backoff: BACKOFF_MIN, reconnectTimer: null,
   wallSession: null, grid: 2, tiles: [null, null, null, null],
