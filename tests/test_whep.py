@@ -140,6 +140,35 @@ async def test_a_view_ends_with_its_session(gateway: Gateway) -> None:
         assert response.status == 404
 
 
+async def test_a_view_url_is_its_openers_alone_and_dies_with_the_view(gateway: Gateway) -> None:
+    """Another person, even of the same role, cannot end someone's view by its URL; once
+    ended, the URL replayed finds nothing, and another session's path does not reach it."""
+    token = await gateway.enroll("cam-1")
+    martin = await gateway.login("martin")
+    async with (
+        AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera,
+        aiohttp.ClientSession() as http,
+    ):
+        await camera.press()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        view = await watch(gateway.url, session.id, gateway.auth)
+        await wait_for(lambda: view.video_frames > 10)
+        async with http.delete(view.location, headers=martin) as response:
+            assert response.status == 403
+            assert "opened by someone else" in (await response.json())["error"]
+        viewer_id = view.location.rsplit("/", 1)[1]
+        async with http.delete(f"{gateway.url}/whep/other/{viewer_id}", headers=gateway.auth) as r:
+            assert r.status == 404
+        frames = view.video_frames
+        await wait_for(lambda: view.video_frames > frames + 5)  # still watching
+        async with http.delete(view.location, headers=gateway.auth) as response:
+            assert response.status == 200
+        async with http.delete(view.location, headers=gateway.auth) as response:
+            assert response.status == 404  # replayed
+        await view.close()
+        await camera.press()
+
+
 @pytest.mark.parametrize(
     ("path", "body", "content_type", "status", "message"),
     [

@@ -19,7 +19,7 @@ from functools import partial
 from aiohttp import web
 
 from .. import access
-from ..errors import NotFound
+from ..errors import Forbidden, NotFound
 from ..logs import ids
 from ..media.relay import Relay
 from ..models import SessionState
@@ -76,7 +76,9 @@ def _end_with_login(request: web.Request, relay: Relay, viewer_id: str) -> None:
 
 
 async def delete_view(request: web.Request) -> web.Response:
-    auth.require(request, access.LIVE_VIEW, "view live images")
+    """End a view: only the person who opened it may (its URL is no capability of its own);
+    a URL replayed after the view ended finds nothing."""
+    person = auth.require(request, access.LIVE_VIEW, "view live images")
     app = request.app
     session_id, viewer_id = request.match_info["session_id"], request.match_info["viewer_id"]
     live = app[sessions_key].session(session_id)
@@ -84,8 +86,12 @@ async def delete_view(request: web.Request) -> web.Response:
         forwarded = await app[forwarder_key].to_holder(request, session_id)
         if forwarded is not None:
             return forwarded
-    if live is None or await live.relay.remove(viewer_id) is None:
+    viewer = live.relay.viewer(viewer_id) if live is not None else None
+    if live is None or viewer is None:
         raise NotFound("no such view (it may have ended with its session)")
+    if viewer.label.rpartition("@")[0] != person.name:  # (the label is name@address)
+        raise Forbidden("this view was opened by someone else: only they may end it")
+    await live.relay.remove(viewer_id)
     logger.info(
         "session %s: view %s ended", session_id, viewer_id[:8], extra=ids(session_id=session_id)
     )
