@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 VIDEO_CODECS = ("H264", "VP8")  # in order of preference: Axis cameras send H.264
 AUDIO_CODECS = ("opus",)
 TELEMETRY_LABEL = "telemetry"
+MAX_MEDIA_SECTIONS = 16
 CONNECT_TIMEOUT_SECONDS = 15.0
 PAUSED_SECONDS = 2.0  # a watch tick this late: the process was paused
 WATCH_INTERVAL_SECONDS = 0.5
@@ -88,10 +89,36 @@ def parse_offer(sdp: str) -> SessionDescription:
     """An SDP offer (WHIP's or WHEP's), or BadRequest saying why it is not one."""
     if "m=" not in sdp:
         raise BadRequest("body is not an SDP offer (no m= line)")
+    # thousands of sections fit in the size limit and take aiortc's parser over 100 ms of
+    # the event loop; a camera offers three (video, audio, telemetry), a viewer two
+    sections = sdp.count("m=")
+    if sections > MAX_MEDIA_SECTIONS:
+        raise BadRequest(f"SDP offer has {sections} m= lines: at most {MAX_MEDIA_SECTIONS}")
     try:
-        return SessionDescription.parse(sdp)
+        parsed = SessionDescription.parse(sdp)
     except Exception as err:  # noqa: BLE001 aiortc's parser raises whatever a bad line provokes
         raise BadRequest(f"SDP offer could not be parsed: {err}") from None
+    _check_transport(parsed)
+    return parsed
+
+
+def _check_transport(parsed: SessionDescription) -> None:
+    """What aiortc takes on trust, and trips on later in a task of its own (the answer, the
+    DTLS handshake, closing): every section it will use has a certificate fingerprint, and
+    a BUNDLE group names each section once, by a mid that exists."""
+    used = [m for m in parsed.media if m.port != 0]
+    if any(m.dtls is None or not m.dtls.fingerprints for m in used):
+        raise BadRequest("SDP offer has a media section without a=fingerprint (DTLS needs it)")
+    mids = [m.rtp.muxId for m in parsed.media if m.rtp.muxId]
+    twice = sorted({mid for mid in mids if mids.count(mid) > 1})
+    if twice:
+        raise BadRequest(f"SDP offer gives mid {twice[0]} to two media sections")
+    for group in parsed.group:
+        missing = [mid for mid in group.items if mid not in mids]
+        if group.semantic == "BUNDLE" and missing:
+            raise BadRequest(
+                f"SDP offer's BUNDLE group names mid {missing[0]}, which no media section has"
+            )
 
 
 def _check_offer(sdp: str) -> set[str]:
@@ -217,7 +244,12 @@ class Connection:
         helpers = [t for t in self._tasks if t is not current]
         for task in helpers:
             task.cancel()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception as err:  # noqa: BLE001 the session must end whatever aiortc trips on
+            self._log.warning(
+                "session %s: the peer connection closed with an error: %r", self.session_id, err
+            )
         self._flush_counts()
         await asyncio.gather(*helpers, return_exceptions=True)
 
