@@ -550,3 +550,26 @@ async def test_the_cic_steers_a_camera_only_after_notice_and_for_a_while(
     ):
         assert r.status == 400
         assert message in (await r.json())["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("POST", "/api/v1/cameras/nocam/ptz", b'{"pan": 1' + b"0" * 400 + b"}", "pan: a number"),
+        ("POST", "/api/v1/devices", b"[" * 10_000, "nested too deeply"),
+        ("POST", "/api/v1/login", b"[" * 4000, "nested too deeply"),
+    ],
+)
+async def test_json_bodies_too_big_or_too_deep_for_python_say_so(
+    served: Gateway, method: str, path: str, body: bytes, message: str
+) -> None:
+    """Found by tests/test_fuzz_http.py: a 400-digit number (OverflowError) and JSON nested
+    ten thousand deep (RecursionError) answered 500."""
+    token = await add_login(served.store, "durand", "supervisor")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, served.url + path, data=body, headers=headers) as response,
+    ):
+        assert response.status == 400
+        assert message in (await response.json())["error"]

@@ -14,6 +14,7 @@ from bodycam.geo.registry import (
     GeoJSONError,
     cameras_to_geojson,
     load_cameras,
+    load_json,
     parse_cameras,
     parse_places,
 )
@@ -111,6 +112,10 @@ def test_cameras_round_trip() -> None:
             collection(feature(privacy_masks=[BOW_TIE])),
             "feature 0.properties.privacy_masks[0]: not a valid polygon: Self-intersection",
         ),
+        (  # found by tests/test_fuzz_http.py: an AttributeError, not the file's error
+            collection({**feature(), "geometry": [6.17, 49.12]}),
+            "feature 0.geometry: a Point with [lon, lat] in range is required",
+        ),
     ],
 )
 def test_bad_camera_files_name_feature_and_property(document: Any, message: str) -> None:
@@ -118,6 +123,12 @@ def test_bad_camera_files_name_feature_and_property(document: Any, message: str)
         parse_cameras(document, "cams.geojson")
     assert message in str(caught.value)
     assert str(caught.value).startswith("cams.geojson:")
+
+
+def test_json_nested_too_deeply_is_a_file_error() -> None:
+    """Found by tests/test_fuzz_http.py: `bodycam places import` ended in a RecursionError."""
+    with pytest.raises(GeoJSONError, match=r"places.geojson: 1 error(?s:.*)nested too deeply"):
+        load_json("[" * 10_000, "places.geojson")
 
 
 def test_every_error_is_reported_at_once() -> None:

@@ -232,3 +232,33 @@ async def test_a_token_that_is_not_ascii_is_refused_not_crashed(gateway: Gateway
     status, body = await raw_post(gateway, b"Authorization: Bearer \xff\xfe\xfd\r\n", [b"v=0"])
     assert status == 401
     assert b"printable ASCII" in body
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda sdp: sdp.replace("a=mid:0\r\n", ""), "BUNDLE group names mid 0"),
+        (lambda sdp: sdp.replace("a=mid:1\r\n", "a=mid:0\r\n"), "gives mid 0 to two media"),
+        (
+            lambda sdp: "\r\n".join(x for x in sdp.split("\r\n") if "fingerprint" not in x),
+            "without a=fingerprint",
+        ),
+        (lambda sdp: sdp + "m=audio 9 RTP/AVP 0\r\n" * 20, "at most 16"),
+    ],
+)
+async def test_offers_aiortc_would_trip_on_are_refused_first(
+    gateway: Gateway, offer: str, edit: Any, message: str
+) -> None:
+    """Found by tests/test_fuzz_http.py: such offers answered 500 (aiortc failing to answer,
+    then to close) and left the device's new session without a connection, or failed later
+    in a task of aiortc's own; thousands of m= lines held the event loop over 100 ms."""
+    token = await gateway.enroll("cam-1")
+    headers = {"Content-Type": SDP, "Authorization": f"Bearer {token}"}
+    status, body = await post(gateway, edit(offer), headers)
+    assert status == 400, body
+    assert message in body["error"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "/whip", data=offer, headers=headers) as good,
+    ):
+        assert good.status == 201  # the device was left free to publish

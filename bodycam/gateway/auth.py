@@ -182,6 +182,8 @@ async def login(request: web.Request) -> web.Response:
         data = json.loads(body)
     except ValueError as err:
         raise BadRequest(f"login: not valid JSON: {err}") from None
+    except RecursionError:  # `[[[…` a few thousand deep fits in the login's 4 KB
+        raise BadRequest("login: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("login: expected a JSON object")
     name, password = data.get("name"), data.get("password")

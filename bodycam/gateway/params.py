@@ -28,6 +28,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except ValueError as err:
         raise BadRequest(f"the body is not JSON: {err}") from None
+    except RecursionError:  # `[[[…` ten thousand deep fits in the size limit
+        raise BadRequest("the body is JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
@@ -49,7 +51,7 @@ def number(
         return default
     try:
         value = float(raw) if not isinstance(raw, bool) else math.nan
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of 400 digits
         value = math.nan
     if not (math.isfinite(value) and low <= value <= high) or (integer and value != int(value)):
         kind = "an integer" if integer else "a number"

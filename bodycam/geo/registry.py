@@ -69,6 +69,8 @@ def load_json(text: str | bytes, source: str) -> Any:
         return json.loads(text)
     except ValueError as err:
         raise GeoJSONError(source, [f"not JSON: {err}"]) from None
+    except RecursionError:  # `[[[…` deeper than any GeoJSON geometry nests
+        raise GeoJSONError(source, ["JSON nested too deeply"]) from None
 
 
 def _lonlat(value: Any) -> tuple[float, float] | None:
@@ -149,8 +151,8 @@ def _number(
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or not bounds.allows(value)  # first: a 400-digit integer is no float (isfinite)
         or not math.isfinite(value)
-        or not bounds.allows(value)
     ):
         errors.append(f"{where}.properties.{key}: {bounds.rule()}, got {value!r}")
         return 0.0
@@ -191,7 +193,9 @@ def _camera(feature: Any, where: str, seen: set[str], errors: list[str]) -> Came
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         errors.append(f"{where}: not a GeoJSON Feature")
         return None
-    geometry = feature.get("geometry") or {}
+    geometry = feature.get("geometry")
+    if not isinstance(geometry, dict):
+        geometry = {}
     point = _lonlat(geometry.get("coordinates")) if geometry.get("type") == "Point" else None
     if point is None:
         errors.append(f"{where}.geometry: a Point with [lon, lat] in range is required")
@@ -202,7 +206,7 @@ def _camera(feature: Any, where: str, seen: set[str], errors: list[str]) -> Came
     count = len(errors)
     camera_id = _camera_id(props, where, seen, errors)
     kind = props.get("kind")
-    if kind not in {k.value for k in CameraKind}:
+    if not isinstance(kind, str) or kind not in {k.value for k in CameraKind}:
         errors.append(f"{where}.properties.kind: one of fixed, ptz, dome, got {kind!r}")
     masks = _privacy_masks(props, where, errors)
     numbers: dict[str, Any] = {
