@@ -11,12 +11,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.store import SqliteStore
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
 
+from .fuzzing import CI_EXAMPLES, FUZZ_FACTOR, RESULTS, summary_lines
 from .geo_scene import CAMERA_PASSWORD, SCENE_CAMERAS, give_camera_password, import_street
 from .helpers import (
     POSTGRES_URL,
@@ -29,6 +31,39 @@ from .helpers import (
     with_database,
     with_schema,
 )
+
+# The fuzzing campaign (tests/test_fuzz_*.py, tests/fuzzing.py): "ci" keeps the suite's run
+# bounded and the same every time; "fuzz" (HYPOTHESIS_PROFILE=fuzz, `./dev fuzz`) draws new
+# cases, FUZZ_FACTOR times as many. No example database: nothing written into the tree.
+settings.register_profile(
+    "ci",
+    max_examples=CI_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    # a gateway is started once per test, not per case; some cases are large on purpose
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+settings.register_profile(
+    "fuzz",
+    parent=settings.get_profile("ci"),
+    max_examples=CI_EXAMPLES * FUZZ_FACTOR,
+    derandomize=False,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzzing targets' figures (cases, answers, memory), when any ran."""
+    if RESULTS:
+        for line in summary_lines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
