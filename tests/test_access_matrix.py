@@ -462,6 +462,18 @@ async def test_recordings_are_found_by_officer_device_date_and_place(served: Gat
         assert long.status == 400
 
 
+async def test_a_hold_id_is_a_number_of_a_database_size(served: Gateway) -> None:
+    token = await add_login(served.store, "durand", "supervisor")
+    base = f"{served.url}/api/v1/recordings/s1/holds"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        for hold in ("abc", "-1", "1" * 40):
+            async with http.post(f"{base}/{hold}/lift", json=REQUISITION) as response:
+                assert response.status == 400, hold
+                assert "hold id must be a number" in (await response.json())["error"]
+        async with http.post(f"{base}/999/lift", json=REQUISITION) as response:
+            assert response.status == 404
+
+
 async def test_hold_export_and_stats_through_the_api(served: Gateway, tmp_path: Path) -> None:
     token = await add_login(served.store, "durand", "supervisor")
     headers = {"Authorization": f"Bearer {token}"}

@@ -271,10 +271,10 @@ async def lift_hold(request: web.Request) -> web.Response:
     """POST {"reference", "reason"}: lift one hold (the purge may then take the session)."""
     person = auth.require(request, access.LEGAL_HOLD, "lift legal holds")
     body = await json_body(request)
-    try:
-        hold_id = int(request.match_info["hold_id"])
-    except ValueError:
-        raise BadRequest("hold id must be a number") from None
+    raw = request.match_info["hold_id"]
+    if not raw.isdigit() or len(raw) > 18:  # (a database integer has 19 digits at most)
+        raise BadRequest(f"hold id must be a number, got {raw[:40]!r}")
+    hold_id = int(raw)
     store, now = request.app[store_key], request.app[clock_key].now()
     hold = await store.run(
         holds.lift,
