@@ -80,6 +80,10 @@ READ_COUNT = 500
 BLOCK_MS = 5_000
 FLUSH_SECONDS = 5.0
 CONNECT_SECONDS = 5.0
+# A try a second at most while Redis is away: a console must have its live updates back
+# within about a second of Redis returning (with a cap of 5 s, a 4 s outage cost 7 s more
+# of silence), and a refused connection a second costs a down server nothing.
+RETRY_CAP_SECONDS = 1.0
 
 # Stale members (their hash expired) leave the GEO set, unless refreshed meanwhile.
 CLEAN = """
@@ -160,6 +164,11 @@ Entries = list[tuple[str, dict[str, str]]]
 Ttls = tuple[float, float]  # positions, claims (seconds)
 
 
+def _backoff(failures: int) -> float:
+    """Seconds to wait after `failures` failed tries in a row."""
+    return min(RETRY_CAP_SECONDS, 0.1 * 2.0**failures)
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -231,7 +240,7 @@ class Server:
                 failures += 1
                 if failures == 1:
                     logger.warning("Redis at %s: writes waiting: %s", self.where, err)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                await asyncio.sleep(_backoff(failures))
                 continue
             except RedisError as err:  # the whole batch refused: retrying cannot help
                 results = [err]
@@ -291,7 +300,7 @@ class RedisEvents(EventStream):
                 failures += 1
                 if failures == 1:
                     logger.warning("Redis at %s: events not received: %s", self._server.where, err)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                await asyncio.sleep(_backoff(failures))
                 continue
             if failures:
                 logger.info("Redis at %s: events received again", self._server.where)
