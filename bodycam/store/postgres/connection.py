@@ -28,6 +28,11 @@ from . import schema
 
 Connection = psycopg.Connection[dict[str, Any]]
 CONNECT_SECONDS = 10.0
+# While the server is known to be down (the last wait for a connection timed out), a query
+# waits this long, not CONNECT_SECONDS: else each takes a store thread for 10 s, the
+# queries of live sessions (a position a second each) queue faster than they fail, and
+# every request, even after the server is back, waits behind that queue for minutes.
+DOWN_WAIT_SECONDS = 0.5
 
 
 class StoreUnavailable(BodycamError):
@@ -46,11 +51,17 @@ class PostgresConnection(Store):
         self.url = url
         self.where = redacted(url)
         self._local = threading.local()
+        self._unreachable = False  # the last wait for a connection timed out
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            # A connection is checked (one empty round trip) before each use: after the
+            # server restarts, the pool's connections are all dead, and without the check
+            # the first query on each fails at once (a segment left unsealed, a register
+            # entry refused) instead of waiting, up to CONNECT_SECONDS, for a new one.
+            check=ConnectionPool.check_connection,
             open=False,
             name="bodycam",
         )
@@ -97,10 +108,15 @@ class PostgresConnection(Store):
         if held is not None:
             yield held
             return
+        wait = DOWN_WAIT_SECONDS if self._unreachable else CONNECT_SECONDS
         try:
-            with self._pool.connection(timeout=CONNECT_SECONDS) as conn:
+            with self._pool.connection(timeout=wait) as conn:
+                self._unreachable = False
                 yield conn
-        except (PoolTimeout, psycopg.OperationalError) as err:
+        except PoolTimeout as err:
+            self._unreachable = True
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {err}") from None
+        except psycopg.OperationalError as err:
             raise StoreUnavailable(f"PostgreSQL at {self.where}: {err}") from None
 
     def _one(self, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
