@@ -351,6 +351,48 @@ async def delete_keys(prefix: str) -> None:
             await client.delete(*keys)
 
 
+class OwnRedis:
+    """A redis-server of the test's own on a free port, which the test can stop and start."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            # Redis is not ours: under the suite's faketime run it must keep the real clock
+            # (libfaketime inside redis-server recurses into clock_gettime and never starts).
+            env=without_faketime(os.environ),
+        )
+        for _ in range(200):
+            try:
+                with redis.Redis(port=self.port, socket_connect_timeout=0.1) as client:
+                    client.ping()
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise AssertionError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
 # a real PostgreSQL for the store's second backend (CI starts one; elsewhere: skipped)
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import secrets
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,6 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-import redis
 from aiohttp.test_utils import TestServer
 
 from bodycam.gateway.app import create_app
@@ -35,57 +31,15 @@ from simulators.axis_camera import AxisCameraSimulator
 from .geo_scene import give_camera_password, import_street, street_walk
 from .helpers import (
     Gateway,
+    OwnRedis,
     free_port,
     make_config,
     require_redis,
     small_media,
     wait_for,
-    without_faketime,
 )
 
 MEDIA = small_media()
-
-
-class OwnRedis:
-    """A redis-server of the test's own on a free port, which the test can stop and start."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            # Redis is not ours: under the suite's faketime run it must keep the real clock
-            # (libfaketime inside redis-server recurses into clock_gettime and never starts).
-            env=without_faketime(os.environ),
-        )
-        for _ in range(200):
-            try:
-                with redis.Redis(port=self.port, socket_connect_timeout=0.1) as client:
-                    client.ping()
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise AssertionError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
 
 
 @pytest.fixture
