@@ -104,6 +104,9 @@ class Metrics:
             "bodycam_cameras", "Cameras of the registry by health state", ["state"], registry=r
         )
         self.viewers = Gauge("bodycam_viewers", "Live views (WHEP) open", registry=r)
+        self.event_loop_tasks = Gauge(
+            "bodycam_event_loop_tasks", "Tasks of the gateway's event loop", registry=r
+        )
         self.frame_delay = Histogram(
             "bodycam_ingest_frame_delay_seconds",
             "Capture (sender clock) to frame complete at the gateway, video",

@@ -289,6 +289,7 @@ class Action(enum.StrEnum):
     REGISTER_PRUNED = "register_pruned"
     # a node took a session over from another (time_from, time_to: the recording's gap)
     SESSION_TAKEN_OVER = "session_taken_over"
+    SESSION_RESUMED = "session_resumed"  # a camera back within the grace window
 
 
 @dataclass(frozen=True)

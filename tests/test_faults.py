@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 
 from bodycam import devices
-from bodycam.clock import SystemClock
+from bodycam.clock import SystemClock, parse_iso
 from bodycam.gateway.app import create_app
 from bodycam.models import EndReason, SessionState
 from bodycam.store import SqliteStore, Store
@@ -597,6 +597,7 @@ async def test_link_cut_for_ten_seconds(
     try:
         [session] = await store.run(store.list_sessions)  # one session, not two
         recording = await recording_of(net_gateway, store, session.id, tmp_path / "plain")
+        entries = await store.run(store.register_entries)
     finally:
         await asyncio.to_thread(store.close)
     assert camera["reconnects"] == 1, camera
@@ -614,3 +615,9 @@ async def test_link_cut_for_ten_seconds(
     ]
     assert max(gaps) >= 8, gaps
     assert all(b.prev_sha256 == a.sha256 for a, b in itertools.pairwise(segments))
+    # the register says so, from the interruption (noticed 3 s into the silence, the media
+    # timeout) to the camera's return
+    [resumed] = [e for e in entries if e["action"] == "session_resumed"]
+    assert resumed["session"] == session.id
+    gap = parse_iso(resumed["to"]) - parse_iso(resumed["from"])
+    assert 5 <= gap.total_seconds() <= 20, resumed

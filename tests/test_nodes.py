@@ -59,7 +59,10 @@ async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
                 assert seen[kind].data["session_id"] == session.id
             assert seen["alert"].data["state"] == "nouvelle"
             # a WHEP request on A for B's session: forwarded to B, whose answer comes back
-            offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            offer = (
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                "a=setup:actpass\r\na=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
+            )
             async with (
                 aiohttp.ClientSession() as http,
                 http.post(

@@ -221,6 +221,9 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[sessions_key] = manager
     app[metrics_key].viewers.set_function(manager.viewers)
+    # (read at each scrape, on the loop's thread where /metrics is rendered: a leak of
+    # tasks shows as a slope)
+    app[metrics_key].event_loop_tasks.set_function(lambda: len(asyncio.all_tasks()))
     keeper = NodeKeeper(
         app[config_key],
         app[store_key],

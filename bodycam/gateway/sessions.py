@@ -206,7 +206,18 @@ class SessionManager:
         assert live.grace_task is not None
         live.grace_task.cancel()
         live.state = SessionState.LIVE
-        live.interrupted_at = None
+        lost, live.interrupted_at = live.interrupted_at, None
+        now = self.clock.now()
+        gap = Entry(
+            Action.SESSION_RESUMED,
+            SYSTEM,
+            now,
+            session_id=live.id,
+            time_from=lost or now,
+            time_to=now,
+            detail=f"on {self.run}: the link was lost, nothing was recorded in between",
+        )
+        await self.store.run(self.store.record, gap)
         # the camera may come back with other codecs (a new offer, a new answer)
         await self.store.run(
             self.store.update_session_media, live.id, media.video_codec, media.audio_codec
