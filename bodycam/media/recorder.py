@@ -29,10 +29,11 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 
@@ -42,7 +43,7 @@ from ..evidence import sealed
 from ..evidence.keyring import chunk_label
 from ..logs import bind
 from ..metrics import Metrics
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
 from .disk import DiskGuard
 from .tap import EncodedFrame
@@ -50,6 +51,7 @@ from .timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MS = Fraction(1, 1000)
 # Frames are released to the segment logic in wall-clock order once this much newer media
 # has arrived: audio leaves aiortc's jitter buffer about 80 ms after video of the same time.
@@ -61,6 +63,10 @@ CONTAINER_OPTIONS = {
     "max_interleave_delta": "500000",  # us: never hold one stream for a silent other
 }
 BEHIND_LOG_SECONDS = 10.0
+# The catalogue's server away (PostgreSQL restarting): the writer thread waits for it this
+# long, retrying, while frames wait in its queue (WRITER_QUEUE_FRAMES, about 25 s), rather
+# than lose the segment.
+STORE_RETRY_SECONDS = 20.0
 
 
 def keyframe_info(codec: str, data: bytes) -> KeyframeInfo | None:
@@ -390,6 +396,25 @@ class SessionRecorder:
         self._metrics.frames_dropped.labels("write_failed").inc()
         return True
 
+    def _catalogue(self, fn: Callable[..., T], *args: Any) -> T:
+        """`store.call`, retried while the store's server cannot be reached (on the writer
+        thread: the event loop is not held)."""
+        deadline, wait = time.monotonic() + STORE_RETRY_SECONDS, 0.2
+        while True:
+            try:
+                return self._store.call(fn, *args)
+            except StoreUnavailable as err:
+                if time.monotonic() + wait > deadline:
+                    raise
+                self._log.warning(
+                    "session %s: catalogue unreachable, retrying in %.1f s: %s",
+                    self.session_id,
+                    wait,
+                    err,
+                )
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
+
     def _publish(self, written: dict[str, int]) -> None:
         for kind, count in written.items():
             if count:
@@ -403,7 +428,7 @@ class SessionRecorder:
         start = utc_from_timestamp(wall)
         stamp = start.strftime("%Y%m%dT%H%M%S%fZ")
         # The catalogue row comes first: a crash after it leaves a row recovery can seal.
-        segment_id, seq = self._store.call(
+        segment_id, seq = self._catalogue(
             self._store.open_segment,
             self.session_id,
             start,
@@ -428,7 +453,7 @@ class SessionRecorder:
     def _seal(self, writer: SegmentWriter, segment_id: int, wall: float | None) -> None:
         size, digest = writer.close()
         end = utc_from_timestamp(wall if wall is not None else self._last_wall)
-        self._store.call(self._store.close_segment, segment_id, end, size, digest)
+        self._catalogue(self._store.close_segment, segment_id, end, size, digest)
         self._metrics.segments.inc()
         self._metrics.bytes_recorded.inc(size)
         self.sealed.append((segment_id, digest))
