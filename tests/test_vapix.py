@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bodycam.errors import ConfigError
 from bodycam.gateway.vapix import (
@@ -19,7 +22,10 @@ from bodycam.gateway.vapix import (
 )
 from bodycam.geo.ptz import Aim
 from bodycam.models import Camera, CameraKind
+from bodycam.ui.feeds import Feed
 from simulators.axis_camera import AxisCameraSimulator, SimCamera
+
+from .helpers import wait_for
 
 
 @pytest.fixture
@@ -114,3 +120,148 @@ def test_credentials_file(tmp_path: Path) -> None:
     path.write_text("[csu-metz\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_credentials(path)
+
+
+# hostile answers (issue 13; tests/test_fuzz_vapix.py draws many more)
+
+
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> TestServer:
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def hostile_camera(server: TestServer) -> Camera:
+    return Camera(
+        "hostile", "hostile", CameraKind.PTZ, 49.1, 6.1, 0, 60, 100,
+        vapix_url=str(server.make_url("/cam/")), credentials_ref="csu",
+    )  # fmt: skip
+
+
+async def test_a_redirect_is_refused_not_followed(vapix: Vapix) -> None:
+    """The Digest middleware would answer the other host's challenge with our credentials."""
+    stolen: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        stolen.append(request.headers.get("Authorization", ""))
+        return web.Response(status=401, headers={"WWW-Authenticate": 'Digest realm="x", nonce="n"'})
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(str(other.make_url("/steal")))
+
+    other, server = await serve(elsewhere), await serve(redirect)
+    cam = hostile_camera(server)
+    try:
+        with pytest.raises(CameraRefused, match=r"camera hostile: .*answered 302"):
+            await vapix.device_info(cam)
+        with pytest.raises(CameraRefused, match=r"camera hostile: .*answered 302"):
+            await vapix.move(cam, Aim(0, 0, 1))
+        with pytest.raises(CameraRefused, match=r"camera hostile: .*answered 302"):
+            async with vapix.mjpeg(cam, "640x360", 5):
+                pass
+        assert stolen == []
+    finally:
+        await server.close()
+        await other.close()
+
+
+async def test_deeply_nested_device_info_is_refused(vapix: Vapix) -> None:
+    async def nested(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 50_000, content_type="application/json")
+
+    server = await serve(nested)
+    try:
+        with pytest.raises(CameraRefused, match="camera hostile: basicdeviceinfo answer is not"):
+            await vapix.device_info(hostile_camera(server))
+    finally:
+        await server.close()
+
+
+async def test_an_answer_in_pieces_is_read_whole(vapix: Vapix) -> None:
+    """One read gave only what had arrived: a slow camera's JSON was cut, and refused."""
+    body = b'{"data": {"propertyList": {"SerialNumber": "ACCC8E000001", "ProdNbr": "Q6075-E"}}}'
+
+    async def slowly(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 20):
+            await response.write(body[start : start + 20])
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
+
+    server = await serve(slowly)
+    try:
+        info = await vapix.device_info(hostile_camera(server))
+        assert (info.serial, info.model) == ("ACCC8E000001", "Q6075-E")
+    finally:
+        await server.close()
+
+
+MJPEG_HEAD = {"Content-Type": "multipart/x-mixed-replace; boundary=b"}
+JPEG = b"\xff\xd8" + b"\x00" * 100 + b"\xff\xd9"
+PICTURE = b"--b\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(JPEG), JPEG)
+
+
+async def stream(first: bytes, then: bytes, open_streams: list[int]) -> TestServer:
+    """A camera's MJPEG: one good picture, `first`, then `then` every second."""
+
+    async def mjpeg(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=MJPEG_HEAD)
+        await response.prepare(request)
+        open_streams[0] += 1
+        try:
+            await response.write(PICTURE + first)
+            while then and request.transport is not None and not request.transport.is_closing():
+                await response.write(then)
+                await asyncio.sleep(1.0)
+        finally:
+            open_streams[0] -= 1
+        return response
+
+    return await serve(mjpeg)
+
+
+async def test_a_trickling_picture_stream_ends_with_its_last_viewer(vapix: Vapix) -> None:
+    """A byte a second: each read in time, the next picture never whole, and the idle check
+    ran only after a picture: the camera's stream stayed open for ever, watched or not."""
+    open_streams = [0]
+    server = await stream(b"--b\r\nContent-Type: image/jpeg\r\n\r\n", b"\x00", open_streams)
+    ended = asyncio.Event()
+    feed = Feed(hostile_camera(server), vapix, lambda _: ended.set())
+    try:
+        feed.viewers = 1
+        assert await feed.next_frame(0, 5) == (1, JPEG)
+        feed.viewers = 0  # the last viewer leaves
+        async with asyncio.timeout(2.0 + 2):  # the picture's bound (the request timeout)
+            await ended.wait()
+        await wait_for(lambda: open_streams == [0], 3)
+    finally:
+        await feed.close()
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "error"),
+    [
+        (b"--b\r\nContent-Type: text/html\r\n\r\n<html>login</html>\r\n--b\r\n", "not a JPEG"),
+        (b"--b\r\n" + b"X-A: b\r\n" * 200, "bad MJPEG: 400"),  # aiohttp's BadHttpMessage
+    ],
+)
+async def test_a_hostile_picture_stream_is_a_camera_error(
+    vapix: Vapix, first: bytes, error: str
+) -> None:
+    server = await stream(first, b"", [0])
+    feed = Feed(hostile_camera(server), vapix, lambda _: None)
+    try:
+        feed.viewers = 1
+        async with asyncio.timeout(5):
+            while not feed.error:
+                await feed.next_frame(feed.seq, 1)
+        assert feed.error.startswith("camera hostile: "), feed.error
+        assert error in feed.error, feed.error
+    finally:
+        await feed.close()
+        await server.close()

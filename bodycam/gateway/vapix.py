@@ -14,6 +14,7 @@ aiohttp and OS errors become CameraError subclasses here, once, with the camera 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import stat
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from yarl import URL
@@ -106,6 +107,7 @@ class Vapix:
 
     def __init__(self, credentials: dict[str, Login], timeout_seconds: float) -> None:
         self.credentials = credentials  # replaced when the file changes
+        self.timeout_seconds = timeout_seconds  # an answer, or a picture of a stream
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
@@ -139,7 +141,7 @@ class Vapix:
                 str(props.get("ProdNbr", "")),
                 str(props.get("Version", "")),
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
             raise CameraRefused(
                 f"camera {camera.id}: basicdeviceinfo answer is not the VAPIX JSON: {err!r}"
             ) from None
@@ -172,7 +174,8 @@ class Vapix:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The camera's MJPEG stream (mjpg/video.cgi), open until the block ends.
 
-        Only connecting and each read are bounded in time: the stream itself lasts.
+        Only its opening (up to the headers) and each read are bounded in time: the stream
+        itself lasts.
         """
         url = self._url(camera, "axis-cgi/mjpg/video.cgi")
         auth = self._middleware(camera)
@@ -185,15 +188,18 @@ class Vapix:
             )
         params = {"resolution": resolution, "fps": str(fps)}
         try:
-            async with self._streams.get(url, params=params, middlewares=(auth,)) as response:
-                if response.status == 401:
-                    raise CameraAuthFailed(
-                        f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
-                    )
-                if response.status >= 400 or response.content_type != "multipart/x-mixed-replace":
+            opening = self._streams.get(
+                url, params=params, middlewares=(auth,), allow_redirects=False
+            )
+            async with asyncio.timeout(self.timeout_seconds):  # headers that trickle too
+                response = await opening
+            async with response:
+                if response.status >= 300:
+                    _refuse(camera, response, "mjpg/video.cgi", b"")
+                if response.content_type != "multipart/x-mixed-replace":
                     raise CameraRefused(
                         f"camera {camera.id}: mjpg/video.cgi answered {response.status}"
-                        f" {response.content_type}"
+                        f" {response.content_type}, not an MJPEG stream"
                     )
                 yield response
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
@@ -205,20 +211,14 @@ class Vapix:
         url = self._url(camera, path)
         auth = self._middleware(camera)
         try:
+            # never redirected: a camera could send the request, and the Digest answer to
+            # whatever challenges it there, to another host
             async with self._requests().request(
-                method, url, middlewares=(auth,), **kwargs
+                method, url, middlewares=(auth,), allow_redirects=False, **kwargs
             ) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES)
-                text = body.decode("utf-8", "replace")
-                if response.status == 401:
-                    raise CameraAuthFailed(
-                        f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
-                    )
-                if response.status >= 400:
-                    raise CameraRefused(
-                        f"camera {camera.id}: {path} answered {response.status}: {text[:200]}"
-                    )
-                return text
+                if response.status >= 300:
+                    _refuse(camera, response, path, await response.content.read(200))
+                return (await _answer(camera, response, path)).decode("utf-8", "replace")
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise CameraUnreachable(
                 f"camera {camera.id}: no answer from {url.origin()}: {err!r}"
@@ -247,3 +247,26 @@ class Vapix:
             known = (login, aiohttp.DigestAuthMiddleware(login.username, login.password))
             self._auth[camera.id] = known
         return known[1]
+
+
+def _refuse(camera: Camera, response: aiohttp.ClientResponse, path: str, start: bytes) -> NoReturn:
+    """A camera that does not answer 2xx refuses, a redirect too (it is not followed)."""
+    if response.status == 401:
+        raise CameraAuthFailed(
+            f"camera {camera.id}: credentials {camera.credentials_ref!r} refused"
+        )
+    text = start.decode("utf-8", "replace")
+    raise CameraRefused(f"camera {camera.id}: {path} answered {response.status}: {text}")
+
+
+async def _answer(camera: Camera, response: aiohttp.ClientResponse, path: str) -> bytes:
+    """The whole answer, however it is cut into reads, up to MAX_ANSWER_BYTES."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise CameraRefused(
+                f"camera {camera.id}: {path} answered over {MAX_ANSWER_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

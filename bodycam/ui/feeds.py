@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import BodycamError
 from ..gateway.vapix import CameraError, Vapix
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 RESOLUTION, FPS = "640x360", 5  # a tile on a video wall, not a recording
 MAX_JPEG_BYTES = 4 * 1024 * 1024
+JPEG_START = b"\xff\xd8"  # SOI
 LINGER_SECONDS = 5.0
 RETRY_SECONDS = 2.0
 
@@ -100,21 +102,24 @@ class Feed:
         (True)."""
         loop = asyncio.get_running_loop()
         idle_since: float | None = None
+        seconds = self._vapix.timeout_seconds
         async with self._vapix.mjpeg(self.camera, RESOLUTION, FPS) as response:
             try:
                 reader = aiohttp.MultipartReader(response.headers, response.content)
             except (ValueError, KeyError, AssertionError) as err:
                 raise CameraError(f"camera {self.camera.id}: not an MJPEG stream: {err}") from None
             while True:
+                # each picture in time, whole: a camera trickling a byte a second (each read
+                # in time) would otherwise hold the stream open for ever, viewers or not
                 try:
-                    part = await reader.next()
-                except (ValueError, AssertionError) as err:  # not MIME: aiohttp's parser
-                    raise CameraError(f"camera {self.camera.id}: bad MJPEG: {err}") from None
-                if part is None:
-                    raise CameraError(f"camera {self.camera.id}: MJPEG stream ended")
-                if not isinstance(part, aiohttp.BodyPartReader):
-                    raise CameraError(f"camera {self.camera.id}: nested multipart in MJPEG")
-                jpeg = await _read_part(part, self.camera.id)
+                    async with asyncio.timeout(seconds):
+                        jpeg = await self._picture(reader)
+                except TimeoutError:
+                    if idle():
+                        return True  # nobody to tell
+                    raise CameraError(
+                        f"camera {self.camera.id}: no picture in {seconds:g} s"
+                    ) from None
                 self._publish(jpeg)
                 if idle():
                     idle_since = idle_since or loop.time()
@@ -122,6 +127,17 @@ class Feed:
                         return True
                 else:
                     idle_since = None
+
+    async def _picture(self, reader: aiohttp.MultipartReader) -> bytes:
+        try:
+            part = await reader.next()
+            if part is None:
+                raise CameraError(f"camera {self.camera.id}: MJPEG stream ended")
+            if not isinstance(part, aiohttp.BodyPartReader):
+                raise CameraError(f"camera {self.camera.id}: nested multipart in MJPEG")
+            return await _read_part(part, self.camera.id)
+        except (ValueError, AssertionError, HttpProcessingError) as err:  # aiohttp's parser
+            raise CameraError(f"camera {self.camera.id}: bad MJPEG: {err}") from None
 
     def _publish(self, jpeg: bytes) -> None:
         self.frame, self.seq, self.error = jpeg, self.seq + 1, ""
@@ -144,7 +160,12 @@ async def _read_part(part: aiohttp.BodyPartReader, camera_id: str) -> bytes:
         if size > MAX_JPEG_BYTES:
             raise CameraError(f"camera {camera_id}: a picture over {MAX_JPEG_BYTES} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    jpeg = b"".join(chunks)
+    # passed on as received, never decoded: but a tile is sent JPEGs only (a camera's
+    # login page or garbage would be shown as live, or not at all)
+    if not jpeg.startswith(JPEG_START):
+        raise CameraError(f"camera {camera_id}: a part of its MJPEG is not a JPEG picture")
+    return jpeg
 
 
 class Feeds:
