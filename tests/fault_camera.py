@@ -1,5 +1,8 @@
 """A simulated body camera for the network fault tests, run inside its own network
-namespace: `python -m tests.fault_camera GATEWAY DEVICE TOKEN SECONDS ADDRESS`.
+namespace: `python -m tests.fault_camera GATEWAY DEVICE TOKEN SECONDS ADDRESS [IMPAIR]`.
+
+IMPAIR (`loss,delay,jitter`, e.g. `0.05,0.1,0.1`) makes the camera's network lossy in user
+space, for a kernel without netem: see `lossy_network`.
 
 It waits for the gateway, goes live, streams for SECONDS in live mode (so that each PLI
 the gateway sends forces a keyframe, and is counted), stops, and prints one JSON line:
@@ -10,16 +13,63 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
 from simulators.axis_bodycam import AxisBodycam
 from simulators.media import MediaSettings
 
+IMPAIRED = {"datagrams": 0, "dropped": 0}
 
-async def main(gateway: str, device: str, token: str, seconds: float, address: str) -> None:
+
+def lossy_network(loss: float, delay: float, jitter: float, seed: int = 13) -> None:
+    """This process's UDP as `tc netem loss L delay D J distribution normal` on its link
+    would make it, both ways: each datagram sent or received (ICE, DTLS, SRTP, SRTCP alike)
+    is dropped with probability `loss`, else handed on after a normal delay(D, J) clipped
+    at 0, which reorders some. For a kernel without sch_netem (the machine's, here); the
+    gateway on the other side is untouched: it sees a lossy network, nothing else."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    create = loop.create_datagram_endpoint
+
+    def later(fn: Callable[..., object], *args: object) -> None:
+        IMPAIRED["datagrams"] += 1
+        if rng.random() < loss:
+            IMPAIRED["dropped"] += 1
+        else:
+            loop.call_later(max(0.0, rng.gauss(delay, jitter)), fn, *args)
+
+    async def lossy_endpoint(factory: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
+        def lossy_factory() -> Any:
+            protocol = factory()
+            received = protocol.datagram_received
+            protocol.datagram_received = lambda data, addr: later(received, data, addr)
+            return protocol
+
+        transport, protocol = await create(lossy_factory, *args, **kwargs)
+        send = transport.sendto
+
+        def deliver(data: bytes, addr: Any) -> None:
+            if not transport.is_closing():
+                send(data, addr)
+
+        transport.sendto = lambda data, addr=None: later(deliver, data, addr)  # type: ignore[method-assign]
+        return transport, protocol
+
+    loop.create_datagram_endpoint = lossy_endpoint  # type: ignore[method-assign, assignment]
+
+
+async def main(
+    gateway: str, device: str, token: str, seconds: float, address: str, impair: str = ""
+) -> None:
+    if impair:
+        loss, delay, jitter = (float(v) for v in impair.split(","))
+        lossy_network(loss, delay, jitter)
     deadline = time.monotonic() + 20
     async with aiohttp.ClientSession() as http:
         while True:
@@ -53,6 +103,7 @@ async def main(gateway: str, device: str, token: str, seconds: float, address: s
                     "reconnects": camera.reconnects,
                     "state": final,
                     "states": states,
+                    "impaired": IMPAIRED,
                 }
             ),
             flush=True,
@@ -61,4 +112,5 @@ async def main(gateway: str, device: str, token: str, seconds: float, address: s
 
 if __name__ == "__main__":
     url, device_id, device_token, duration, ice = sys.argv[1:6]
-    asyncio.run(main(url, device_id, device_token, float(duration), ice))
+    impairment = sys.argv[6] if len(sys.argv) > 6 else ""
+    asyncio.run(main(url, device_id, device_token, float(duration), ice, impairment))

@@ -29,6 +29,7 @@ class Analysis:
     first_time: float = 0.0
     last_time: float = 0.0
     counters: list[int | None] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # each frame's, as recorded
     flash_times: list[float] = field(default_factory=list)
     beep_times: list[float] = field(default_factory=list)
 
@@ -68,6 +69,7 @@ def analyse(path: Path) -> Analysis:
             if is_flash(image):
                 result.flash_times.append(float(frame.time))
         result.frames = len(times)
+        result.times = times
         result.first_time, result.last_time = min(times), max(times)
     if audio is not None:
         with av.open(str(path)) as container:

@@ -491,12 +491,16 @@ class NetGateway:
                 stderr=log,
             )
 
-    async def camera(self, device_id: str, token: str, seconds: float) -> dict[str, Any]:
-        """Run the camera for `seconds` in its namespace; what it printed."""
+    async def camera(
+        self, device_id: str, token: str, seconds: float, impair: str = ""
+    ) -> dict[str, Any]:
+        """Run the camera for `seconds` in its namespace (`impair`: its network made lossy
+        in its own process, tests/fault_camera.py); what it printed."""
         process = await asyncio.create_subprocess_exec(
             *("ip", "netns", "exec", self.link.camera_ns, sys.executable, "-m"),
             *("tests.fault_camera", self.url, device_id, token, str(seconds)),
             self.link.camera_ip,
+            *([impair] if impair else []),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -562,16 +566,27 @@ def netem_problem(link: Link) -> str | None:
     return None
 
 
+LOSS, DELAY, JITTER = 0.05, 0.1, 0.1  # 5 % loss, 100 ms ± 100 ms (about 200 ms of jitter)
+FPS = 15  # tests/fault_camera.py's
+
+
 async def test_packet_loss_and_jitter(net_gateway: NetGateway, link: Link, tmp_path: Path) -> None:
+    """5 % loss and 200 ms of jitter both ways for 20 s: the session goes on, the recording
+    keeps the missing frames' time as gaps, keyframes are asked for again."""
     problem = netem_problem(link)
-    if problem:
-        # Not a missing package CI could install: the machine's kernel has no sch_netem
-        # (and no modules to load). Skipped, even under CI, and said so in the report.
-        pytest.skip(problem)
-    link.netem("loss", "5%", "delay", "100ms", "100ms", "distribution", "normal")
+    impair = ""
+    if problem is None:
+        link.netem(
+            *("loss", f"{LOSS:.0%}", "delay", f"{DELAY * 1000:.0f}ms"),
+            *(f"{JITTER * 1000:.0f}ms", "distribution", "normal"),
+        )
+    else:
+        # This kernel has no sch_netem (and no modules to load): the camera's own process
+        # makes its network as lossy, in user space (tests/fault_camera.py, lossy_network).
+        impair = f"{LOSS},{DELAY},{JITTER}"
     token = await net_gateway.enroll("cam-n")
     await net_gateway.start(BODYCAM_RECORDING_SEGMENT_SECONDS="4")
-    camera = await net_gateway.camera("cam-n", token, 20)
+    camera = await net_gateway.camera("cam-n", token, 20, impair)
     await net_gateway.stop()
     store = await net_gateway.open_store()
     try:
@@ -581,11 +596,31 @@ async def test_packet_loss_and_jitter(net_gateway: NetGateway, link: Link, tmp_p
         await asyncio.to_thread(store.close)
     assert camera["state"] == "live", camera
     assert camera["reconnects"] == 0, camera
-    assert session.end_reason == EndReason.BUTTON
-    assert session.connections == 1
+    # the button's message rides the lossy data channel, the camera's DELETE that follows it
+    # rides TCP (not made lossy in user space): either may end the session first
+    assert session.end_reason in (EndReason.BUTTON, EndReason.DELETE)
+    assert session.connections == 1  # one connection throughout
     assert camera["keyframes_forced"] > 0  # the gateway's PLIs reached the camera
-    assert sum(a.frames for _, a in recording) > 15 * 10  # readable, most of 20 s at 15 fps
+    if impair:  # the user-space network did drop about 5 % of the datagrams
+        impaired = camera["impaired"]
+        assert impaired["datagrams"] > 1000, impaired
+        assert 0.03 < impaired["dropped"] / impaired["datagrams"] < 0.07, impaired
     assert all(g.state == "closed" for g, _ in recording)
+    frames = sum(a.frames for _, a in recording)
+    assert frames > 20 * FPS * 0.5, frames  # readable, most of 20 s
+    # the frames lost leave their time as gaps: where the camera's counter jumps by k, the
+    # recording's clock moves by about k frames (time is never squeezed out)
+    jumps = []
+    for _, analysis in recording:
+        pairs = zip(analysis.counters, analysis.times, strict=True)
+        for (c0, t0), (c1, t1) in itertools.pairwise(pairs):
+            if c0 is not None and c1 is not None and c1 - c0 > 1:
+                jumps.append((c1 - c0, t1 - t0))
+    # (most losses are recovered: the gateway's NACKs have the camera send again what was
+    # lost, so the jumps can be few or none)
+    assert all(abs(dt - k / FPS) < 3 / FPS for k, dt in jumps), jumps
+    counters = [c for _, a in recording for c in a.counters if c is not None]
+    assert len(counters) > 0.9 * (max(counters) - min(counters) + 1)  # under 10 % lost
 
 
 async def test_link_cut_for_ten_seconds(
