@@ -67,16 +67,6 @@ HUGE_BYTES = 256 * 1024
 
 T = TypeVar("T")
 
-# Hypothesis warns when the global `random` changed while it drew a case, taking it for a
-# strategy's use of `random`. These strategies use none; but the cases are drawn on a worker
-# thread while the loop runs aiortc's RTCP timers and aioice's consent checks (both sleep
-# `0.5 + random.random()`-style jitter) and aiohttp's connector (random.shuffle): the
-# change is theirs, on the other thread, and only the warning is wrong.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies"
-    ":hypothesis.errors.HypothesisDeprecationWarning"
-)
-
 
 # what every case must leave true
 
