@@ -24,9 +24,11 @@ from .helpers import (
     POSTGRES_URL,
     SLOW_CALLBACK_SECONDS,
     Gateway,
+    OwnRedis,
     SlowCallbacks,
     make_config,
     require_postgres,
+    require_redis,
     start_gateway,
     with_database,
     with_schema,
@@ -87,6 +89,16 @@ def no_blocked_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
             f" {len(handler.seen)} time(s):\n" + "\n".join(handler.seen[:5]),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A redis-server of the test's own on a free port, which the test can stop and start."""
+    require_redis()  # (its binary comes with the server CI starts)
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import av
@@ -335,13 +335,18 @@ def redis_problem() -> str | None:
     return None
 
 
+def cannot_run(problem: str, tests: str, hint: str = "") -> NoReturn:
+    """Skip a test that this machine cannot run, saying why; fail it under CI, which must
+    run every test (`.ci/run` installs and starts what they need)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: CI must run {tests}")
+    pytest.skip(f"{problem}{hint}")
+
+
 def require_redis() -> None:
     problem = redis_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}: CI must run the Redis tests")
-    pytest.skip(f"{problem}: Redis runs skipped (start redis-server to run them)")
+    if problem is not None:
+        cannot_run(problem, "the Redis tests", ": Redis runs skipped (start redis-server)")
 
 
 async def delete_keys(prefix: str) -> None:
@@ -411,11 +416,8 @@ def postgres_problem() -> str | None:
 
 def require_postgres() -> None:
     problem = postgres_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}: CI must run the PostgreSQL tests")
-    pytest.skip(f"{problem}: PostgreSQL runs skipped (start a server to run them)")
+    if problem is not None:
+        cannot_run(problem, "the PostgreSQL tests", ": PostgreSQL runs skipped (start a server)")
 
 
 def with_database(url: str, name: str) -> str:

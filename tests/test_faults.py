@@ -42,9 +42,9 @@ from .helpers import (
     REPO,
     Gateway,
     OwnRedis,
+    cannot_run,
     free_port,
     make_config,
-    require_redis,
     small_media,
     start_gateway,
     wait_for,
@@ -86,15 +86,6 @@ async def status_of(http: aiohttp.ClientSession, method: str, url: str, **kw: An
 
 
 # Redis killed and restarted mid-stream
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    require_redis()  # (its binary comes with the server CI starts)
-    server = OwnRedis()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -279,9 +270,7 @@ def postgres_binaries_problem() -> str | None:
 def own_postgres() -> Iterator[OwnPostgres]:
     problem = postgres_binaries_problem()
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI must run the fault tests")
-        pytest.skip(problem)
+        cannot_run(problem, "the fault tests")
     server = OwnPostgres()
     try:
         server.init()
@@ -438,9 +427,7 @@ class Link:
 def link() -> Iterator[Link]:
     problem = netns_problem()
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}: CI must run the network fault tests")
-        pytest.skip(problem)
+        cannot_run(problem, "the network fault tests")
     made = Link()
     try:
         made.make()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +34,11 @@ from .helpers import (
     OwnRedis,
     free_port,
     make_config,
-    require_redis,
     small_media,
     wait_for,
 )
 
 MEDIA = small_media()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    require_redis()  # (its binary comes with the server CI starts)
-    server = OwnRedis()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
