@@ -9,8 +9,11 @@ import aiohttp
 import pytest
 
 from bodycam.clock import SystemClock
+from bodycam.media.tap import EncodedFrame
+from bodycam.models import SessionState
+from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway
+from .helpers import Gateway, live_of, small_media, wait_for
 from .whip_client import make_offer
 
 SDP = "application/sdp"
@@ -262,3 +265,33 @@ async def test_offers_aiortc_would_trip_on_are_refused_first(
         http.post(gateway.url + "/whip", data=offer, headers=headers) as good,
     ):
         assert good.status == 201  # the device was left free to publish
+
+
+async def test_a_frame_a_consumer_fails_on_does_not_end_the_session(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raised inside aiortc's RTP handler, a consumer's failure would close the camera's
+    DTLS transport: the connection logs it (at most every 10 s) and goes on."""
+    token = await gateway.enroll("cam-1")
+    async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
+        await camera.press()
+        [session] = await gateway.store.run(gateway.store.list_sessions)
+        connection = live_of(gateway, session.id).connection
+        assert connection is not None
+        failed: list[EncodedFrame] = []
+
+        def failing(frame: EncodedFrame) -> None:
+            failed.append(frame)
+            raise ValueError("a consumer that trips on this frame")
+
+        # a consumer that fails, first in line; one that counts, last: it gets every frame
+        after: list[EncodedFrame] = []
+        connection._sinks = (failing, *connection._sinks, after.append)
+        await wait_for(lambda: len(failed) > 60, within=10)
+        assert after[: len(failed) - 1] == failed[: len(failed) - 1]
+        live = live_of(gateway, session.id)
+        assert live.state == SessionState.LIVE
+        assert live.connection is connection  # the same connection throughout
+        logged = [r for r in caplog.records if "could not be handled" in r.getMessage()]
+        assert len(logged) == 1  # not one line per frame
+        await camera.press()

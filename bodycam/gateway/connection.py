@@ -49,6 +49,7 @@ MAX_MEDIA_SECTIONS = 16
 CONNECT_TIMEOUT_SECONDS = 15.0
 PAUSED_SECONDS = 2.0  # a watch tick this late: the process was paused
 WATCH_INTERVAL_SECONDS = 0.5
+SINK_LOG_SECONDS = 10.0  # a frame a sink fails on is logged at most this often
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,8 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._counted = {"video": 0, "audio": 0}
+        self._sink_failures = 0
+        self._last_sink_log = float("-inf")
         self._frames = {kind: metrics.frames.labels(kind) for kind in ("video", "audio")}
         self._log = bind(logger, session_id=session_id)
         tap_receivers(pc, on_sender_report, self._on_frame)
@@ -270,7 +273,22 @@ class Connection:
         self._got_media = True
         self._counted[frame.kind] += 1
         for sink in self._sinks:
-            sink(frame)
+            try:
+                sink(frame)
+            except Exception:  # noqa: BLE001 logged: a frame no sink expected must not end
+                # the session (raised here, it would close the camera's DTLS transport)
+                self._sink_failed()
+
+    def _sink_failed(self) -> None:
+        now = self._monotonic()
+        self._sink_failures += 1
+        if now - self._last_sink_log >= SINK_LOG_SECONDS:
+            self._last_sink_log = now
+            self._log.exception(
+                "session %s: a frame could not be handled (%d so far); the session goes on",
+                self.session_id,
+                self._sink_failures,
+            )
 
     def _flush_counts(self) -> None:
         # Counting in plain ints and publishing twice a second spares a lock per frame.
