@@ -529,8 +529,9 @@ class SlowCallbacks(logging.Handler):
     """Collects asyncio's debug-mode reports of callbacks that held the loop too long, less
     the garbage collector's share of that time."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: float = SLOW_CALLBACK_SECONDS) -> None:
         super().__init__(logging.WARNING)
+        self.budget = budget
         self.seen: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -540,5 +541,5 @@ class SlowCallbacks(logging.Handler):
             return
         end = time.monotonic()  # asyncio logs the moment the callback returns
         held = float(took[1]) - GC.within(end - float(took[1]), end)
-        if held >= SLOW_CALLBACK_SECONDS:
+        if held >= self.budget:
             self.seen.append(f"{message} ({held:.3f} s without garbage collection)")

@@ -67,6 +67,11 @@ HUGE_BYTES = 256 * 1024
 
 T = TypeVar("T")
 
+# The cases are drawn on a worker thread whose C calls hold the GIL the loop needs (see
+# conftest.py's loop check): half a second, not 100 ms; a hostile input that held the
+# gateway's loop longer would still fail the test.
+pytestmark = pytest.mark.loop_budget(0.5)
+
 
 # what every case must leave true
 
