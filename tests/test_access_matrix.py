@@ -333,6 +333,7 @@ async def test_viewing_a_recording_needs_a_reason_and_is_registered(served: Gate
             {"reason": "rapport", "from": "hier"},
             {"reason": "rapport", "from": 3},
             {"reason": "rapport", "from": "2026-11-02T09:00:02Z", "to": "2026-11-02T09:00:01Z"},
+            {"reason": "rapport", "from": "0001-01-01T00:00:00+14:00"},  # before year 1 UTC
         ]
         for body in wrong_range:
             async with http.post(url, json=body) as response:
