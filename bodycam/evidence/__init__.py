@@ -3,7 +3,9 @@
 a master key kept out of the database, and the signing key of bundles), the access register
 (`register`: verify, CSV), retention (`retention`, pure decisions on dates) and the purge
 that destroys expired sessions (`purge`), legal holds (`holds`), reading recordings back
-(`recordings`: verify, remux) and signed export bundles (`bundle`: build and verify).
+(`recordings`: verify, remux, search), viewing them without a copy (`viewing`: signed
+grants, chunks for the console's player) and signed export bundles (`bundle`: build and
+verify).
 
 The command line and the API call these same functions. May import: the store and the
 foundations. Never the media path, the gateway or aiohttp.
