@@ -290,6 +290,11 @@ async def serve_process(
             await asyncio.sleep(0.1)
 
 
+def under_faketime() -> bool:
+    """Whether this process runs under libfaketime (the suite's second run in .ci/run)."""
+    return "faketime" in os.environ.get("LD_PRELOAD", "")
+
+
 def without_faketime(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment for a program that is not ours (redis-server, PostgreSQL tools): the
     suite's faketime run moves our clock, not theirs."""

@@ -47,6 +47,7 @@ from .helpers import (
     make_config,
     small_media,
     start_gateway,
+    under_faketime,
     wait_for,
     wait_for_session,
     without_faketime,
@@ -268,6 +269,11 @@ def postgres_binaries_problem() -> str | None:
 
 @pytest.fixture
 def own_postgres() -> Iterator[OwnPostgres]:
+    if under_faketime():
+        # libfaketime moves the monotonic clock: a timed lock wait (psycopg's pool waiting
+        # for a connection while the server is down) then computes its deadline 400 days
+        # away and never ends (.ci/run). This test reads no date; the suite's first run has it.
+        pytest.skip("a PostgreSQL outage cannot be waited out under libfaketime")
     problem = postgres_binaries_problem()
     if problem:
         cannot_run(problem, "the fault tests")
