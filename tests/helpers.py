@@ -247,6 +247,33 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     return Config.load(None, environ={}, data_dir=str(data_dir), **overrides)
 
 
+class ConsoleSocket:
+    """The console's WebSocket: every message it was sent, and whether it was closed."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.closed: tuple[int | None, str] | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(message.data))
+        self.closed = (self.ws.close_code, str(self.ws.exception() or ""))
+
+    def count(self, type_: str) -> int:
+        return sum(1 for m in self.messages if m["type"] == type_)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait_for(self.reader, 5)
+
+    def data_of(self, type_: str) -> list[dict[str, Any]]:
+        """The data of every event of that type, in order."""
+        return [m["data"] for m in self.messages if m["type"] == type_]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,12 +10,10 @@ failure per frame.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -30,6 +28,7 @@ from simulators.axis_bodycam import AxisBodycam
 from . import whep_client
 from .helpers import (
     PASSWORD,
+    ConsoleSocket,
     Gateway,
     cannot_run,
     make_config,
@@ -109,19 +108,9 @@ def sealed(gateway: Gateway, session_id: str) -> list[tuple[int, str]]:
     return list(live.recorder.sealed)
 
 
-class Console:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for message in self.ws:
-            if message.type == aiohttp.WSMsgType.TEXT:
-                self.messages.append(json.loads(message.data))
-
-    def recording(self) -> list[str]:
-        return [m["data"]["state"] for m in self.messages if m["type"] == "recording"]
+def states(console: ConsoleSocket) -> list[str]:
+    """The recording states the console was told, in order."""
+    return [d["state"] for d in console.data_of("recording")]
 
 
 async def test_a_full_disk_stops_recording_and_nothing_else(
@@ -139,12 +128,12 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
         ):
             await camera.press()
             [session] = await gateway.store.run(gateway.store.list_sessions)
-            console = Console(await http.ws_connect(f"{gateway.url}/ui/ws"))
+            console = ConsoleSocket(await http.ws_connect(f"{gateway.url}/ui/ws"))
             await wait_for(lambda: len(sealed(gateway, session.id)) >= 2)
             before = sealed(gateway, session.id)
 
             filler = await asyncio.to_thread(fill, small_disk, 6 * MB)
-            await wait_for(lambda: console.recording() == ["stopped"], within=5)
+            await wait_for(lambda: states(console) == ["stopped"], within=5)
             await wait_for(lambda: dropped(gateway, "disk_full") > 20, within=5)
             # the open segment was sealed: nothing is left open while the disk is full
             segments = await gateway.store.run(gateway.store.segments_of, session.id)
@@ -160,7 +149,7 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
                 f"{gateway.url}/api/v1/login", json={"name": "dupont", "password": PASSWORD}
             ) as response:
                 assert response.status == 200
-            late = Console(await http.ws_connect(f"{gateway.url}/ui/ws"))
+            late = ConsoleSocket(await http.ws_connect(f"{gateway.url}/ui/ws"))
             await wait_for(lambda: bool(late.messages), within=5)
             assert late.messages[0]["recording"]["state"] == "stopped"
             assert late.messages[0]["recording"]["reason"] == "disk_full"
@@ -177,7 +166,10 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
             assert recorded(gateway) == stopped_at  # not one frame written meanwhile
 
             await asyncio.to_thread(filler.unlink)  # the space comes back
-            await wait_for(lambda: console.recording() == ["stopped", "recording"], within=5)
+            await wait_for(
+                lambda: states(console) == ["stopped", "recording"],
+                within=5,
+            )
             await wait_for(lambda: recorded(gateway) > stopped_at + 30, within=10)
             live = gateway.sessions.session(session.id)
             assert live is not None

@@ -40,6 +40,7 @@ from . import whep_client
 from .geo_scene import give_camera_password, import_street
 from .helpers import (
     REPO,
+    ConsoleSocket,
     Gateway,
     OwnRedis,
     cannot_run,
@@ -55,29 +56,6 @@ from .helpers import (
 from .media_check import analyse, reveal
 
 MEDIA = small_media()
-
-
-class Console:
-    """The console's WebSocket: every message it was sent, and whether it was closed."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.closed: tuple[int | None, str] | None = None
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for message in self.ws:
-            if message.type == aiohttp.WSMsgType.TEXT:
-                self.messages.append(json.loads(message.data))
-        self.closed = (self.ws.close_code, str(self.ws.exception() or ""))
-
-    def count(self, type_: str) -> int:
-        return sum(1 for m in self.messages if m["type"] == type_)
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await asyncio.wait_for(self.reader, 5)
 
 
 async def status_of(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> int:
@@ -141,7 +119,7 @@ async def test_redis_killed_and_restarted_mid_stream(
     ):
         await camera.press()
         [session] = await gateway.store.run(gateway.store.list_sessions)
-        console = Console(await http.ws_connect(f"{gateway.url}/ui/ws"))
+        console = ConsoleSocket(await http.ws_connect(f"{gateway.url}/ui/ws"))
         view = await whep_client.watch(gateway.url, session.id, gateway.auth)
         await wait_for(lambda: view.video_frames > 30, within=10)
         await wait_for(lambda: console.count("position") > 2, within=10)
@@ -167,7 +145,7 @@ async def test_redis_killed_and_restarted_mid_stream(
                 statuses.setdefault(name, set()).add(status)
             await asyncio.sleep(0.3)
         second = await whep_client.watch(gateway.url, session.id, gateway.auth)
-        late = Console(await http.ws_connect(f"{gateway.url}/ui/ws"))
+        late = ConsoleSocket(await http.ws_connect(f"{gateway.url}/ui/ws"))
         # a console opened now gets no snapshot (positions are in Redis): it is told to
         # try again later, as the page does
         await wait_for(lambda: late.closed is not None or bool(late.messages), within=8)

@@ -151,14 +151,13 @@ def mime_type(segment: Segment, audio: bool) -> str:
     """The Media Source type of a session's chunks (one per session: MSE wants one)."""
     opus = ", opus" if audio else ""
     if segment.video_codec.lower() == "h264":
-        return f'video/mp4; codecs="avc1.{_avc_profile(segment)}{opus}"'
+        return f'video/mp4; codecs="avc1.{AVC_PROFILE}{opus}"'
     return f'video/webm; codecs="vp8{opus}"'
 
 
-def _avc_profile(segment: Segment) -> str:
-    # The catalogue does not keep the SPS; Constrained Baseline 3.1 is what WebRTC cameras
-    # send, and Chromium decodes any profile it supports whatever the string says.
-    return "42e01f"
+# The catalogue does not keep the SPS; Constrained Baseline 3.1 is what WebRTC cameras send,
+# and Chromium decodes any profile it supports whatever the string says.
+AVC_PROFILE = "42e01f"
 
 
 def cut(

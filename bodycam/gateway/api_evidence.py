@@ -225,11 +225,12 @@ async def viewing_chunk(request: web.Request) -> web.Response:
     data, audio = await asyncio.to_thread(
         viewing.cut, chunk, opener(app[config_key].recordings_dir, session_key), metadata
     )
+    mime = viewing.mime_type(chunk.segment, audio)
     return web.Response(
         body=data,
         headers={
-            "Content-Type": viewing.mime_type(chunk.segment, audio).split(";")[0],
-            "X-Bodycam-Type": viewing.mime_type(chunk.segment, audio),
+            "Content-Type": mime.split(";")[0],
+            "X-Bodycam-Type": mime,
             "X-Bodycam-Start": f"{chunk.start:.3f}",
             # for the player in the page, never a file to keep
             "Content-Disposition": "inline",
