@@ -506,6 +506,14 @@ def run_scenario(module: str, out: Path, timeout: float = 180) -> dict[str, Any]
 
 SLOW_CALLBACK_SECONDS = 0.1  # what asyncio's debug mode reports (loop.slow_callback_duration)
 
+# aiortc's sender packetizes, protects and sends a whole encoded frame in one step of its
+# `_run_rtp` task: a simulated camera's keyframe takes up to ~60 ms of it on this idle
+# machine and 0.13-0.17 s on a loaded CI run. The frame's size sets that, not a blocking
+# call; the step gets this budget (issue 14 moves that work into media workers). A step
+# that blocked the loop (a file written, a lock awaited) would still show far past it.
+SENDER_FRAME_STEP = "coro=<RTCRtpSender._run_rtp()"
+SENDER_FRAME_STEP_SECONDS = 0.5
+
 
 class GarbageCollections:
     """When the garbage collector ran (monotonic start, seconds): a full collection of the
@@ -573,5 +581,8 @@ class SlowCallbacks(logging.Handler):
             return
         end = time.monotonic()  # asyncio logs the moment the callback returns
         held = float(took[1]) - GC.within(end - float(took[1]), end)
-        if held >= self.budget:
+        budget = self.budget
+        if SENDER_FRAME_STEP in message:
+            budget = max(budget, SENDER_FRAME_STEP_SECONDS)
+        if held >= budget:
             self.seen.append(f"{message} ({held:.3f} s without garbage collection)")

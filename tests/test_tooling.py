@@ -31,3 +31,22 @@ def test_a_callback_that_blocks_the_loop_is_reported() -> None:
     [report] = handler.seen
     assert "blocking()" in report
     assert "without garbage collection" in report
+
+
+def test_only_aiortc_s_frame_step_has_the_longer_budget() -> None:
+    handler = SlowCallbacks()
+
+    def report(handle: str, seconds: float) -> None:
+        message = f"Executing <Task pending name='Task-1' {handle} running at x.py:1> took"
+        record = logging.LogRecord("asyncio", logging.WARNING, __file__, 1, "", (), None)
+        record.msg = f"{message} {seconds:.3f} seconds"
+        handler.emit(record)
+
+    report("coro=<RTCRtpSender._run_rtp()", 0.17)  # one keyframe's packets, a loaded machine
+    assert handler.seen == []
+    report("coro=<Recorder.write()", 0.17)
+    report("coro=<RTCRtpSender._run_rtp()", 0.6)
+    assert [("Recorder" in seen, "_run_rtp" in seen) for seen in handler.seen] == [
+        (True, False),
+        (False, True),
+    ]
