@@ -107,6 +107,9 @@ CORES = os.cpu_count() or 1
 OPERATOR = "soak-operator"
 PASSWORD = "soak operator password"  # (a fresh database of the run's own)
 TASKS_GAUGE = "bodycam_event_loop_tasks"
+# glibc's heap (bodycam/heap.py): bytes in use growing is a leak, bytes kept free growing is
+# fragmentation that `server.heap_trim_seconds` gives back
+HEAP_GAUGES = ("bodycam_heap_in_use_bytes", "bodycam_heap_free_bytes")
 STAGGER = 0.2  # seconds between two presses, as bench/ingest.py
 LIVE_TIMEOUT_BASE = 45.0
 MIN_VERDICT_SAMPLES = 5
@@ -216,6 +219,8 @@ class Reading:
     fds: int
     threads: int
     tasks: float | None
+    heap_mb: float | None
+    heap_free_mb: float | None
     gateway_cpu: float
     loop_cpu: float
     fleet_cpu: float
@@ -238,6 +243,8 @@ class Row:
     fds: int
     threads: int
     tasks: float | None
+    heap_mb: float | None
+    heap_free_mb: float | None
     live: int
     viewers_open: int
     gateway_cores: float | None = None
@@ -266,6 +273,12 @@ def tasks_of(metrics: Samples) -> float | None:
     return metrics.get((TASKS_GAUGE, ()))
 
 
+def heap_of(metrics: Samples) -> tuple[float | None, float | None]:
+    """The gateway's C heap in use and kept free (MB), if its /metrics has them."""
+    found = [metrics.get((name, ())) for name in HEAP_GAUGES]
+    return tuple(None if v is None or math.isnan(v) else v / 1e6 for v in found)  # type: ignore[return-value]
+
+
 def read(
     pid: int, url: str, fleets: list[FleetProc], console: Console, viewers: list[Viewer]
 ) -> Reading:
@@ -273,12 +286,15 @@ def read(
     sent = sum(int(f.stats()["frames_sent"]) for f in fleets)
     metrics = parse_metrics(http_get(url + "/metrics"))
     fds, threads = proc_counts(pid)
+    heap_mb, heap_free_mb = heap_of(metrics)
     return Reading(
         t=time.monotonic(),
         rss_mb=rss_mb(pid),
         fds=fds,
         threads=threads,
         tasks=tasks_of(metrics),
+        heap_mb=heap_mb,
+        heap_free_mb=heap_free_mb,
         gateway_cpu=cpu_seconds(pid),
         loop_cpu=cpu_seconds(pid, pid),  # the main thread runs the event loop
         fleet_cpu=sum(cpu_seconds(f.process.pid) for f in fleets),
@@ -301,6 +317,8 @@ def row_of(now: Reading, before: Reading | None, start: float) -> Row:
         fds=now.fds,
         threads=now.threads,
         tasks=now.tasks,
+        heap_mb=now.heap_mb,
+        heap_free_mb=now.heap_free_mb,
         live=int(now.live),
         viewers_open=int(now.viewers_open),
     )
@@ -496,6 +514,8 @@ FLOORS: dict[str, tuple[float, float]] = {
     "fds": (2.0, 0.0),  # our own scrape's connection, a view's socket in its handshake
     "threads": (2.0, 0.0),  # to_thread workers start on demand
     "tasks": (5.0, 0.0),  # a request's tasks while it is served
+    "heap_mb": (5.0, 0.01),
+    "heap_free_mb": (5.0, 0.01),
     "loss_percent": (0.5, 0.0),
     "console_per_min": (0.0, 0.02),
     "viewer_frames_per_min": (0.0, 0.02),
@@ -506,6 +526,8 @@ UNITS = {
     "fds": "fds",
     "threads": "threads",
     "tasks": "tasks",
+    "heap_mb": "MB",
+    "heap_free_mb": "MB",
     "loss_percent": "points",
     "console_per_min": "msg/min",
     "viewer_frames_per_min": "frames/min",
@@ -573,7 +595,8 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 
 HEADER = (
-    f"{'min':>5} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'tasks':>5} {'live':>4} {'views':>5}"
+    f"{'min':>5} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'tasks':>5} {'heap':>6} {'free':>6}"
+    f" {'live':>4} {'views':>5}"
     f" {'gw cores':>8} {'loop %':>6} {'fleet':>5} {'machine':>7}"
     f" {'sent/min':>8} {'recv/min':>8}"
     f" {'loss %':>6} {'rec/min':>8} {'console/min':>11} {'viewers/min':>11} {'slowest':>7}"
@@ -583,6 +606,7 @@ HEADER = (
 def format_row(r: Row) -> str:
     return (
         f"{r.minute:>5.1f} {r.rss_mb:>7.1f} {r.fds:>4} {r.threads:>4} {_num(r.tasks):>5}"
+        f" {_num(r.heap_mb, 1):>6} {_num(r.heap_free_mb, 1):>6}"
         f" {r.live:>4} {r.viewers_open:>5} {_num(r.gateway_cores, 2):>8}"
         f" {_num(None if r.loop_share is None else 100 * r.loop_share):>6}"
         f" {_num(r.fleet_cores, 2):>5} {_num(r.machine_cores, 2):>7}"
@@ -616,7 +640,8 @@ def print_report(run: Run, args: argparse.Namespace, interrupted: bool) -> None:
         print(format_row(row))
     print(
         "rates are per minute over the interval before the row; gw cores: the gateway's CPU,"
-        " loop %: its event-loop thread's share of a core; fleet: the senders' CPU; machine:"
+        " heap/free: the C heap's MB in use and kept free; loop %: its event-loop thread's"
+        " share of a core; fleet: the senders' CPU; machine:"
         f" busy cores of {CORES}; slowest: the viewer that got least"
     )
     print()

@@ -32,6 +32,9 @@ class ServerConfig:
     # plain HTTP on an address other machines reach, knowingly: TLS ends at a reverse proxy
     # on a private network (docs/deploy.md). Without it, such a listener does not start.
     insecure: bool = False
+    # seconds between two returns of the C heap's free pages to the kernel (bodycam/heap.py);
+    # 0: never
+    heap_trim_seconds: float = 60.0
 
     @property
     def loopback(self) -> bool:
@@ -61,6 +64,12 @@ class ServerConfig:
             "server.max_sdp_bytes",
             "must be between 1024 and 1048576",
             self.max_sdp_bytes,
+        )
+        _check(
+            self.heap_trim_seconds == 0 or 1 <= self.heap_trim_seconds <= 3600,
+            "server.heap_trim_seconds",
+            "must be 0 for never, or between 1 and 3600",
+            self.heap_trim_seconds,
         )
 
 

@@ -107,6 +107,14 @@ class Metrics:
         self.event_loop_tasks = Gauge(
             "bodycam_event_loop_tasks", "Tasks of the gateway's event loop", registry=r
         )
+        self.heap_in_use = Gauge(
+            "bodycam_heap_in_use_bytes", "C heap bytes the process holds (glibc)", registry=r
+        )
+        self.heap_free = Gauge(
+            "bodycam_heap_free_bytes",
+            "C heap bytes free but kept by the allocator, not yet trimmed (glibc)",
+            registry=r,
+        )
         self.frame_delay = Histogram(
             "bodycam_ingest_frame_delay_seconds",
             "Capture (sender clock) to frame complete at the gateway, video",

@@ -60,6 +60,11 @@ def test_environment_list_and_float() -> None:
             "cameras.health_interval_seconds: must be between 1 and 3600",
         ),
         ("[cameras]\nhealth_concurrency = 2.5\n", {}, "cameras.health_concurrency: expected an"),
+        (
+            "[server]\nheap_trim_seconds = 0.5\n",
+            {},
+            "server.heap_trim_seconds: must be 0 for never, or between 1 and 3600",
+        ),
     ],
 )
 def test_errors_name_the_key(

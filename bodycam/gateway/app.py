@@ -6,12 +6,13 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, heap
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..errors import BodycamError, ConfigError, Unauthorized
@@ -274,6 +275,31 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     await runner.cleanup()
 
 
+async def heap_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The C heap in `/metrics`, and its free pages given back every
+    `server.heap_trim_seconds` (bodycam/heap.py: without it a gateway's RSS climbs with
+    the allocator's fragmentation, not with what it holds)."""
+    metrics, interval = app[metrics_key], app[config_key].server.heap_trim_seconds
+    if heap.available():
+        metrics.heap_in_use.set_function(_heap_in_use)
+        metrics.heap_free.set_function(_heap_free)
+    task = asyncio.create_task(heap.trim_forever(interval)) if interval else None
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _heap_in_use() -> float:
+    usage = heap.usage()
+    return float(usage.in_use) if usage is not None else math.nan
+
+
+def _heap_free() -> float:
+    usage = heap.usage()
+    return float(usage.free) if usage is not None else math.nan
+
+
 async def insecure_ctx(app: web.Application) -> AsyncIterator[None]:
     """Plain HTTP that other machines reach, knowingly (`server.insecure`): said at start,
     and every hour after."""
@@ -331,6 +357,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(purge_ctx)
     app.cleanup_ctx.append(streams_ctx)
     app.cleanup_ctx.append(metrics_ctx)
+    app.cleanup_ctx.append(heap_ctx)
     app.cleanup_ctx.append(insecure_ctx)
     whip.add_routes(app)
     whep.add_routes(app)
