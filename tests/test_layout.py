@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("the store", {"store"}),
     (
         "foundations",
-        {"__init__", "config", "models", "errors", "clock", "access", "logs", "metrics"},
+        {"__init__", "config", "models", "errors", "clock", "access", "logs", "metrics", "heap"},
     ),
 ]
 TOP_MODULES = {
