@@ -38,9 +38,10 @@ default; ``--size 640x360`` is there for a busier machine. Disk: 20 cameras reco
 1.8 MB/s, some 3.3 GB in 30 minutes (deleted at the end with the rest of the run's folder).
 
 Memory that grows by design until it is full (the report prints what to expect): the
-officers' tracks (`TRACK_POINTS` fixes each, ~0.3 KB a fix: ~22 MB/h for 20 cameras during
-the first hour) and the in-process event history (`REPLAY_EVENTS` events, ~1.2 KB each, full
-after 10,000 / (cameras × 1 fix/s) seconds of live cameras: about 8 minutes for 20).
+officers' tracks (`geo.track_points` fixes each, 3600 by default, ~0.3 KB a fix: ~22 MB/h
+for 20 cameras during the first hour; ``--track-points 120`` fills them in the warm-up) and
+the in-process event history (`REPLAY_EVENTS` events, ~1.2 KB each, full after 10,000 /
+(cameras × 1 fix/s) seconds of live cameras: about 8 minutes for 20).
 
 Asyncio tasks can only be counted inside the gateway. It needs, in bodycam/metrics.py::
 
@@ -113,7 +114,6 @@ HEAP_GAUGES = ("bodycam_heap_in_use_bytes", "bodycam_heap_free_bytes")
 STAGGER = 0.2  # seconds between two presses, as bench/ingest.py
 LIVE_TIMEOUT_BASE = 45.0
 MIN_VERDICT_SAMPLES = 5
-TRACK_POINTS = 3600  # bodycam/geo/track.py: an officer's track keeps its last hour at 1 Hz
 REPLAY_EVENTS = 10_000  # bodycam/live/base.py: events the in-process stream keeps
 FIX_BYTES, EVENT_BYTES = 305, 1180  # a Position in a track, a position Event (tracemalloc)
 # RSS climbs for the first two minutes or so of 20 live cameras (segments, jitter buffers,
@@ -669,11 +669,12 @@ def print_report(run: Run, args: argparse.Namespace, interrupted: bool) -> None:
 
 def by_design(args: argparse.Namespace) -> str:
     """What RSS gains by design while the bounded buffers fill, to compare its slope with."""
-    tracks = args.cameras * TRACK_POINTS * FIX_BYTES / 1e6
+    tracks = args.cameras * args.track_points * FIX_BYTES / 1e6
     history = REPLAY_EVENTS * EVENT_BYTES / 1e6
     return (
-        f"RSS by design: officers' tracks ~{tracks:.0f} MB/h until {TRACK_POINTS} fixes each"
-        f" (1 h); event history ~{history:.0f} MB in all, full after"
+        f"RSS by design: officers' tracks ~{tracks:.0f} MB in all, full after"
+        f" {args.track_points / 60:.0f} min (geo.track_points, 1 fix/s); event history"
+        f" ~{history:.0f} MB in all, full after"
         f" ~{REPLAY_EVENTS / args.cameras / 60:.0f} min of live cameras"
     )
 
@@ -760,6 +761,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--warmup", type=float, default=WARMUP, help="seconds after the viewers open, not sampled"
     )
     parser.add_argument("--size", type=_size, default="1280x720", help="cameras' WIDTHxHEIGHT")
+    parser.add_argument(
+        "--track-points",
+        type=int,
+        default=3600,
+        help="the gateway's geo.track_points (default 3600, an hour): 120 fills the officers'"
+        " tracks within the warm-up, so that what still grows is not by design",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -786,6 +794,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         cameras = prepare(work / "data", args.cameras)
+        # (the gateway inherits this process's environment)
+        os.environ["BODYCAM_GEO_TRACK_POINTS"] = str(args.track_points)
         gateway = start_gateway(BODYCAM, work, port)
         wait_http(url + "/metrics", gateway, START_TIMEOUT)
         run.rss_idle_mb = rss_mb(gateway.pid)

@@ -193,8 +193,17 @@ class GeoConfig:
     selection_limit: int = 4
     # an officer's live position is forgotten this long after the last kept fix
     position_ttl_seconds: float = 180.0
+    # fixes kept of each live officer's track (the console draws its tail, a search by place
+    # reads the store): an hour at 1 Hz, ~0.3 KB of memory a fix
+    track_points: int = 3600
 
     def validate(self) -> None:
+        _check(
+            10 <= self.track_points <= 86400,
+            "geo.track_points",
+            "must be between 10 and 86400",
+            self.track_points,
+        )
         _check(
             5 <= self.position_ttl_seconds <= 3600,
             "geo.position_ttl_seconds",

@@ -60,6 +60,7 @@ def test_environment_list_and_float() -> None:
             "cameras.health_interval_seconds: must be between 1 and 3600",
         ),
         ("[cameras]\nhealth_concurrency = 2.5\n", {}, "cameras.health_concurrency: expected an"),
+        ("[geo]\ntrack_points = 5\n", {}, "geo.track_points: must be between 10 and 86400"),
         (
             "[server]\nheap_trim_seconds = 0.5\n",
             {},

@@ -187,7 +187,12 @@ class Tracker:
         """A GPS fix of a live session: keep it or not, and act on it."""
         officer = self._officers.get(session_id)
         if officer is None:
-            officer = Officer(session_id, device.id, device.officer, Track(self._limits))
+            officer = Officer(
+                session_id,
+                device.id,
+                device.officer,
+                Track(self._limits, self.config.geo.track_points),
+            )
             self._officers[session_id] = officer
         verdict = officer.track.add(fix, self._clock.now())
         self._metrics.positions.labels(verdict.value).inc()
