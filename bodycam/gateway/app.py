@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -281,23 +280,13 @@ async def heap_ctx(app: web.Application) -> AsyncIterator[None]:
     the allocator's fragmentation, not with what it holds)."""
     metrics, interval = app[metrics_key], app[config_key].server.heap_trim_seconds
     if heap.available():
-        metrics.heap_in_use.set_function(_heap_in_use)
-        metrics.heap_free.set_function(_heap_free)
+        metrics.heap_in_use.set_function(lambda: heap.figure("in_use"))
+        metrics.heap_free.set_function(lambda: heap.figure("free"))
     task = asyncio.create_task(heap.trim_forever(interval)) if interval else None
     yield
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-def _heap_in_use() -> float:
-    usage = heap.usage()
-    return float(usage.in_use) if usage is not None else math.nan
-
-
-def _heap_free() -> float:
-    usage = heap.usage()
-    return float(usage.free) if usage is not None else math.nan
 
 
 async def insecure_ctx(app: web.Application) -> AsyncIterator[None]:
