@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from typing import Any
 
 import aiohttp
 import pytest
 
 from bodycam.clock import SystemClock
-from bodycam.media.tap import EncodedFrame
+from bodycam.gateway.connection import accept_offer
+from bodycam.media.tap import EncodedFrame, retrieve_connecting
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
@@ -237,6 +240,17 @@ async def test_a_token_that_is_not_ascii_is_refused_not_crashed(gateway: Gateway
     assert b"printable ASCII" in body
 
 
+def without_direction(sdp: str, kind: str) -> str:
+    """The offer with the direction attribute of its `kind` section taken out."""
+    sections = sdp.split("m=")
+    for at, section in enumerate(sections):
+        if section.startswith(kind):
+            sections[at] = "".join(
+                line for line in section.splitlines(keepends=True) if line.strip() != "a=sendonly"
+            )
+    return "m=".join(sections)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -247,6 +261,7 @@ async def test_a_token_that_is_not_ascii_is_refused_not_crashed(gateway: Gateway
             "without a=fingerprint",
         ),
         (lambda sdp: sdp + "m=audio 9 RTP/AVP 0\r\n" * 20, "at most 16"),
+        (lambda sdp: without_direction(sdp, "audio"), "audio section (m= line 2) has no direction"),
     ],
 )
 async def test_offers_aiortc_would_trip_on_are_refused_first(
@@ -265,6 +280,28 @@ async def test_offers_aiortc_would_trip_on_are_refused_first(
         http.post(gateway.url + "/whip", data=offer, headers=headers) as good,
     ):
         assert good.status == 201  # the device was left free to publish
+
+
+async def test_aiortc_s_connecting_step_failing_is_retrieved(
+    offer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by tests/test_fuzz_http.py (2 offers in 2479): a peer closed while aiortc's own
+    connecting task was between two ICE transports made it fail on the closed one, an
+    exception nobody retrieved (asyncio logs it as an error when the task is collected).
+    Here the ICE transport is closed before that task first runs, which fails it the same
+    way every time."""
+    caplog.set_level(logging.DEBUG, "bodycam.media.tap")
+    pc, _ = await accept_offer(offer)
+    await pc.setLocalDescription(await pc.createAnswer())
+    retrieve_connecting(pc)
+    [connecting] = [t for t in asyncio.all_tasks() if "__connect" in repr(t)]
+    await pc.getTransceivers()[0].receiver.transport.transport.stop()
+    await asyncio.wait_for(asyncio.wait([connecting]), 5)
+    await pc.close()
+    del connecting
+    gc.collect()  # asyncio reports an exception nobody retrieved when its task goes
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert "peer closed while connecting: RTCIceTransport is closed" in caplog.text
 
 
 async def test_a_frame_a_consumer_fails_on_does_not_end_the_session(

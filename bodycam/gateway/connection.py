@@ -37,6 +37,7 @@ from ..media.tap import (
     FrameCallback,
     SenderReportCallback,
     request_keyframe,
+    retrieve_connecting,
     tap_receivers,
 )
 from ..metrics import Metrics
@@ -111,6 +112,14 @@ def _check_transport(parsed: SessionDescription) -> None:
     used = [m for m in parsed.media if m.port != 0]
     if any(m.dtls is None or not m.dtls.fingerprints for m in used):
         raise BadRequest("SDP offer has a media section without a=fingerprint (DTLS needs it)")
+    # RFC 3264 reads a missing direction as sendrecv, but JSEP (RFC 8829 5.2.2) always
+    # writes one, and aiortc's answer fails on None ("None is not in list")
+    for index, m in enumerate(parsed.media):
+        if m.port != 0 and m.kind in ("audio", "video") and m.direction is None:
+            raise BadRequest(
+                f"SDP offer's {m.kind} section (m= line {index + 1}) has no direction"
+                " (a=sendonly, a=recvonly, a=sendrecv or a=inactive)"
+            )
     mids = [m.rtp.muxId for m in parsed.media if m.rtp.muxId]
     twice = sorted({mid for mid in mids if mids.count(mid) > 1})
     if twice:
@@ -235,6 +244,7 @@ class Connection:
 
     async def answer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        retrieve_connecting(self.pc)
         return str(self.pc.localDescription.sdp)
 
     def start(self) -> None:

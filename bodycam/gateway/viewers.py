@@ -16,7 +16,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from ..errors import Unprocessable
 from ..media.relay import Viewer
-from ..media.tap import forward_keyframe_requests
+from ..media.tap import forward_keyframe_requests, retrieve_connecting
 from .connection import parse_offer
 
 
@@ -56,6 +56,7 @@ async def open_view(
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        retrieve_connecting(pc)
     except Exception as err:  # noqa: BLE001 aiortc raises what its negotiation meets
         await pc.close()
         raise Unprocessable(f"cannot answer this viewer with {video}/{audio}: {err}") from None

@@ -27,6 +27,7 @@ tests/test_recording.py fails first if an upgrade breaks it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSrPacket
 
@@ -188,3 +190,34 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     for source in sources:
         await receiver._send_rtcp_pli(source.source)
     return bool(sources)
+
+
+def retrieve_connecting(pc: RTCPeerConnection) -> None:
+    """Retrieve the outcome of aiortc's connecting step for `pc`, whatever it is.
+
+    aiortc 1.16 starts `RTCPeerConnection.__connect` with `asyncio.ensure_future` and keeps
+    no reference to it. Closed while that step waits on ICE (a WHIP DELETE or a viewer
+    leaving during the connectivity checks, found by the fuzzing of issue 13), the peer
+    makes it go on to the next transceiver's closed ICE transport and fail with
+    InvalidStateError, which asyncio logs as an unhandled error when the task is collected.
+    Called after `setLocalDescription`, when that task exists.
+    """
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (
+            getattr(coro, "__qualname__", "") == "RTCPeerConnection.__connect"
+            and frame is not None
+            and frame.f_locals.get("self") is pc
+        ):
+            task.add_done_callback(_connecting_done)
+
+
+def _connecting_done(task: asyncio.Future[None]) -> None:
+    if task.cancelled():
+        return
+    err = task.exception()
+    if isinstance(err, InvalidStateError):
+        logger.debug("peer closed while connecting: %s", err)
+    elif err is not None:
+        logger.warning("connecting the peer failed: %r", err)
