@@ -51,7 +51,7 @@ from bodycam.store import SqliteStore
 from simulators.axis_bodycam import AxisBodycam
 
 from .evidence_data import record_session
-from .fuzzing import ServerErrors, Target, examples, fuzzing
+from .fuzzing import Replay, ServerErrors, Target, examples, fuzzing
 from .helpers import Gateway, ShiftedClock, add_login, live_of, small_media, start_gateway, wait_for
 from .whip_client import make_offer, publish
 
@@ -421,29 +421,38 @@ telemetry_messages: st.SearchStrategy[str | bytes] = st.one_of(
 )
 
 
+def telemetry_outcome(raw: str | bytes) -> str:
+    """What the parser made of `raw`: a message's type, or "refused"; its positions checked."""
+    try:
+        message = telemetry.parse(raw, 4096)
+    except telemetry.TelemetryError as err:
+        return "refused" if str(err) else "refused without a reason"
+    if isinstance(message, Position):
+        assert -90 <= message.lat <= 90
+        assert -180 <= message.lon <= 180
+        assert math.isfinite(message.accuracy_m)
+        assert message.time.tzinfo is not None
+    return type(message).__name__
+
+
 def test_telemetry_parser() -> None:
-    """Every message is a Message or a TelemetryError that says why; positions in range."""
-    with fuzzing("telemetry parser") as (target, _):
+    """Every message is a Message or a TelemetryError that says why; positions in range; and
+    the parser keeps nothing of what it is given (under 16 KB over a replay of the cases)."""
+    with fuzzing("telemetry parser", rss_bound=False) as (target, _):
+        replay: Replay[str | bytes] = Replay()
 
         @settings(max_examples=examples(1000))
         @given(raw=telemetry_messages)
         @example(raw=b"")
         @example(raw="")
         def case(raw: str | bytes) -> None:
-            try:
-                message = telemetry.parse(raw, 4096)
-            except telemetry.TelemetryError as err:
-                target.answered("refused" if str(err) else "refused without a reason")
-                return
-            assert "without a reason" not in target.answers
-            target.answered(type(message).__name__)
-            if isinstance(message, Position):
-                assert -90 <= message.lat <= 90
-                assert -180 <= message.lon <= 180
-                assert math.isfinite(message.accuracy_m)
-                assert message.time.tzinfo is not None
+            target.answered(telemetry_outcome(raw))
+            assert "refused without a reason" not in target.answers
+            replay.keep(raw)
 
         case()
+        target.retained_bytes = replay.retained(telemetry_outcome)
+        assert target.retained_bytes < 16 * 1024, f"the parser kept {target.retained_bytes} B"
 
 
 def handled(gateway: Gateway, session_id: str) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 import pytest
 
+from .fuzzing import REPLAY_CASES, Replay
 from .helpers import SlowCallbacks
 
 
@@ -50,3 +52,16 @@ def test_only_aiortc_s_frame_step_has_the_longer_budget() -> None:
         (True, False),
         (False, True),
     ]
+
+
+def test_a_replay_sees_what_a_function_keeps_and_only_that() -> None:
+    """The fuzzing's memory bound for a pure function (tests/fuzzing.py's Replay)."""
+    replay: Replay[bytes] = Replay()
+    for n in range(12_000):  # over REPLAY_CASES: the sample stays a sample
+        replay.keep(n.to_bytes(4, "big") * 8)
+    assert len(replay.cases) == REPLAY_CASES
+    assert replay.seen == 12_000
+    kept: list[bytes] = []
+    assert replay.retained(lambda case: json.loads(json.dumps({"case": case.hex()}))) < 4096
+    leaked = replay.retained(lambda case: kept.append(case + b"!"))
+    assert leaked >= REPLAY_CASES * 33  # what the second pass kept, counted
