@@ -236,11 +236,19 @@ with store.exclusive("purge") as mine:
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A backend's name and store URL ("" for the embedded SQLite), resolved before the
+    test's event loop runs: the schema's creation is blocking work, off the test's loop."""
+    if request.param == "sqlite":
+        return "sqlite", ""
+    return "postgres", request.getfixturevalue("postgres_url")
+
+
 async def test_one_node_purges_at_a_time_and_another_finishes_a_dead_ones_purge(
-    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    tmp_path: Path, backend: tuple[str, str]
 ) -> None:
-    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    kind, url = backend
     config, store, keyring = await open_data(tmp_path, store_url=url)
     await record_session(config, store, keyring, "s1", JAN31)
     await record_session(config, store, keyring, "s2", JAN31 + timedelta(minutes=5))
@@ -250,7 +258,7 @@ async def test_one_node_purges_at_a_time_and_another_finishes_a_dead_ones_purge(
         sys.executable,
         "-c",
         DYING_PURGER,
-        backend,
+        kind,
         where,
         now.isoformat(),
         stdout=asyncio.subprocess.PIPE,

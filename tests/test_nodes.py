@@ -60,7 +60,7 @@ async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
             assert seen["alert"].data["state"] == "nouvelle"
             # a WHEP request on A for B's session: forwarded to B, whose answer comes back
             offer = (
-                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"
                 "a=setup:actpass\r\na=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
             )
             async with (
