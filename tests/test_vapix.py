@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from bodycam.errors import ConfigError
 from bodycam.gateway.vapix import (
     CameraAuthFailed,
+    CameraError,
     CameraNotConfigured,
     CameraRefused,
     CameraUnreachable,
@@ -165,6 +166,52 @@ async def test_a_redirect_is_refused_not_followed(vapix: Vapix) -> None:
     finally:
         await server.close()
         await other.close()
+
+
+def connections_in_use(vapix: Vapix) -> int:
+    """Connections the client's sessions hold for a response not yet released."""
+    sessions = [vapix._session, vapix._streams]
+    return sum(len(s.connector._acquired) for s in sessions if s and s.connector)
+
+
+async def watch(vapix: Vapix, cam: Camera) -> None:
+    async with vapix.mjpeg(cam, "640x360", 5):
+        pass
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        'Digest realm="x", nonce="n", algorithm=SHA-512-256, qop="auth"',  # aiohttp lacks it
+        'Digest realm="x"',  # no nonce
+    ],
+)
+async def test_every_answer_of_a_refusing_camera_is_closed(vapix: Vapix, challenge: str) -> None:
+    """aiohttp's Digest middleware raises with a 401 it cannot answer in hand and leaves
+    it unclosed: the client closes it, so no connection is left in use (./dev fuzz)."""
+    done = asyncio.Event()
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        # a body that does not end: a response is only released once it is read or closed
+        response = web.StreamResponse(status=401, headers={"WWW-Authenticate": challenge})
+        await response.prepare(request)
+        await response.write(b"refused")
+        await done.wait()
+        return response
+
+    server = await serve(refuse)
+    cam = hostile_camera(server)
+    try:
+        for attempt in (vapix.device_info(cam), watch(vapix, cam)):
+            try:
+                await attempt
+            except CameraError:  # checked while the error, and what it holds, is alive
+                assert connections_in_use(vapix) == 0
+            else:
+                raise AssertionError("the camera's refusal was not an error")
+    finally:
+        done.set()
+        await server.close()
 
 
 async def test_deeply_nested_device_info_is_refused(vapix: Vapix) -> None:
