@@ -57,29 +57,36 @@ class Replay(Generic[T]):
     alive). Tracing allocations for the whole run costs 40 times the time; tracing each call
     alone counts what CPython's free lists keep for reuse (a few KB a call) as kept."""
 
-    def __init__(self, seed: int = 13) -> None:
+    def __init__(self, seed: int = 13, size: int = REPLAY_CASES) -> None:
         self.cases: list[T] = []
         self.seen = 0
+        self._size = size
         self._random = random.Random(seed)
 
     def keep(self, case: T) -> None:
         self.seen += 1
-        if len(self.cases) < REPLAY_CASES:
+        if len(self.cases) < self._size:
             self.cases.append(case)
-        elif (at := self._random.randrange(self.seen)) < REPLAY_CASES:
+        elif (at := self._random.randrange(self.seen)) < self._size:
             self.cases[at] = case
 
-    def retained(self, call: Callable[[T], object]) -> int:
+    def retained(
+        self, call: Callable[[T], object], reset: Callable[[], object] = lambda: None
+    ) -> int:
         """Bytes that `call` leaves alive over the sample's second pass: the first pass
         fills what is meant to fill once (caches, free lists, specialised bytecode); a call
-        that keeps anything keeps it again, traced by tracemalloc."""
+        that keeps anything keeps it again, traced by tracemalloc. `reset()`, after each
+        pass, puts back the state the cases change on purpose (what a gateway was given to
+        keep, such as the last city imported), so that only what they leak is counted."""
         for case in self.cases:
             call(case)
+        reset()
         gc.collect()
         tracemalloc.start()
         try:
             for case in self.cases:
                 call(case)
+            reset()
             gc.collect()
             return tracemalloc.get_traced_memory()[0]
         finally:
