@@ -8,6 +8,7 @@ exist is fine); refused means 403 with the reason, and a register entry.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -161,10 +162,12 @@ OPEN_ROUTES = {
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Gateway]:
     config: Config = make_config(tmp_path / "data")
-    store = SqliteStore(config.database_path)
+    # opening and closing a database is blocking work: off the test's loop (the loop-block
+    # check failed this fixture, 156 ms, on a busy machine)
+    store = await asyncio.to_thread(SqliteStore, config.database_path)
     keyring = await store.run(Keyring.load, config, store)
     await record_session(config, store, keyring, "s1", RECORDED)
-    store.close()
+    await asyncio.to_thread(store.close)
     app = create_app(config, ShiftedClock(RECORDED + timedelta(hours=1)))
     gateway = await start_gateway(app, config)
     try:
