@@ -1,6 +1,7 @@
 """Ingest benchmark: what one live stream costs bodycam, and the naive aiortc baseline.
 
-For each count N and each implementation (bodycam's passthrough gateway, and
+For each count N and each implementation (bodycam's passthrough gateway; with --aiortc-rx
+the same gateway on aiortc's own receive path, the lean path's baseline; and
 bench/naive_gateway.py which decodes and re-encodes), in one run:
 
 1. the gateway starts as its own process on a free port, with a fresh data directory;
@@ -23,7 +24,12 @@ bench/naive_gateway.py which decodes and re-encodes), in one run:
 It prints figures and asserts nothing::
 
     python -m bench.ingest [--counts 1 8 32] [--seconds 20] [--warmup 5] [--stagger 0.2]
-                           [--skip-naive] [--naive-max 8] [--fleet-procs K] [--json FILE] [--keep]
+                           [--skip-naive] [--naive-max 8] [--aiortc-rx] [--fleet-procs K]
+                           [--json FILE] [--keep]
+    python -m bench.ingest --capacity [--capacity-from 16] [--capacity-max 256] [--aiortc-rx]
+
+``--capacity`` finds the most streams held with under 0.1 % frame loss: it doubles N from
+``--capacity-from`` until a count is not held, then halves the gap down to 4 streams.
 """
 
 from __future__ import annotations
@@ -78,9 +84,16 @@ class Impl:
 
     name: str
     prefix: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_bodycam(self) -> bool:
+        return self.prefix == "bodycam"
 
 
 BODYCAM = Impl("bodycam", "bodycam")
+# bodycam with aiortc's own receive path ([media] receive = "aiortc"): what the lean one saves
+AIORTC_RX = Impl("aiortc-rx", "bodycam", (("BODYCAM_MEDIA_RECEIVE", "aiortc"),))
 NAIVE = Impl("naive", "naive")
 
 
@@ -174,8 +187,8 @@ def enroll(data_dir: Path, n: int) -> list[dict[str, str]]:
 
 
 def start_gateway(impl: Impl, work: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BODYCAM_LOG_LEVEL": "warning"}
-    if impl is BODYCAM:
+    env = {**os.environ, "BODYCAM_LOG_LEVEL": "warning", **dict(impl.env)}
+    if impl.is_bodycam:
         argv = ["-m", "bodycam", "serve", "--data-dir", str(work / "data"), "--port", str(port)]
     else:
         argv = ["-m", "bench.naive_gateway", "--port", str(port), "--dir", str(work / "naive")]
@@ -288,7 +301,7 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
     work = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{impl.name}-{n}-"))
     procs = args.fleet_procs or (1 if n <= FLEET_SPLIT else 2)
     result.fleet_procs = procs
-    if impl is BODYCAM:
+    if impl.is_bodycam:
         (work / "data").mkdir()
         cameras = enroll(work / "data", n)
     else:
@@ -315,7 +328,7 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
     finally:
         for fleet in fleets:
             stop_process(fleet.process)
-        if impl is BODYCAM:
+        if impl.is_bodycam:
             with contextlib.suppress(OSError):
                 time.sleep(1.0)  # let the DELETEs land before reading what was recorded
                 after = parse_metrics(http_get(url + "/metrics"))
@@ -330,7 +343,7 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
                     )
                 )
         stop_process(gateway)
-        pattern = "data/recordings/**/*.mkv" if impl is BODYCAM else "naive/*.mp4"
+        pattern = "data/recordings/**/*.mkv" if impl.is_bodycam else "naive/*.mp4"
         files = list(work.glob(pattern))
         result.files = len(files)
         result.file_bytes = sum(f.stat().st_size for f in files)
@@ -370,7 +383,7 @@ def measure_window(
     result.cpu_per_stream = (end.gateway_cpu - start.gateway_cpu) / span / n
     result.loop_busy = (end.loop_cpu - start.loop_cpu) / span
     gateway_cores = result.cpu_per_stream * n
-    if result.loop_busy > LOOP_SATURATED or (impl is BODYCAM and gateway_cores > GIL_BOUND):
+    if result.loop_busy > LOOP_SATURATED or (impl.is_bodycam and gateway_cores > GIL_BOUND):
         # bodycam's per-packet work is Python (aiortc) on the loop and the receiver threads:
         # together they cannot use more than the one core the GIL allows.
         result.notes.append(
@@ -429,7 +442,7 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
         " gateway, bucket-interpolated"
     )
     header = (
-        f"{'N':>3} {'impl':<8} {'CPU core·s/stream·s':>19} {'loss %':>6} {'RSS MB/stream':>13}"
+        f"{'N':>3} {'impl':<9} {'CPU core·s/stream·s':>19} {'loss %':>6} {'RSS MB/stream':>13}"
         f" {'base MB':>7} {'p50/p95 ms':>10} {'gw cores (loop)':>15} {'machine':>7}"
         f" {'fleet core·s/str·s':>18} {'fleet lag ms':>14}"
     )
@@ -437,7 +450,7 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.n:>3} {r.impl:<8} {r.cpu_per_stream:>19.3f} {_percent(r.loss):>6}"
+            f"{r.n:>3} {r.impl:<9} {r.cpu_per_stream:>19.3f} {_percent(r.loss):>6}"
             f" {r.rss_per_stream_mb:>13.1f} {r.rss_base_mb:>7.0f}"
             f" {_ms(r.p50_ms) + '/' + _ms(r.p95_ms):>10} {r.gateway_cores_text():>15}"
             f" {f'{r.machine_busy_cores:.2f}':>7} {r.fleet_cpu_per_stream:>18.3f}"
@@ -449,6 +462,13 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
     )
     print()
     by = {(r.n, r.impl): r for r in results}
+    for n in sorted({r.n for r in results}):
+        ours, aiortc = by.get((n, "bodycam")), by.get((n, AIORTC_RX.name))
+        if ours and aiortc and ours.cpu_per_stream > 0:
+            print(
+                f"N={n}: bodycam with aiortc's receive path / with its lean one, CPU per stream"
+                f" = {aiortc.cpu_per_stream / ours.cpu_per_stream:.2f}x"
+            )
     for n in sorted({r.n for r in results}):
         ours, naive = by.get((n, "bodycam")), by.get((n, "naive"))
         if ours and naive and ours.cpu_per_stream > 0:
@@ -471,9 +491,9 @@ def print_report(results: list[Result], args: argparse.Namespace, skipped: list[
             " largest N measured)"
         )
     for r in results:
-        if r.impl == "bodycam":
+        if r.impl != "naive":
             print(
-                f"sanity N={r.n} bodycam: {r.files} segments ({r.file_bytes / 1e6:.1f} MB),"
+                f"sanity N={r.n} {r.impl}: {r.files} segments ({r.file_bytes / 1e6:.1f} MB),"
                 f" {r.recorded_frames} video frames recorded, {r.dropped_frames} dropped;"
                 f" {r.frames_sent} sent / {r.frames_received} received in the window"
                 f" by {r.live} live sessions, {r.fleet_procs} fleet process(es);"
@@ -501,6 +521,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between presses")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
+        "--aiortc-rx",
+        action="store_true",
+        help="also run bodycam on aiortc's own receive path, the lean path's baseline",
+    )
+    parser.add_argument(
         "--naive-max", type=int, default=8, help="largest N for the baseline (default 8)"
     )
     parser.add_argument(
@@ -509,18 +534,76 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help=f"sender processes (default: 1, or 2 above {FLEET_SPLIT} cameras)",
     )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="find the most streams held with < 0.1 %% frame loss instead of --counts",
+    )
+    parser.add_argument("--capacity-from", type=int, default=16, help="first count probed")
+    parser.add_argument("--capacity-max", type=int, default=256, help="largest count probed")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     return parser.parse_args(argv)
+
+
+CAPACITY_LOSS = 0.001  # what "held" means: under 0.1 % of the video frames lost
+CAPACITY_STEP = 4  # the search stops when it knows the capacity to this many streams
+
+
+def held(result: Result) -> bool:
+    return (
+        result.live == result.n
+        and result.loss < CAPACITY_LOSS
+        and not any(note.startswith("run failed") for note in result.notes)
+    )
+
+
+def capacity(impl: Impl, args: argparse.Namespace, results: list[Result]) -> int:
+    """The most streams `impl` holds: doubling from --capacity-from until a count is not
+    held, then halving the gap. Every probe's figures go to `results`."""
+
+    def probe(n: int) -> bool:
+        print(f"capacity: probing N={n} {impl.name}...", file=sys.stderr, flush=True)
+        result = run_one(impl, n, args)
+        results.append(result)
+        return held(result)
+
+    good, bad = 0, 0
+    n = args.capacity_from
+    while n <= args.capacity_max:
+        if not probe(n):
+            bad = n
+            break
+        good, n = n, n * 2
+    if not bad:
+        return good  # held everything up to --capacity-max
+    while bad - good > CAPACITY_STEP:
+        middle = (good + bad) // 2
+        if probe(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m bench.ingest`."""
     args = parse_args(argv)
     results: list[Result] = []
+    if args.capacity:
+        impls = [BODYCAM, AIORTC_RX] if args.aiortc_rx else [BODYCAM]
+        found = {impl.name: capacity(impl, args, results) for impl in impls}
+        print_report(sorted(results, key=lambda r: (r.n, r.impl)), args, [])
+        for name, most in found.items():
+            print(
+                f"capacity {name}: {most} streams held with < {100 * CAPACITY_LOSS:g} % frame"
+                f" loss (to {CAPACITY_STEP} streams; the senders share the machine's {CORES}"
+                " cores: see the fleet's CPU)"
+            )
+        return 0
     skipped: list[int] = []
     for n in args.counts:
-        impls = [BODYCAM]
+        impls = [BODYCAM, AIORTC_RX] if args.aiortc_rx else [BODYCAM]
         if not args.skip_naive:
             if n <= args.naive_max:
                 impls.append(NAIVE)

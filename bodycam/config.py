@@ -101,6 +101,24 @@ class IceConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """How media is received."""
+
+    # "lean": bodycam's own RTP path from the socket to the recorder (bodycam/media/tap.py);
+    # "aiortc": aiortc's whole receive path, jitter buffer and bandwidth estimate included
+    # (the baseline of bench/ingest.py, and a way back should the lean path ever misbehave)
+    receive: str = "lean"
+
+    def validate(self) -> None:
+        _check(
+            self.receive in ("lean", "aiortc"),
+            "media.receive",
+            'must be "lean" or "aiortc"',
+            self.receive,
+        )
+
+
+@dataclass(frozen=True)
 class SessionsConfig:
     """Live session lifecycle."""
 
@@ -496,6 +514,7 @@ class Config:
     data_dir: Path = Path("data")
     server: ServerConfig = field(default_factory=ServerConfig)
     ice: IceConfig = field(default_factory=IceConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)

@@ -53,6 +53,19 @@ class Metrics:
         self.frames = Counter(
             "bodycam_ingest_frames", "Encoded frames received", ["kind"], registry=r
         )
+        self.frames_incomplete = Counter(
+            "bodycam_ingest_incomplete_frames",
+            "Video frames given up on: a packet lost and not retransmitted in time",
+            registry=r,
+        )
+        self.rtp_packets = Counter(
+            "bodycam_ingest_rtp_packets",
+            # lean: bodycam's receive path; aiortc: aiortc's (a stream's first packets,
+            # retransmissions, and all of them with [media] receive = "aiortc")
+            "RTP packets received, by the path that parsed them",
+            ["path"],
+            registry=r,
+        )
         self.frames_recorded = Counter(
             "bodycam_recorded_frames", "Frames written to segments", ["kind"], registry=r
         )

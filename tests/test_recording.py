@@ -12,16 +12,23 @@ from aiortc.codecs.h264 import H264Decoder
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder
 
+from bodycam.config import Config
 from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.evidence.recordings import opener, recorded, remux
 from bodycam.models import GENESIS_HASH, SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, session_of, small_media, wait_for_session
+from .helpers import Gateway, make_config, session_of, small_media, wait_for_session
 from .media_check import analyse, session_key
 
 LIVE_SECONDS = 7.0
+
+
+@pytest.fixture(params=["lean", "aiortc"])
+def gateway_config(tmp_path: Path, request: pytest.FixtureRequest) -> Config:
+    """Both receive paths: bodycam's own, and aiortc's whole one (its baseline)."""
+    return make_config(tmp_path / "data", recording_segment_seconds=4, media_receive=request.param)
 
 
 def decoders_alive() -> list[object]:
@@ -91,3 +98,11 @@ async def test_recording_is_playable_aligned_and_complete(
     offsets = media.av_offsets()
     assert len(offsets) >= LIVE_SECONDS - 2
     assert max(abs(o) for o in offsets) <= 0.1, offsets
+    # the path the packets took: bodycam's for all but each stream's first few
+    lean = gateway.metrics.rtp_packets.labels("lean")._value.get()
+    first = gateway.metrics.rtp_packets.labels("aiortc")._value.get()
+    if gateway.config.media.receive == "lean":
+        assert lean > 100 * max(first, 1), (lean, first)
+        assert gateway.metrics.frames_incomplete._value.get() == 0
+    else:
+        assert lean == first == 0

@@ -35,7 +35,9 @@ from ..logs import bind
 from ..media.tap import (
     EncodedFrame,
     FrameCallback,
+    LeanReceiver,
     SenderReportCallback,
+    receive_lean,
     request_keyframe,
     retrieve_connecting,
     tap_receivers,
@@ -220,6 +222,7 @@ class Connection:
         metrics: Metrics,
         monotonic: Callable[[], float],
         media_timeout: float,
+        lean: bool = True,
     ) -> None:
         self.resource_id = resource_id
         self.session_id = session_id
@@ -237,7 +240,11 @@ class Connection:
         self._sink_failures = 0
         self._last_sink_log = float("-inf")
         self._frames = {kind: metrics.frames.labels(kind) for kind in ("video", "audio")}
+        self._metrics = metrics
+        self._leans: list[LeanReceiver] = []
+        self._lean_counted = (0, 0, 0)  # incomplete frames, fast and first packets published
         self._log = bind(logger, session_id=session_id)
+        self._lean = lean
         tap_receivers(pc, on_sender_report, self._on_frame)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
@@ -245,6 +252,8 @@ class Connection:
     async def answer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         retrieve_connecting(self.pc)
+        if self._lean:
+            self._leans = receive_lean(self.pc)
         return str(self.pc.localDescription.sdp)
 
     def start(self) -> None:
@@ -316,6 +325,17 @@ class Connection:
             if count:
                 self._frames[kind].inc(count)
                 self._counted[kind] = 0
+        if self._leans:
+            now = (
+                sum(lean.dropped_frames() for lean in self._leans),
+                sum(lean.fast for lean in self._leans),
+                sum(lean.first for lean in self._leans),
+            )
+            incomplete, fast, first = (a - b for a, b in zip(now, self._lean_counted, strict=True))
+            self._lean_counted = now
+            self._metrics.frames_incomplete.inc(incomplete)
+            self._metrics.rtp_packets.labels("lean").inc(fast)
+            self._metrics.rtp_packets.labels("aiortc").inc(first)
 
     async def _watch(self) -> None:
         timeout = self._media_timeout

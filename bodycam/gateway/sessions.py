@@ -338,6 +338,7 @@ class SessionManager:
             self.metrics,
             self.clock.monotonic,
             self.config.sessions.media_timeout_seconds,
+            lean=self.config.media.receive == "lean",
         )
         try:
             answer = await conn.answer()
