@@ -46,9 +46,9 @@ from .helpers import (
     cannot_run,
     free_port,
     make_config,
+    no_outage_under_faketime,
     small_media,
     start_gateway,
-    under_faketime,
     wait_for,
     wait_for_session,
     without_faketime,
@@ -110,6 +110,7 @@ async def recorded_counters(gateway: Gateway, session_id: str, out: Path) -> lis
 async def test_redis_killed_and_restarted_mid_stream(
     redis_gateway: Gateway, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
+    no_outage_under_faketime("Redis")
     gateway = redis_gateway
     token = await gateway.enroll("cam-r")
     statuses: dict[str, set[int]] = {}
@@ -247,11 +248,7 @@ def postgres_binaries_problem() -> str | None:
 
 @pytest.fixture
 def own_postgres() -> Iterator[OwnPostgres]:
-    if under_faketime():
-        # libfaketime moves the monotonic clock: a timed lock wait (psycopg's pool waiting
-        # for a connection while the server is down) then computes its deadline 400 days
-        # away and never ends (.ci/run). This test reads no date; the suite's first run has it.
-        pytest.skip("a PostgreSQL outage cannot be waited out under libfaketime")
+    no_outage_under_faketime("PostgreSQL")  # psycopg's pool waits for a connection
     problem = postgres_binaries_problem()
     if problem:
         cannot_run(problem, "the fault tests")

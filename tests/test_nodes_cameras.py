@@ -34,6 +34,7 @@ from .helpers import (
     OwnRedis,
     free_port,
     make_config,
+    no_outage_under_faketime,
     small_media,
     wait_for,
 )
@@ -130,6 +131,7 @@ async def test_a_node_that_loses_redis_leaves_the_cameras_alone(
     street_cameras: AxisCameraSimulator,
     own_redis: OwnRedis,
 ) -> None:
+    no_outage_under_faketime("Redis")  # (hung in .ci/run's faketime pass, 2026-12-04)
     a, _ = street_nodes
     ptz = street_cameras.camera("ptz-1")
     token = await a.enroll("cam-geo")
