@@ -47,11 +47,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry  # the asyncio one: redis 8.2 warns at a sync Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
 from ..clock import Clock, iso, parse_iso
