@@ -12,9 +12,11 @@ frame). A sender that sets no marker bits still gets its frames out: a timestamp
 changes at the front ends the frame before it.
 
 A gap at the front (a lost packet) holds what follows it until the packet comes (a NACK
-retransmission) or `max_wait` seconds pass, or `max_packets` wait behind it; then the frame
-with the hole is dropped, counted, and reported so the caller can ask for a keyframe (the
-frames after it reference what was lost). A frame of more than `max_packets` packets (2048:
+retransmission) or `max_wait` seconds pass (1 s: a NACK's round trip on a poor 4G link,
+with room; 0.25 s lost frames that came back, 200 ms each way with 200 ms of jitter), or
+`max_packets` wait behind it; then the frame with the hole is dropped, counted, and
+reported so the caller can ask for a keyframe (the frames after it reference what was
+lost). A frame of more than `max_packets` packets (2048:
 about 2.4 MB, several times a 4K keyframe) is dropped the same way: what is held is bounded.
 
 Nothing here touches aiortc: tap.py feeds it from the RTP path.
@@ -67,7 +69,7 @@ class FrameAssembler:
         self,
         on_frame: FrameOut,
         starts_frame: Callable[[bytes], bool],
-        max_wait: float = 0.25,
+        max_wait: float = 1.0,
         max_packets: int = 2048,
     ) -> None:
         self._on_frame = on_frame
