@@ -553,7 +553,11 @@ async def test_packet_loss_and_jitter(net_gateway: NetGateway, link: Link, tmp_p
         # makes its network as lossy, in user space (tests/fault_camera.py, lossy_network).
         impair = f"{LOSS},{DELAY},{JITTER}"
     token = await net_gateway.enroll("cam-n")
-    await net_gateway.start(BODYCAM_RECORDING_SEGMENT_SECONDS="4")
+    # On aiortc's receive path, whose recovery this test was written for: it asks for
+    # keyframes when its jitter buffer overflows. The lean path's NACKs recovered every
+    # hole of this link within the assembler's 1 s, so no keyframe was needed (and
+    # `keyframes_forced` stayed 0); its own fault test under loss is issue 14's to write.
+    await net_gateway.start(BODYCAM_RECORDING_SEGMENT_SECONDS="4", BODYCAM_MEDIA_RECEIVE="aiortc")
     camera = await net_gateway.camera("cam-n", token, 20, impair)
     await net_gateway.stop()
     store = await net_gateway.open_store()
