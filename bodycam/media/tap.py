@@ -326,7 +326,7 @@ class LeanReceiver:
         if assembler.add(seq, timestamp, data, marker, payload, time.monotonic()):
             self._want_keyframe(ssrc)
 
-    def rtx(self, packet: RtpPacket) -> None:
+    def parsed(self, packet: RtpPacket) -> None:
         """A packet aiortc parsed (the first of a stream, or a retransmission)."""
         codec = self._codecs.get(packet.payload_type)
         if codec is not None and is_rtx(codec):
@@ -387,7 +387,7 @@ class _FastPath:
     receiver already took (its SSRC is in the clear) is unprotected and handed to that
     receiver at once, inside the socket's callback. Everything else, STUN, DTLS, RTCP and
     the first packet of each stream, goes the usual way; aiortc's own handling of those
-    first packets ends in the same lean receiver (`LeanReceiver.rtx`).
+    first packets ends in the same lean receiver (`LeanReceiver.parsed`).
     """
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
@@ -472,7 +472,7 @@ async def _first_packets(
     if codec is not None and not is_rtx(codec):
         path.receivers[packet.ssrc] = lean
     try:
-        lean.rtx(packet)
+        lean.parsed(packet)
     except Exception as err:  # noqa: BLE001 raised into aiortc, it would end the transport
         lean.failed(err)
 
