@@ -25,7 +25,10 @@ import redis
 from ..config import Config, redacted
 from ..errors import BodycamError, ConfigError
 from ..evidence import keyring
+from ..store import StoreUnavailable
+from ..store.postgres import peek as postgres_peek
 from ..store.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
+from ..store.sqlite import peek as sqlite_peek
 from ..store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from .vapix import load_credentials
 
@@ -103,30 +106,15 @@ def _store(config: Config) -> tuple[Verdict, str]:
     if config.store.url:
         where, code = redacted(config.store.url), len(POSTGRES_MIGRATIONS)
         try:
-            with psycopg.connect(config.store.url, connect_timeout=TIMEOUT_SECONDS) as conn:
-                made = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
-                row = (
-                    conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-                    if made and made[0]
-                    else None
-                )
-        except psycopg.OperationalError as err:
-            return Verdict.FAIL, f"PostgreSQL at {where} cannot be reached: {err}".strip()
+            version = postgres_peek.schema_version(config.store.url, TIMEOUT_SECONDS)
+        except StoreUnavailable as err:
+            return Verdict.FAIL, f"PostgreSQL at {where} cannot be reached: {err}"
     else:
         path, code = config.database_path, len(SQLITE_MIGRATIONS)
         where = f"SQLite at {path}"
         if not path.exists():
             return _writable_dir(path.parent, f"{where}: made at first start")
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            found = db.execute(
-                "SELECT name FROM sqlite_master WHERE name = 'schema_migrations'"
-            ).fetchone()
-            row = (
-                db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-                if found
-                else None
-            )
-    version = int(row[0] or 0) if row else 0
+        version = sqlite_peek.schema_version(path)
     if version > code:
         return Verdict.FAIL, f"{where}: schema version {version} is newer than this code's {code}"
     if version < code:
@@ -137,16 +125,10 @@ def _store(config: Config) -> tuple[Verdict, str]:
 def _meta(config: Config, key: str) -> str | None:
     """A meta value, read without opening the store (no migration)."""
     if config.store.url:
-        with psycopg.connect(config.store.url, connect_timeout=TIMEOUT_SECONDS) as conn:
-            if conn.execute("SELECT to_regclass('meta')").fetchone() == (None,):
-                return None
-            row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-    else:
-        if not config.database_path.exists():
-            return None
-        with sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return str(row[0]) if row else None
+        return postgres_peek.meta(config.store.url, key, TIMEOUT_SECONDS)
+    if not config.database_path.exists():
+        return None
+    return sqlite_peek.meta(config.database_path, key)
 
 
 def _master_key(config: Config) -> tuple[Verdict, str]:
