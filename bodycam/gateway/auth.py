@@ -133,23 +133,19 @@ def require(request: web.Request, roles: frozenset[Role], what: str) -> User:
     return person
 
 
-def actor(person: User) -> Actor:
-    return Actor(person.name, person.role.value, person.service)
-
-
 async def record(
     request: web.Request, action: Action, person: User | None = None, **what: Any
 ) -> None:
     """Append a register entry about this request (by default, by its logged-in person)."""
     store, now = request.app[store_key], request.app[clock_key].now()
-    who = actor(person or user(request))
+    who = Actor.of(person or user(request))
     await store.run(store.record, Entry(action, who, now, **what))
 
 
 async def record_refusal(request: web.Request, err: BodycamError) -> None:
     """Every 403 is a register entry: who was refused what, and why."""
     person: User | None = request.get(_user_key)
-    who = actor(person) if person else Actor("(unknown)", "none")
+    who = Actor.of(person) if person else Actor("(unknown)", "none")
     logger.warning(
         "refused: %s (%s): %s %s: %s", who.user, who.role, request.method, request.path, err
     )
@@ -205,7 +201,7 @@ async def login(request: web.Request) -> web.Response:
             count,
             wait,
         )
-        who = actor(found[0]) if found else Actor(name[:64], "none")
+        who = Actor.of(found[0]) if found else Actor(name[:64], "none")
         entry = Entry(
             Action.LOGIN_FAILED,
             who,
