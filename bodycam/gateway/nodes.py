@@ -33,6 +33,7 @@ from ..config import Config
 from ..errors import BodycamError
 from ..evidence.keyring import Keyring
 from ..live.base import Node
+from ..logs import ids
 from ..media.recovery import recover_segments
 from ..models import EndReason, SessionState
 from ..store import Store
@@ -146,11 +147,16 @@ class NodeKeeper:
                         session.node or "(earlier gateway)",
                         grace.total_seconds(),
                         session.device_id,
+                        extra=ids(session_id=session.id, device_id=session.device_id),
                     )
                     await self.manager.alerts.announce(session.id)
             elif session.interrupted_at is not None and now - session.interrupted_at >= grace:
                 ended_at = session.interrupted_at + grace
                 end = store.end_session
                 if await store.run(end, session.id, EndReason.LINK_LOST, ended_at, session.node):
-                    logger.info("session %s: ended, its device did not come back", session.id)
+                    logger.info(
+                        "session %s: ended, its device did not come back",
+                        session.id,
+                        extra=ids(session_id=session.id, device_id=session.device_id),
+                    )
                     await self.manager.alerts.announce(session.id)

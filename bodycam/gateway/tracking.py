@@ -340,7 +340,9 @@ class Tracker:
         try:
             await self._ptz.unfollow(camera_id, session_id)
         except LiveStateUnavailable as err:  # the claim will expire by itself
-            logger.warning("camera %s: not let go: %s", camera_id, err)
+            logger.warning(
+                "camera %s: not let go: %s", camera_id, err, extra=ids(camera_id=camera_id)
+            )
 
     def _send(self, camera: Camera, target: Aim, session_id: str) -> None:
         """Queue a move; one command in flight per camera, the newest target wins."""
@@ -494,7 +496,10 @@ class Tracker:
                 self._ended(control, "expired")
         except LiveStateUnavailable as err:  # whoever looks next still sees it ended
             logger.warning(
-                "camera %s: end of manual control not written: %s", control.camera_id, err
+                "camera %s: end of manual control not written: %s",
+                control.camera_id,
+                err,
+                extra=ids(camera_id=control.camera_id),
             )
 
     async def release_control(self, camera_id: str, holder: str) -> None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..devices import authenticate
 from ..errors import PayloadTooLarge, UnsupportedMediaType
+from ..logs import ids
 from ..models import Device, SessionState
 from .appkeys import config_key, metrics_key, sessions_key, store_key
 from .forward import HolderUnreachable, forwarder_key
@@ -84,7 +85,9 @@ async def _to_live_holder(request: web.Request, device: Device, sdp: str) -> web
     try:
         return await app[forwarder_key].to_holder(request, held.id, sdp.encode())
     except HolderUnreachable as err:
-        logger.warning("device %s: %s; taking the session over", device.id, err)
+        logger.warning(
+            "device %s: %s; taking the session over", device.id, err, extra=ids(device_id=device.id)
+        )
         return None
 
 

@@ -7,8 +7,8 @@ gives the key layout: several nodes on one server, chosen by `redis.url`). One t
 (`tests/test_live_state.py`) runs against both, the Redis run on a real server.
 `open_live(config, clock)` gives the one the configuration asks for.
 
-May import: the foundations (`config`, `clock`, `errors`). Nothing durable lives here: that
-is the store's.
+May import: the foundations (`config`, `clock`, `errors`, `logs`). Nothing durable lives
+here: that is the store's.
 """
 
 from __future__ import annotations

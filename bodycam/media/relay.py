@@ -100,7 +100,9 @@ class Viewer:
             try:
                 await on_end()
             except Exception:  # the view is over whatever the register said
-                logger.exception("viewer %s: end of view not recorded", self.label)
+                logger.exception(
+                    "viewer %s: end of view not recorded", self.label, extra=ids(viewer_id=self.id)
+                )
 
 
 class Relay:
