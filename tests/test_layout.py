@@ -187,8 +187,16 @@ def test_no_test_module_imports_another() -> None:
     wrong = []
     for path in sorted(tests.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level and node.module:
-                last = node.module.split(".")[-1]
-                if last.startswith("test_") or last == "conftest":
-                    wrong.append(f"{path.relative_to(tests)}:{node.lineno} imports {node.module}")
+            if isinstance(node, ast.ImportFrom) and node.module:
+                # relative (from .test_x), or absolute (tests.test_x, or test_x on the path)
+                names = [("." * node.level) + node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.lstrip(".").split(".")
+                ours = name.startswith(".") or parts[0] == "tests" or len(parts) == 1
+                if ours and (parts[-1].startswith("test_") or parts[-1] == "conftest"):
+                    wrong.append(f"{path.relative_to(tests)}:{node.lineno} imports {name}")
     assert not wrong, "\n".join(wrong)
