@@ -6,7 +6,8 @@ space, for a kernel without netem: see `lossy_network`.
 
 It waits for the gateway, goes live, streams for SECONDS in live mode (so that each PLI
 the gateway sends forces a keyframe, and is counted), stops, and prints one JSON line:
-frames sent, keyframes forced, reconnects, its state when it stopped.
+frames sent, keyframes forced, reconnects, its state when it stopped, and the gateway's
+ingest counters read from its /metrics just before.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ async def main(
             await asyncio.sleep(0.5)
             states.append(camera.state)
         final = camera.state
+        ingest = await _ingest_metrics(gateway)
         if final == "live":
             await camera.press()
         print(  # noqa: T201 the test reads this line
@@ -104,10 +106,22 @@ async def main(
                     "state": final,
                     "states": states,
                     "impaired": IMPAIRED,
+                    "gateway": ingest,
                 }
             ),
             flush=True,
         )
+
+
+async def _ingest_metrics(gateway: str) -> dict[str, float]:
+    """The gateway's ingest counters (`bodycam_ingest_*` of its /metrics), while live."""
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway}/metrics") as response:
+        text = await response.text()
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name.startswith("bodycam_ingest_") and name.split("{")[0].endswith("_total")
+    }
 
 
 if __name__ == "__main__":
