@@ -8,10 +8,10 @@ bench/naive_gateway.py which decodes and re-encodes), in one run:
 2. a fleet of N simulated cameras (720p30 H.264 + Opus, loop-encoded, simulators/fleet.py)
    starts in one process, or several when N is large so the senders are not the bottleneck;
 3. once the N sessions are live and a warm-up has passed, a window is measured:
-   - gateway CPU (utime + stime of the process, all its threads, from /proc/PID/stat)
-     per stream per second;
-   - gateway RSS (VmRSS) at the end of the window, minus its RSS before any stream, per
-     stream;
+   - gateway CPU (utime + stime of the process and its media workers, all their threads,
+     from /proc/PID/stat) per stream per second;
+   - gateway RSS (VmRSS, with its media workers) at the end of the window, minus its RSS
+     before any stream, per stream;
    - frame loss: 1 - video frames received by the gateway / video frames sent by the fleet,
      both counted over the window (the fleet's counters come from its ``GET /stats``);
    - glass-to-gateway latency p50/p95 from the gateway's delay histogram, the difference of
@@ -25,8 +25,12 @@ It prints figures and asserts nothing::
 
     python -m bench.ingest [--counts 1 8 32] [--seconds 20] [--warmup 5] [--stagger 0.2]
                            [--skip-naive] [--naive-max 8] [--aiortc-rx] [--fleet-procs K]
-                           [--json FILE] [--keep]
+                           [--workers 0 1 auto] [--json FILE] [--keep]
     python -m bench.ingest --capacity [--capacity-from 16] [--capacity-max 256] [--aiortc-rx]
+                           [--workers 1 auto]
+
+``--workers`` runs bodycam once per `[media] workers` setting given, instead of once with
+the default of `bodycam serve` ("auto", one media worker per core).
 
 ``--capacity`` finds the most streams held (no more datagrams dropped by the kernel than
 0.1 % of the frames, the window's frame count within its noise, p95 under 100 ms: see
@@ -58,10 +62,11 @@ from bench.measure import (
     Samples,
     bucket_deltas,
     cpu_seconds,
+    family_cpu_seconds,
+    family_rss_mb,
     machine_ticks,
     parse_metrics,
     quantile,
-    rss_mb,
     sample,
     udp_receive_buffer_errors,
 )
@@ -96,6 +101,11 @@ class Impl:
 BODYCAM = Impl("bodycam", "bodycam")
 # bodycam with aiortc's own receive path ([media] receive = "aiortc"): what the lean one saves
 AIORTC_RX = Impl("aiortc-rx", "bodycam", (("BODYCAM_MEDIA_RECEIVE", "aiortc"),))
+
+
+def with_workers(setting: str) -> Impl:
+    """bodycam with `[media] workers = setting` (0: its media in the main process)."""
+    return Impl(f"bodycam-w{setting}", "bodycam", (("BODYCAM_MEDIA_WORKERS", setting),))
 NAIVE = Impl("naive", "naive")
 
 
@@ -268,7 +278,7 @@ def snapshot(gateway: subprocess.Popen[bytes], fleets: list[FleetProc], url: str
     metrics = parse_metrics(http_get(url + "/metrics"))
     return Snapshot(
         t=time.monotonic(),
-        gateway_cpu=cpu_seconds(gateway.pid),
+        gateway_cpu=family_cpu_seconds(gateway.pid),  # with its media workers
         # The main thread runs the event loop, where aiortc handles every RTP packet.
         loop_cpu=cpu_seconds(gateway.pid, gateway.pid),
         fleet_cpu=sum(cpu_seconds(f.process.pid) for f in fleets),
@@ -315,7 +325,7 @@ def run_one(impl: Impl, n: int, args: argparse.Namespace) -> Result:
     try:
         wait_http(url + "/metrics", gateway, START_TIMEOUT)
         time.sleep(1.0)
-        result.rss_base_mb = rss_mb(gateway.pid)
+        result.rss_base_mb = family_rss_mb(gateway.pid)
         fleets = start_fleets(cameras, procs, url, work, args.stagger)
         for fleet in fleets:
             wait_http(fleet.stats_url, fleet.process, START_TIMEOUT)
@@ -369,10 +379,10 @@ def measure_window(
     """Read everything at the start and end of the window; fill in the result."""
     start = snapshot(gateway, fleets, url)
     deadline = start.t + seconds
-    rss = rss_mb(gateway.pid)
+    rss = family_rss_mb(gateway.pid)
     while time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        rss = rss_mb(gateway.pid)
+        rss = family_rss_mb(gateway.pid)
         if rss > RSS_LIMIT_MB:
             result.notes.append(f"window ended early: gateway RSS passed {RSS_LIMIT_MB} MB")
             break
@@ -528,6 +538,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run bodycam on aiortc's own receive path, the lean path's baseline",
     )
     parser.add_argument(
+        "--workers",
+        nargs="+",
+        metavar="W",
+        help='bodycam with each [media] workers setting given (0, 1, "auto"...) instead of'
+        " serve's default",
+    )
+    parser.add_argument(
         "--naive-max", type=int, default=8, help="largest N for the baseline (default 8)"
     )
     parser.add_argument(
@@ -598,6 +615,11 @@ def capacity(impl: Impl, args: argparse.Namespace, results: list[Result]) -> int
     return good
 
 
+def _bodycams(args: argparse.Namespace) -> list[Impl]:
+    ours = [with_workers(w) for w in args.workers] if args.workers else [BODYCAM]
+    return [*ours, AIORTC_RX] if args.aiortc_rx else ours
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m bench.ingest`."""
     args = parse_args(argv)
@@ -605,11 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped: list[int] = []
     found: dict[str, int] = {}
     if args.capacity:
-        impls = [BODYCAM, AIORTC_RX] if args.aiortc_rx else [BODYCAM]
+        impls = _bodycams(args)
         found = {impl.name: capacity(impl, args, results) for impl in impls}
         results.sort(key=lambda r: (r.n, r.impl))
     for n in [] if args.capacity else args.counts:
-        impls = [BODYCAM, AIORTC_RX] if args.aiortc_rx else [BODYCAM]
+        impls = _bodycams(args)
         if not args.skip_naive:
             if n <= args.naive_max:
                 impls.append(NAIVE)

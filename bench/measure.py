@@ -6,6 +6,7 @@ interpolated linearly within a bucket, as Prometheus's ``histogram_quantile`` do
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -27,6 +28,33 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (a gateway's media workers)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and its children together."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):  # (a child that just ended)
+            total += cpu_seconds(member)
+    return total
+
+
+def family_rss_mb(pid: int) -> float:
+    """`rss_mb` of a process and its children together."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            total += rss_mb(member)
+    return total
 
 
 def machine_ticks() -> tuple[int, int]:

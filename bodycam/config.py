@@ -108,8 +108,17 @@ class MediaConfig:
     # "aiortc": aiortc's whole receive path, jitter buffer and bandwidth estimate included
     # (the baseline of bench/ingest.py, and a way back should the lean path ever misbehave)
     receive: str = "lean"
+    # processes the sessions' media runs in (gateway/workers.py): "auto" is one per core,
+    # 0 keeps it in the main process (the demo, the tests, a tiny installation)
+    workers: str = "auto"
 
     def validate(self) -> None:
+        _check(
+            self.workers == "auto" or (self.workers.isdigit() and int(self.workers) <= 256),
+            "media.workers",
+            'must be "auto" or a number of processes (0: in the main process)',
+            self.workers,
+        )
         _check(
             self.receive in ("lean", "aiortc"),
             "media.receive",
@@ -591,6 +600,7 @@ class Config:
         for section in (
             self.server,
             self.ice,
+            self.media,
             self.sessions,
             self.recording,
             self.telemetry,

@@ -71,7 +71,9 @@ async def run_demo(config: Config, duration: float) -> int:
         health_interval_seconds=10.0,
         credentials_file=str(config.data_dir / "demo-camera-credentials.toml"),
     )
-    config = dataclasses.replace(config, cameras=demo_cameras)
+    # (the demo's three cameras need no media workers: its media stays in this process)
+    in_process = dataclasses.replace(config.media, workers="0")
+    config = dataclasses.replace(config, cameras=demo_cameras, media=in_process)
     await _end_leftovers(config)
     cameras_sim = await _start_city(config)
     if cameras_sim is None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+Change = tuple[str, dict[str, Any], float]  # sample name, its labels, what it gained
 
 # Glass-to-gateway delay buckets: fine where loopback and LAN latencies fall.
 DELAY_BUCKETS = (
@@ -137,3 +142,49 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    # A media worker counts in a `Metrics` of its own and sends what changed; the main
+    # process adds it to its own (one /metrics for the gateway, whatever runs where).
+
+    def changes(self, sent: dict[tuple[str, str], float]) -> list[Change]:
+        """What the counters and histogram buckets gained since `sent` (updated)."""
+        changes: list[Change] = []
+        for family in self.registry.collect():
+            if family.type not in ("counter", "histogram"):
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith(("_total", "_bucket", "_sum")):
+                    continue
+                labels = json.dumps(sample.labels, sort_keys=True)
+                key = (sample.name, labels)
+                gained = sample.value - sent.get(key, 0.0)
+                if gained:
+                    sent[key] = sample.value
+                    changes.append((sample.name, sample.labels, gained))
+        return changes
+
+    def add(self, changes: list[Change]) -> None:
+        """Add a worker's `changes` to these counters and to the frame delay histogram
+        (unknown names are ignored: a worker of another version)."""
+        counters = self._counters()
+        delay = self.frame_delay
+        buckets: dict[float, float] = {}
+        for name, labels, gained in changes:
+            if gained <= 0 or not isinstance(labels, dict):
+                continue
+            if name.endswith("_total") and name[: -len("_total")] in counters:
+                counter = counters[name[: -len("_total")]]
+                (counter.labels(**labels) if labels else counter).inc(gained)
+            elif name == f"{delay._name}_bucket" and "le" in labels:
+                buckets[float(labels["le"])] = gained
+            elif name == f"{delay._name}_sum":
+                delay._sum.inc(gained)  # prometheus_client's own fields: no public way
+        # the buckets came cumulative (le), prometheus_client keeps each bucket's own count
+        below = 0.0
+        for index, bound in enumerate(delay._upper_bounds):
+            if bound in buckets:
+                delay._buckets[index].inc(buckets[bound] - below)
+                below = buckets[bound]
+
+    def _counters(self) -> dict[str, Counter]:
+        return {c._name: c for c in vars(self).values() if isinstance(c, Counter)}

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from bodycam.config import Config, RecordingConfig
 from bodycam.evidence.keyring import Keyring
 from bodycam.media.bitstream import h264_is_keyframe
-from bodycam.media.recorder import SessionRecorder
+from bodycam.media.recorder import SessionRecorder, StoreCatalogue
 from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
 from bodycam.models import Position, Session, SessionState
@@ -41,7 +41,7 @@ async def record_session(
     recorder = SessionRecorder(
         session_id,
         config.recordings_dir,
-        store,
+        StoreCatalogue(store),
         RecordingConfig(segment_seconds=segment_seconds),
         Metrics(),
         monotonic=lambda: 0.0,

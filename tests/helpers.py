@@ -46,6 +46,7 @@ from bodycam.clock import Clock, SystemClock
 from bodycam.config import Config
 from bodycam.gateway.app import create_app
 from bodycam.gateway.appkeys import clock_key, metrics_key, sessions_key, store_key
+from bodycam.gateway.media import LocalMedia
 from bodycam.gateway.sessions import LiveSession, SessionManager
 from bodycam.metrics import Metrics
 from bodycam.models import Session, SessionState
@@ -170,6 +171,26 @@ def live_of(gateway: Gateway, session_id: str) -> LiveSession:
     return live
 
 
+# `./dev test` runs the suite twice, BODYCAM_MEDIA_WORKERS=0 then 2: media in the test's
+# process, then in two worker processes (for the gateways a test starts in its own process,
+# as for the `bodycam serve` it starts, which read the variable themselves)
+MEDIA_WORKERS = os.environ.get("BODYCAM_MEDIA_WORKERS", "0")
+
+# a test that looks inside a session's media (`media_of`) runs in the suite's run with the
+# media in process only (skipped before it starts anything, which it would leave open)
+media_in_process = pytest.mark.skipif(
+    MEDIA_WORKERS != "0", reason="looks inside a session's media: runs with media workers = 0"
+)
+
+
+def media_of(gateway: Gateway, session_id: str) -> LocalMedia:
+    """The media of a live session in the test's own process (`[media] workers = 0`): its
+    connection, recorder and relay, for a test that looks inside them (`media_in_process`)."""
+    media = live_of(gateway, session_id).media
+    assert isinstance(media, LocalMedia), f"session {session_id}'s media is not in process"
+    return media
+
+
 async def add_login(
     store: Store, name: str, role: str, token: str | None = None, clock: Clock | None = None
 ) -> str:
@@ -244,6 +265,7 @@ async def wait_for_session(
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:
+    overrides.setdefault("media_workers", MEDIA_WORKERS)
     return Config.load(None, environ={}, data_dir=str(data_dir), **overrides)
 
 

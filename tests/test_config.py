@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bodycam.config import Config
 from bodycam.errors import ConfigError
+from bodycam.gateway.workers import worker_count
 
 
 def test_defaults_need_no_file() -> None:
@@ -15,6 +17,16 @@ def test_defaults_need_no_file() -> None:
     assert config.server.port == 8080
     assert config.sessions.grace_seconds == 60
     assert config.ice.addresses == ("127.0.0.1",)
+    assert config.media.workers == "auto"  # serve runs the sessions' media on every core
+
+
+def test_media_workers_from_toml_as_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "bodycam.toml"
+    path.write_text("[media]\nworkers = 3\n")
+    assert Config.load(path, environ={}).media.workers == "3"
+    assert worker_count("3") == 3
+    assert worker_count("0") == 0
+    assert worker_count("auto") == len(os.sched_getaffinity(0))
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -48,6 +60,9 @@ def test_environment_list_and_float() -> None:
         ("[sessions]\ngrace_seconds = -1\n", {}, "sessions.grace_seconds"),
         ('[ice]\naddresses = "eth 0"\n', {}, "ice.addresses"),
         ("[log]\nlevel = 'loud'\n", {}, "log.level"),
+        ('[media]\nworkers = "many"\n', {}, 'media.workers: must be "auto" or a number'),
+        ("", {"BODYCAM_MEDIA_WORKERS": "-1"}, "media.workers"),
+        ('[media]\nreceive = "fast"\n', {}, "media.receive"),
         ("", {"BODYCAM_RECORDING_SEGMENT_SECONDS": "soon"}, "recording.segment_seconds"),
         ("", {"BODYCAM_COLOUR": "blue"}, "colour: unknown key"),
         ("server = 3\n", {}, "server: must be a table"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +32,7 @@ from .helpers import (
     Gateway,
     cannot_run,
     make_config,
+    media_in_process,
     small_media,
     start_gateway,
     wait_for,
@@ -100,12 +101,14 @@ def recorded(gateway: Gateway) -> float:
     return float(gateway.metrics.frames_recorded.labels("video")._value.get())
 
 
-def sealed(gateway: Gateway, session_id: str) -> list[tuple[int, str]]:
+async def _at_least(found: Awaitable[list[tuple[int, str]]], count: int) -> bool:
+    return len(await found) >= count
+
+
+async def sealed(gateway: Gateway, session_id: str) -> list[tuple[int, str]]:
     """The segments the session's recorder has sealed so far (id, sha256)."""
-    live = gateway.sessions.session(session_id)
-    assert live is not None
-    assert live.recorder is not None
-    return list(live.recorder.sealed)
+    segments = await gateway.store.run(gateway.store.segments_of, session_id)
+    return [(s.id, s.sha256 or "") for s in segments if s.state == "closed"]
 
 
 def states(console: ConsoleSocket) -> list[str]:
@@ -129,8 +132,8 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
             await camera.press()
             [session] = await gateway.store.run(gateway.store.list_sessions)
             console = ConsoleSocket(await http.ws_connect(f"{gateway.url}/ui/ws"))
-            await wait_for(lambda: len(sealed(gateway, session.id)) >= 2)
-            before = sealed(gateway, session.id)
+            await wait_for(lambda: _at_least(sealed(gateway, session.id), 2))
+            before = await sealed(gateway, session.id)
 
             filler = await asyncio.to_thread(fill, small_disk, 6 * MB)
             await wait_for(lambda: states(console) == ["stopped"], within=5)
@@ -138,7 +141,9 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
             # the open segment was sealed: nothing is left open while the disk is full
             segments = await gateway.store.run(gateway.store.segments_of, session.id)
             assert [g.state for g in segments if g.state == "open"] == []
-            await asyncio.sleep(0.3)  # (frames written are counted once their segment is)
+            # (frames written are counted once their segment is, and a media worker's
+            # counters reach the main process twice a second)
+            await asyncio.sleep(1.0)
             stopped_at = recorded(gateway)
 
             # live viewing, logins, the register and a new console go on
@@ -189,6 +194,7 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
         await gateway.server.close()
 
 
+@media_in_process  # (it reads the recorder's log lines, which a worker writes to its stderr)
 async def test_a_refused_write_drops_and_counts_frames_and_logs_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -204,7 +210,7 @@ async def test_a_refused_write_drops_and_counts_frames_and_logs_once(
             async with AxisBodycam(gateway.url, "cam-e", token, media=MEDIA) as camera:
                 await camera.press()
                 [session] = await gateway.store.run(gateway.store.list_sessions)
-                await wait_for(lambda: len(sealed(gateway, session.id)) >= 1)
+                await wait_for(lambda: _at_least(sealed(gateway, session.id), 1))
                 await asyncio.to_thread(fill, config.recordings_dir, 0)
                 await wait_for(lambda: dropped(gateway, "write_failed") > 60, within=15)
                 live = gateway.sessions.session(session.id)

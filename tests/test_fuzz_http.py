@@ -334,7 +334,7 @@ async def test_whep_offers(
             status, _, got = await run.send(http, gateway, "POST", path, body, headers, kind)
             if status == 201:
                 await drop_created(http, gateway, got["Location"], auth)
-            assert len(live_of(gateway, live_session).relay) == 0  # no view left behind
+            assert len(live_of(gateway, live_session).views) == 0  # no view left behind
 
         await fuzz_on_loop(offer_bodies(offers), case, examples(80))
 

@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bodycam.gateway.media import LocalMedia
 from bodycam.media import bitstream
 from bodycam.media.bitstream import START_CODE
 from bodycam.media.recorder import keyframe_info
@@ -38,7 +39,7 @@ from bodycam.media.tap import KEYFRAME_TESTS, EncodedFrame
 from bodycam.models import SessionState
 
 from .fuzzing import RESULTS, ServerErrors, Target, examples, fuzzing, rss_mb
-from .helpers import Gateway, encode, live_of, wait_for_session
+from .helpers import Gateway, encode, live_of, media_of, wait_for_session
 from .media_check import reveal
 
 logger = logging.getLogger(__name__)
@@ -195,15 +196,21 @@ class Publisher:
     token: str
     session_id: str
     valid: list[list[bytes]]  # a real encoder's frames, packetized: a keyframe first
+    resource_id: str = ""  # the gateway's name for its connection, when first checked
 
     def check_live(self) -> None:
         """The gateway still holds the session live on the same, working connection."""
         live = live_of(self.gateway, self.session_id)
         assert live.state == SessionState.LIVE, live.state
-        assert live.connection is not None
-        [transceiver] = [t for t in live.connection.pc.getTransceivers() if t.kind == "video"]
+        self.resource_id = self.resource_id or live.resource_id
+        assert live.resource_id == self.resource_id  # no reconnection
+        if not isinstance(live.media, LocalMedia):
+            return  # (in a media worker: what the main process sees is all there is)
+        connection = media_of(self.gateway, self.session_id).connection
+        assert connection is not None
+        [transceiver] = [t for t in connection.pc.getTransceivers() if t.kind == "video"]
         assert transceiver.receiver.transport.state == "connected"
-        assert live.connection.pc.connectionState == "connected"
+        assert connection.pc.connectionState == "connected"
 
 
 async def packetized(codec: str) -> list[list[bytes]]:

@@ -91,9 +91,9 @@ async def test_a_viewer_on_node_a_watches_node_bs_camera_and_sees_its_events(
             await wait_for(lambda: len(view.counters) >= 30, within=10)
             live_on_b = b.sessions.session(session.id)
             assert live_on_b is not None
-            assert len(live_on_b.relay) == 1
+            assert len(live_on_b.views) == 1
             assert await stop(view, login) == 200
-            assert len(live_on_b.relay) == 0
+            assert len(live_on_b.views) == 0
             await camera.press()
     # once the session is over, no node claims it: A says so itself
     await wait_for(lambda: len(b.sessions.live_sessions()) == 0)

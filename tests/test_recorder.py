@@ -17,7 +17,7 @@ from bodycam.evidence import sealed
 from bodycam.evidence.keyring import segment_label
 from bodycam.evidence.recordings import opener, remux
 from bodycam.media.bitstream import START_CODE, h264_is_keyframe, h264_keyframe_info, split_annexb
-from bodycam.media.recorder import SessionRecorder
+from bodycam.media.recorder import SessionRecorder, StoreCatalogue
 from bodycam.media.tap import EncodedFrame
 from bodycam.metrics import Metrics
 from bodycam.models import Segment, Session, SessionState
@@ -68,7 +68,7 @@ async def record(
     recorder = SessionRecorder(
         "s1",
         tmp_path / "rec",
-        store,
+        StoreCatalogue(store),
         RecordingConfig(segment_seconds=segment_seconds),
         metrics or Metrics(),
         monotonic=lambda: len(asked) * 10.0,

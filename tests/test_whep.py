@@ -26,6 +26,8 @@ from .helpers import (
     add_login,
     live_of,
     make_config,
+    media_in_process,
+    media_of,
     session_of,
     small_media,
     wait_for,
@@ -74,7 +76,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
         assert await asyncio.to_thread(encoders_at_work) == before
         assert gateway.metrics.registry.get_sample_value("bodycam_viewers") == 1
         assert await stop(view, gateway.auth) == 200
-        assert len(live_of(gateway, session.id).relay) == 0
+        assert len(live_of(gateway, session.id).views) == 0
         views = [
             e
             for e in (await gateway.store.run(gateway.store.register_entries))
@@ -89,6 +91,7 @@ async def test_a_viewer_sees_and_hears_the_camera_without_reencoding(
     await wait_for_session(gateway.store, session.id, SessionState.ENDED)
 
 
+@media_in_process
 async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
     gateway: Gateway,
 ) -> None:
@@ -102,7 +105,7 @@ async def test_a_stalled_viewer_slows_neither_the_recording_nor_other_viewers(
         start = received._value.get()
         await wait_for(lambda: len(good.counters) >= 90, within=15)
         # the stalled viewer's queues stayed bounded: it dropped, nobody waited for it
-        relay = live_of(gateway, session.id).relay
+        relay = media_of(gateway, session.id).relay
         stuck = relay.viewer(stalled.location.rsplit("/", 1)[1])
         fine = relay.viewer(good.location.rsplit("/", 1)[1])
         assert stuck is not None
@@ -319,15 +322,15 @@ async def test_a_login_that_ends_closes_the_consoles_and_views_it_opened(
         assert (await console_1.receive_json())["type"] == "snapshot"
         assert (await console_2.receive_json())["type"] == "snapshot"
         view = await watch(gateway.url, session.id, first)
-        relay = live_of(gateway, session.id).relay
-        assert len(relay) == 1
+        views = live_of(gateway, session.id).views
+        assert len(views) == 1
         # logging out closes what that login opened: its console, its view
         async with http.post(f"{gateway.url}/api/v1/logout", headers=first) as r:
             assert r.status == 204
         closed = await until_closed(console_1)
         assert console_1.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
         assert closed.extra == "login ended: log in again"
-        await wait_for(lambda: len(relay) == 0, within=5)
+        await wait_for(lambda: len(views) == 0, within=5)
         assert not console_2.closed  # the other login goes on
         # the account disabled from the command line: its other login ends, at once
         data_dir = str(gateway.config.data_dir)

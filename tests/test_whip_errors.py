@@ -16,7 +16,7 @@ from bodycam.media.tap import EncodedFrame, retrieve_connecting
 from bodycam.models import SessionState
 from simulators.axis_bodycam import AxisBodycam
 
-from .helpers import Gateway, live_of, small_media, wait_for
+from .helpers import Gateway, live_of, media_in_process, media_of, small_media, wait_for
 from .whip_client import make_offer
 
 SDP = "application/sdp"
@@ -304,6 +304,7 @@ async def test_aiortc_s_connecting_step_failing_is_retrieved(
     assert "peer closed while connecting: RTCIceTransport is closed" in caplog.text
 
 
+@media_in_process
 async def test_a_frame_a_consumer_fails_on_does_not_end_the_session(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -313,7 +314,7 @@ async def test_a_frame_a_consumer_fails_on_does_not_end_the_session(
     async with AxisBodycam(gateway.url, "cam-1", token, media=small_media()) as camera:
         await camera.press()
         [session] = await gateway.store.run(gateway.store.list_sessions)
-        connection = live_of(gateway, session.id).connection
+        connection = media_of(gateway, session.id).connection
         assert connection is not None
         failed: list[EncodedFrame] = []
 
@@ -328,7 +329,9 @@ async def test_a_frame_a_consumer_fails_on_does_not_end_the_session(
         assert after[: len(failed) - 1] == failed[: len(failed) - 1]
         live = live_of(gateway, session.id)
         assert live.state == SessionState.LIVE
-        assert live.connection is connection  # the same connection throughout
+        assert (
+            media_of(gateway, session.id).connection is connection
+        )  # the same connection throughout
         logged = [r for r in caplog.records if "could not be handled" in r.getMessage()]
         assert len(logged) == 1  # not one line per frame
         await camera.press()

@@ -45,6 +45,7 @@ from .sessions import SessionManager
 from .streaming import streams_ctx
 from .tracking import City, Tracker
 from .vapix import Vapix, load_credentials
+from .workers import WorkerPool, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,21 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         disk,
     )
     app[sessions_key] = manager
+    count = worker_count(config.media.workers)
+    pool: WorkerPool | None = None
+    if count:
+        pool = WorkerPool(
+            config,
+            app[store_key],
+            app[keyring_key],
+            app[metrics_key],
+            manager,
+            count,
+            disk,
+            lambda: sorted(manager.runs),
+        )
+        await pool.start()
+        manager.host = pool
     app[metrics_key].viewers.set_function(manager.viewers)
     # (read at each scrape, on the loop's thread where /metrics is rendered: a leak of
     # tasks shows as a slope)
@@ -235,6 +251,8 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     await keeper.start()  # seals what an earlier run left open, minds its sessions
     yield
     await manager.close_all()
+    if pool is not None:
+        await pool.close()
     await keeper.close()
     await disk.close()
 

@@ -7,9 +7,10 @@ from the same device during the grace window continues the session with a new co
 (and new segments); so does a POST while the old connection has gone silent, since the
 camera knows its link dropped before the gateway can.
 
-`SessionManager` is the only writer of session state. It owns each session's recorder and
-relay and hooks every connection up to them; it is the connections' `ConnectionOwner`
-(their link losses, telemetry and background work come here), and the keeper of live views.
+`SessionManager` is the only writer of session state, and the keeper of live views. A
+session's media (its connection, recorder and relay) lives where its `MediaHost` puts it,
+in this process or in a media worker; the manager is its `MediaOwner` (link losses,
+telemetry, views ending and background work come here).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiortc import RTCPeerConnection
-
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
@@ -31,8 +30,7 @@ from ..evidence.keyring import Keyring
 from ..live.base import EventStream, Positions, SessionRegistry
 from ..logs import Bound, bind
 from ..media.disk import DiskGuard
-from ..media.recorder import SessionRecorder
-from ..media.relay import Relay
+from ..media.recorder import StoreCatalogue
 from ..metrics import Metrics
 from ..models import (
     SYSTEM,
@@ -49,9 +47,9 @@ from ..models import (
 from ..store import Store
 from . import telemetry
 from .alerts import Alerts, LiveFacts
-from .connection import Connection, MediaInfo, accept_offer
+from .connection import MediaInfo
+from .media import LocalHost, MediaHost, Offer, SessionMedia
 from .tracking import Tracker
-from .viewers import open_view
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +60,22 @@ LOGGED_INVALID_TELEMETRY = 5  # then one line in a hundred
 
 
 @dataclass
+class View:
+    """A live view (WHEP) of a session, as the register knows it."""
+
+    id: str
+    label: str  # name@address of the person watching
+    actor: Actor
+    started: datetime
+    on_end: list[Callable[[], object]] = field(default_factory=list)  # when it ends
+    opened: asyncio.Event = field(default_factory=asyncio.Event)  # its start registered
+
+    @property
+    def person(self) -> str:
+        return self.label.rpartition("@")[0]
+
+
+@dataclass
 class LiveSession:
     """In-memory state of a session that is not over."""
 
@@ -69,8 +83,7 @@ class LiveSession:
     device: Device
     state: SessionState
     started_at: datetime
-    recorder: SessionRecorder | None = None
-    connection: Connection | None = None
+    media: SessionMedia | None = None  # its connection, recorder and viewers' relay
     interrupted_at: datetime | None = None
     grace_task: asyncio.Task[None] | None = None
     resource_id: str = ""  # WHIP resource of the latest connection
@@ -78,16 +91,11 @@ class LiveSession:
     invalid_telemetry: int = 0
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     codecs: tuple[str, str] = ("", "")  # video, audio of the latest connection
-    relay: Relay = field(init=False)
+    views: dict[str, View] = field(default_factory=dict)  # by viewer id
     log: Bound = field(init=False)
 
     def __post_init__(self) -> None:
-        self.relay = Relay(self.id, self.request_keyframe)
         self.log = bind(logger, session_id=self.id, device_id=self.device.id)
-
-    def request_keyframe(self) -> None:
-        if self.connection is not None:
-            self.connection.request_keyframe()
 
 
 class SessionManager:
@@ -105,6 +113,7 @@ class SessionManager:
         positions: Positions,
         keyring: Keyring,
         disk: DiskGuard | None = None,
+        host: MediaHost | None = None,
     ) -> None:
         self.config = config
         self.disk = disk  # recording's free-space floor (None: never checked)
@@ -117,12 +126,18 @@ class SessionManager:
         # this process's run of the node: what holds our sessions in the store (a takeover
         # by another node, or a new run after this one was declared dead, changes it)
         self.run = registry.node.run or registry.node.id
-        self._runs = {self.run}  # every run of this process (rehold_all makes a new one)
+        self.runs = {self.run}  # every run of this process (rehold_all makes a new one)
         self.alerts = Alerts(store, events, positions, clock, self.describe)
         self._sessions: dict[str, LiveSession] = {}  # by session id, until ended
         self._by_device: dict[str, LiveSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ending: set[asyncio.Task[Any]] = set()  # tasks inside end(), for shutdown
+        # every open view, by viewer id: its end is registered even once its session is over
+        self._views: dict[str, tuple[LiveSession, View]] = {}
+        # where sessions' media lives (by default in this process)
+        self.host: MediaHost = host or LocalHost(
+            config, StoreCatalogue(store), metrics, clock.monotonic, self, disk
+        )
 
     def session(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
@@ -135,7 +150,7 @@ class SessionManager:
         return device_id in self._by_device
 
     def viewers(self) -> int:
-        return sum(len(live.relay) for live in self._sessions.values())
+        return sum(len(live.views) for live in self._sessions.values())
 
     # shutdown
 
@@ -147,11 +162,8 @@ class SessionManager:
         for live in list(self._sessions.values()):
             if live.grace_task is not None:
                 live.grace_task.cancel()
-            if live.connection is not None:
-                await live.connection.close()
-            await live.relay.close()
-            if live.recorder is not None:
-                await live.recorder.close()
+            if live.media is not None:
+                await live.media.close()
         self._sessions.clear()
         self._by_device.clear()
 
@@ -161,33 +173,43 @@ class SessionManager:
         """Accept a WHIP offer: returns (resource id, answer SDP, session)."""
         async with self._lock(device.id):
             previous = await self._take_over(device)
-            pc, media = await accept_offer(offer_sdp)
+            offer = await self.host.offer(offer_sdp, previous.media if previous else None)
             resource_id = secrets.token_urlsafe(24)
-            live: LiveSession | None = None
-            if (
-                previous is not None
-                and self._sessions.get(previous.id) is previous
-                and previous.state == SessionState.INTERRUPTED
-            ):
-                live = await self._continue(previous, resource_id, media)
-            if live is None:  # another node's session to take over, or a new one (also when
-                # the grace window closed while the offer was applied)
-                live = await self._adopt(device, resource_id, media)
-            if live is None:
-                live = await self._create(device, resource_id, media)
-            answer = await self._connect(live, resource_id, pc, media)
+            try:
+                live = await self._session_for(device, previous, resource_id, offer.info)
+            except BaseException:
+                await self.host.discard(offer)
+                raise
+            answer = await self._connect(live, resource_id, offer)
             session = await self.store.run(self.store.get_session, live.id)
             assert session is not None
             return resource_id, answer, session
+
+    async def _session_for(
+        self, device: Device, previous: LiveSession | None, resource_id: str, media: MediaInfo
+    ) -> LiveSession:
+        """The session this offer belongs to: continued, taken over, or new."""
+        live: LiveSession | None = None
+        if (
+            previous is not None
+            and self._sessions.get(previous.id) is previous
+            and previous.state == SessionState.INTERRUPTED
+        ):
+            live = await self._continue(previous, resource_id, media)
+        if live is None:  # another node's session to take over, or a new one (also when
+            # the grace window closed while the offer was applied)
+            live = await self._adopt(device, resource_id, media)
+        if live is None:
+            live = await self._create(device, resource_id, media)
+        return live
 
     async def _take_over(self, device: Device) -> LiveSession | None:
         """The device's session to continue, if any; its old link, if silent, is lost."""
         live = self._by_device.get(device.id)
         if live is None or live.state != SessionState.LIVE:
             return live
-        conn = live.connection
         silence = min(RECONNECT_SILENCE_SECONDS, self.config.sessions.media_timeout_seconds)
-        if conn is not None and not conn.silent_for(silence):
+        if live.media is not None and not await live.media.silent_for(silence):
             raise Conflict(
                 f"device {device.id} already has a live session ({live.id});"
                 " end it with DELETE on its session URL first"
@@ -305,52 +327,24 @@ class SessionManager:
         )
         return live
 
-    async def _connect(
-        self, live: LiveSession, resource_id: str, pc: RTCPeerConnection, media: MediaInfo
-    ) -> str:
-        """Hook the connection up to the session's recorder and relay, answer, go live."""
-        if live.recorder is None:
+    async def _connect(self, live: LiveSession, resource_id: str, offer: Offer) -> str:
+        """Answer the offer as the session's connection, recorded and relayed; go live."""
+        if live.media is not None and live.media.place != offer.place:
+            # its media was in a worker that died: what it wrote is sealed by recovery
+            await live.media.close()
+            live.media = None
+        if live.media is None:
             key = await self.store.run(self.keyring.session_key, live.id, True)
-            live.recorder = SessionRecorder(
-                live.id,
-                self.config.recordings_dir,
-                self.store,
-                self.config.recording,
-                self.metrics,
-                self.clock.monotonic,
-                key,
-                self.run,
-                self.disk,
-            )
-        recorder, relay = live.recorder, live.relay
-        timeline = recorder.start_connection(
-            media.kinds, media.video_codec, live.request_keyframe, media.parameter_sets
-        )
-        relay.new_connection(media.parameter_sets)
-        conn = Connection(
-            resource_id,
-            live.id,
-            pc,
-            media,
-            self,
-            (recorder.push, relay.push),
-            timeline.on_sender_report,
-            self.metrics,
-            self.clock.monotonic,
-            self.config.sessions.media_timeout_seconds,
-            lean=self.config.media.receive == "lean",
-        )
+            live.media = await self.host.open(live.id, key, self.run, offer.place)
         try:
-            answer = await conn.answer()
-        except Exception as err:  # noqa: BLE001 aiortc raises what its state machine meets
-            await conn.close()
+            answer = await live.media.connect(offer, resource_id)
+        except BadRequest as err:
             await self._link_lost(live, f"answer failed: {err}")
-            raise BadRequest(f"could not answer the offer: {err}") from None
-        live.connection = conn
+            raise
+        media = offer.info
         live.resource_id = resource_id
         live.codecs = (media.video_codec, media.audio_codec)
         await self._claim(live)
-        conn.start()
         self.metrics.sessions_live.set(self._count_live())
         await self.alerts.announce(live.id)
         return answer
@@ -416,66 +410,77 @@ class SessionManager:
 
         The view's start and end (however it ends) are register entries of the person.
         """
-        viewer, answer = await open_view(
-            live.codecs, offer, f"{person.name}@{remote}", live.relay.keyframe_wanted
-        )
-        relay, pc, store, clock = live.relay, viewer.pc, self.store, self.clock
-        assert pc is not None
-        started, actor = clock.now(), Actor.of(person)
-        detail = f"view {viewer.id[:8]}"
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed") and relay.viewer(viewer.id) is viewer:
-                await relay.remove(viewer.id)
-                live.log.info(
-                    "session %s: viewer %s left (%s)", live.id, viewer.label, pc.connectionState
-                )
-
-        async def view_ended() -> None:
-            end = clock.now()
-            entry = Entry(
-                Action.LIVE_VIEW_END,
-                actor,
-                end,
+        label = f"{person.name}@{remote}"
+        view = View(secrets.token_urlsafe(16), label, Actor.of(person), self.clock.now())
+        live.views[view.id] = view
+        self._views[view.id] = (live, view)
+        try:
+            assert live.media is not None
+            answer = await live.media.watch(view.id, offer, label, live.codecs)
+            start = Entry(
+                Action.LIVE_VIEW_START,
+                view.actor,
+                view.started,
                 session_id=live.id,
-                time_from=started,
-                time_to=end,
-                detail=detail,
+                detail=f"view {view.id[:8]} from {remote}",
             )
-            await store.run(store.record, entry)
+            await self.store.run(self.store.record, start)
+        except BaseException:
+            live.views.pop(view.id, None)
+            self._views.pop(view.id, None)
+            raise
+        finally:
+            view.opened.set()
+        live.log.info("session %s: viewer %s joined (%d watching)", live.id, label, len(live.views))
+        return view.id, answer
 
-        start = Entry(
-            Action.LIVE_VIEW_START,
-            actor,
-            started,
-            session_id=live.id,
-            detail=f"{detail} from {remote}",
+    def view(self, live: LiveSession, viewer_id: str) -> View | None:
+        return live.views.get(viewer_id)
+
+    async def end_view(self, live: LiveSession, viewer_id: str) -> None:
+        """End a view; its end is registered (`view_ended`) before this returns."""
+        view = live.views.get(viewer_id)
+        if view is not None and live.media is not None:
+            await live.media.end_view(viewer_id)
+
+    # what a session's media tells its owner (MediaOwner)
+
+    async def view_ended(self, session_id: str, viewer_id: str) -> None:
+        live, view = self._views.pop(viewer_id, (None, None))
+        if live is None or view is None or live.id != session_id:
+            return
+        live.views.pop(viewer_id, None)
+        await view.opened.wait()  # (its start is registered first)
+        for release in view.on_end:
+            release()
+        end = self.clock.now()
+        entry = Entry(
+            Action.LIVE_VIEW_END,
+            view.actor,
+            end,
+            session_id=session_id,
+            time_from=view.started,
+            time_to=end,
+            detail=f"view {viewer_id[:8]}",
         )
-        await store.run(store.record, start)
-        viewer.on_end = view_ended
-        relay.add(viewer)
-        live.log.info(
-            "session %s: viewer %s joined (%d watching)", live.id, viewer.label, len(relay)
-        )
-        return viewer.id, answer
+        await self.store.run(self.store.record, entry)
 
     # what connections tell their owner (ConnectionOwner)
 
-    def spawn(self, conn: Connection, make: Callable[[], Awaitable[object]]) -> None:
-        live = self._sessions.get(conn.session_id)
+    def spawn(self, session_id: str, make: Callable[[], Awaitable[object]]) -> None:
+        live = self._sessions.get(session_id)
         if live is not None:
             self._spawn(live, make)
 
-    async def link_lost(self, conn: Connection, why: str) -> None:
-        live = self._sessions.get(conn.session_id)
-        if live is not None and live.connection is conn and live.state == SessionState.LIVE:
+    async def link_lost(self, session_id: str, resource_id: str, why: str) -> None:
+        live = self._sessions.get(session_id)
+        if live is not None and live.resource_id == resource_id and live.state == SessionState.LIVE:
             await self._link_lost(live, why)
 
-    def telemetry(self, conn: Connection, raw: str | bytes) -> None:
+    def telemetry(self, session_id: str, resource_id: str, raw: str | bytes) -> None:
         """A telemetry message: validated, counted, then acted on. A bad one is counted
         and logged; it never reaches aiortc's DTLS loop as an exception."""
-        live = self._sessions.get(conn.session_id)
+        live = self._sessions.get(session_id)
         if live is None:
             return
         try:
@@ -488,7 +493,7 @@ class SessionManager:
         self.metrics.telemetry.labels(type(message).__name__.lower()).inc()
         match message:
             case Position():
-                if live.state == SessionState.LIVE and live.connection is conn:
+                if live.state == SessionState.LIVE and live.resource_id == resource_id:
                     self.position(live, message)
             case telemetry.Battery(percent=percent):
                 self.battery(live, percent)
@@ -544,14 +549,11 @@ class SessionManager:
     # the link
 
     async def _link_lost(self, live: LiveSession, why: str) -> None:
-        conn, live.connection = live.connection, None
         now = self.clock.now()
         live.state = SessionState.INTERRUPTED
         live.interrupted_at = now
-        if conn is not None:
-            await conn.close()
-        if live.recorder is not None:
-            live.recorder.end_connection()
+        if live.media is not None:
+            await live.media.end_connection()
         interrupted = await self.store.run(self.store.interrupt_session, live.id, now, self.run)
         # not interrupted by this call: still ours if a node that judged this one dead did it
         if not interrupted and await self._held_here(live) is None:
@@ -586,7 +588,7 @@ class SessionManager:
         """The run of this process that holds the session in the store (after rehold_all,
         maybe an earlier one); None: another node took it over, or it is over."""
         held = await self.store.run(self.store.get_session, live.id)
-        if held is None or held.state == SessionState.ENDED or held.node not in self._runs:
+        if held is None or held.state == SessionState.ENDED or held.node not in self.runs:
             return None
         return held.node
 
@@ -615,12 +617,8 @@ class SessionManager:
         """Close the session's connection, viewers and recording (sealing its segments)."""
         if live.grace_task is not None and live.grace_task is not asyncio.current_task():
             live.grace_task.cancel()  # (not when the grace task itself is ending the session)
-        conn, live.connection = live.connection, None
-        if conn is not None:
-            await conn.close()
-        await live.relay.close()
-        if live.recorder is not None:
-            await live.recorder.close()
+        if live.media is not None:
+            await live.media.close()
         live.state = SessionState.ENDED  # here, whatever the store says
 
     async def rehold_all(self, run: str) -> None:
@@ -628,11 +626,11 @@ class SessionManager:
         the database) and carries on as `run`: it keeps each session none of them took
         over, with the segments it is writing, and lets the others go."""
         old, self.run = self.run, run
-        self._runs.add(run)
+        self.runs.add(run)
         for live in list(self._sessions.values()):
             # (new segments are this run's from now on, whatever the store answers)
-            if live.recorder is not None:
-                live.recorder.node = run
+            if live.media is not None:
+                await live.media.set_node(run)
             async with self._lock(live.device.id):  # not while its POST or end is half done
                 if self._sessions.get(live.id) is not live:
                     continue

@@ -34,7 +34,11 @@ def _check_offer(sdp: str) -> None:
 
 
 async def open_view(
-    codecs: tuple[str, str], offer: str, label: str, request_keyframe: Callable[[], None]
+    codecs: tuple[str, str],
+    offer: str,
+    label: str,
+    request_keyframe: Callable[[], None],
+    viewer_id: str = "",
 ) -> tuple[Viewer, str]:
     """A viewer of a session sending (video, audio) `codecs`, with the SDP answer for it.
 
@@ -43,7 +47,7 @@ async def open_view(
     _check_offer(offer)
     video, audio = codecs
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    viewer = Viewer(secrets.token_urlsafe(16), label, pc)
+    viewer = Viewer(viewer_id or secrets.token_urlsafe(16), label, pc)
     try:
         # As for WHIP: aiortc answers in the offer's codec order unless transceivers with
         # preferences exist before the offer is applied; here they must be the session's.

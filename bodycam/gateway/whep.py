@@ -21,12 +21,12 @@ from aiohttp import web
 from .. import access
 from ..errors import Forbidden, NotFound
 from ..logs import ids
-from ..media.relay import Relay
 from ..models import SessionState
 from . import auth
 from .appkeys import config_key, login_watch_key, sessions_key
 from .forward import forwarder_key
 from .params import CORS
+from .sessions import LiveSession, SessionManager
 from .whip import preflight, read_sdp
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,9 @@ async def post_offer(request: web.Request) -> web.Response:
         raise NotFound(f"no live session {session_id}")
     if live.state == SessionState.ENDED:
         raise NotFound(f"session {session_id} is over")
-    viewer_id, answer = await app[sessions_key].watch(live, sdp, person, request.remote or "?")
-    _end_with_login(request, live.relay, viewer_id)
+    manager = app[sessions_key]
+    viewer_id, answer = await manager.watch(live, sdp, person, request.remote or "?")
+    _end_with_login(request, manager, live, viewer_id)
     location = VIEW_PATH.format(session_id=session_id, viewer_id=viewer_id)
     return web.Response(
         status=201,
@@ -59,20 +60,15 @@ async def post_offer(request: web.Request) -> web.Response:
     )
 
 
-def _end_with_login(request: web.Request, relay: Relay, viewer_id: str) -> None:
+def _end_with_login(
+    request: web.Request, manager: SessionManager, live: LiveSession, viewer_id: str
+) -> None:
     """The view ends when the login it was opened with does (`LoginWatch`)."""
-    viewer, token = relay.viewer(viewer_id), auth.login_token(request)
-    if viewer is None or token is None:
+    view, token = manager.view(live, viewer_id), auth.login_token(request)
+    if view is None or token is None:
         return
-    release = request.app[login_watch_key].hold(token, partial(relay.remove, viewer_id))
-    ended = viewer.on_end
-
-    async def on_end() -> None:
-        release()
-        if ended is not None:
-            await ended()
-
-    viewer.on_end = on_end
+    end = partial(manager.end_view, live, viewer_id)
+    view.on_end.append(request.app[login_watch_key].hold(token, end))
 
 
 async def delete_view(request: web.Request) -> web.Response:
@@ -86,12 +82,13 @@ async def delete_view(request: web.Request) -> web.Response:
         forwarded = await app[forwarder_key].to_holder(request, session_id)
         if forwarded is not None:
             return forwarded
-    viewer = live.relay.viewer(viewer_id) if live is not None else None
-    if live is None or viewer is None:
+    manager = app[sessions_key]
+    view = manager.view(live, viewer_id) if live is not None else None
+    if live is None or view is None:
         raise NotFound("no such view (it may have ended with its session)")
-    if viewer.label.rpartition("@")[0] != person.name:  # (the label is name@address)
+    if view.person != person.name:
         raise Forbidden("this view was opened by someone else: only they may end it")
-    await live.relay.remove(viewer_id)
+    await manager.end_view(live, viewer_id)
     logger.info(
         "session %s: view %s ended", session_id, viewer_id[:8], extra=ids(session_id=session_id)
     )

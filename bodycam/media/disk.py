@@ -20,7 +20,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..metrics import Metrics
 
@@ -30,6 +30,13 @@ CHECK_SECONDS = 1.0
 RESUME_MARGIN = 0.2  # of the floor, above it, before recording resumes
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+
+class FreeSpace(Protocol):
+    """What a recorder reads of the floor, on every frame: a `DiskGuard`, or in a media
+    worker the main process's guard as last told."""
+
+    full: bool
 
 
 class DiskGuard:

@@ -31,9 +31,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import av
 
@@ -45,7 +47,7 @@ from ..logs import bind
 from ..metrics import Metrics
 from ..store import Store, StoreUnavailable
 from .bitstream import OPUS_HEAD, KeyframeInfo, h264_keyframe_info, vp8_keyframe_info
-from .disk import DiskGuard
+from .disk import FreeSpace
 from .tap import EncodedFrame
 from .timeline import Timeline
 
@@ -154,13 +156,13 @@ class SessionRecorder:
         self,
         session_id: str,
         recordings_dir: Path,
-        store: Store,
+        catalogue: Catalogue,
         config: RecordingConfig,
         metrics: Metrics,
         monotonic: Callable[[], float],
         key: bytes,
         node: str = "",
-        disk: DiskGuard | None = None,
+        disk: FreeSpace | None = None,
     ) -> None:
         self.session_id = session_id
         self._disk = disk  # under its free-space floor, no segment opens (media/disk.py)
@@ -169,7 +171,7 @@ class SessionRecorder:
         self._key = key
         self.directory = recordings_dir / session_id
         self._recordings_dir = recordings_dir
-        self._store = store
+        self._writes = catalogue
         self._config = config
         self._metrics = metrics
         self._monotonic = monotonic
@@ -418,12 +420,12 @@ class SessionRecorder:
         return True
 
     def _catalogue(self, fn: Callable[..., T], *args: Any) -> T:
-        """`store.call`, retried while the store's server cannot be reached (on the writer
-        thread: the event loop is not held)."""
+        """A catalogue write, retried while the store's server cannot be reached (on the
+        writer thread: the event loop is not held)."""
         deadline, wait = time.monotonic() + STORE_RETRY_SECONDS, 0.2
         while True:
             try:
-                return self._store.call(fn, *args)
+                return fn(*args)
             except StoreUnavailable as err:
                 if time.monotonic() + wait > deadline:
                     raise
@@ -450,16 +452,16 @@ class SessionRecorder:
         stamp = start.strftime("%Y%m%dT%H%M%S%fZ")
         # The catalogue row comes first: a crash after it leaves a row recovery can seal.
         segment_id, seq = self._catalogue(
-            self._store.open_segment,
+            self._writes.open_segment,
             self.session_id,
             start,
             codec,
             info.width,
             info.height,
-            lambda seq: f"{self.session_id}/{seq:05d}-{stamp}.mkv",
+            stamp,
             self.node,
         )
-        path = self._recordings_dir / self.session_id / f"{seq:05d}-{stamp}.mkv"
+        path = self._recordings_dir / segment_path(self.session_id, stamp, seq)
         self._log.info(
             "session %s: segment %d started (%s %dx%d)",
             self.session_id,
@@ -474,7 +476,7 @@ class SessionRecorder:
     def _seal(self, writer: SegmentWriter, segment_id: int, wall: float | None) -> None:
         size, digest = writer.close()
         end = utc_from_timestamp(wall if wall is not None else self._last_wall)
-        self._catalogue(self._store.close_segment, segment_id, end, size, digest)
+        self._catalogue(self._writes.close_segment, segment_id, end, size, digest)
         self._metrics.segments.inc()
         self._metrics.bytes_recorded.inc(size)
         self.sealed.append((segment_id, digest))
@@ -489,3 +491,54 @@ class SessionRecorder:
 
 def _nothing() -> None:
     return None
+
+
+def segment_path(session_id: str, stamp: str, seq: int) -> str:
+    """A segment's file, relative to the recordings directory."""
+    return f"{session_id}/{seq:05d}-{stamp}.mkv"
+
+
+class Catalogue(Protocol):
+    """The two catalogue writes a recorder makes, called from its writer thread (blocking):
+    the store itself (`StoreCatalogue`), or a media worker's pipe to the main process."""
+
+    def open_segment(
+        self,
+        session_id: str,
+        started_at: datetime,
+        video_codec: str,
+        width: int,
+        height: int,
+        stamp: str,
+        node: str,
+    ) -> tuple[int, int]:
+        """The segment's row, before its file: (segment id, sequence number). Its file is
+        `segment_path(session_id, stamp, seq)`."""
+
+    def close_segment(self, segment_id: int, ended_at: datetime, size: int, sha256: str) -> None:
+        """The segment sealed: its size and hash."""
+
+
+class StoreCatalogue:
+    """The catalogue as the store's own queries, reached with `store.call`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def open_segment(
+        self,
+        session_id: str,
+        started_at: datetime,
+        video_codec: str,
+        width: int,
+        height: int,
+        stamp: str,
+        node: str,
+    ) -> tuple[int, int]:
+        store, path_for = self._store, partial(segment_path, session_id, stamp)
+        return store.call(
+            store.open_segment, session_id, started_at, video_codec, width, height, path_for, node
+        )
+
+    def close_segment(self, segment_id: int, ended_at: datetime, size: int, sha256: str) -> None:
+        self._store.call(self._store.close_segment, segment_id, ended_at, size, sha256)

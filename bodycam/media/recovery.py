@@ -43,9 +43,15 @@ def media_seconds(path: Path, key: bytes, label: str) -> float | None:
     return last
 
 
-def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path, nodes: list[str]) -> int:
-    """Seal every segment the catalogue still has open for these (dead) gateway processes;
-    returns how many were found.
+def recover_segments(
+    store: Store,
+    keyring: Keyring,
+    recordings_dir: Path,
+    nodes: list[str],
+    only: set[int] | None = None,
+) -> int:
+    """Seal every segment the catalogue still has open for these (dead) gateway processes
+    (`only` these ids: a dead media worker's); returns how many were found.
 
     One node recovers at a time (`store.exclusive("recovery")`: two sealing one file at
     once would tear it); another node recovering now means this call does nothing and the
@@ -55,6 +61,8 @@ def recover_segments(store: Store, keyring: Keyring, recordings_dir: Path, nodes
         if not mine:
             return 0
         found = store.call(store.open_segments, nodes)
+        if only is not None:
+            found = [segment for segment in found if segment.id in only]
         for segment in found:
             _recover(store, keyring, recordings_dir, segment)
         return len(found)
