@@ -97,8 +97,10 @@ class ConsoleClient:
         return max(self.arrivals[device][k] for k in kinds)
 
 
-def prepare_data(data_dir: Path) -> Config:
-    config = Config.load(None, environ={}, data_dir=str(data_dir), log_level="warning")
+def prepare_data(data_dir: Path, workers: str = "0") -> Config:
+    config = Config.load(
+        None, environ={}, data_dir=str(data_dir), log_level="warning", media_workers=workers
+    )
     store = open_store(config)  # (on a worker thread: the store is reached with call)
     try:
         import_cameras(store, json.loads((CITY / "cameras.geojson").read_text()), "metz")
@@ -110,7 +112,7 @@ def prepare_data(data_dir: Path) -> Config:
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> Figures:
-    config = await asyncio.to_thread(prepare_data, data_dir)  # hashing, a city import
+    config = await asyncio.to_thread(prepare_data, data_dir, args.workers)  # a city import
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -207,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--workers",
+        default="0",
+        help='[media] workers of the gateway (default 0: its media in process; "auto", 2...)',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bodycam-bench-alert-") as tmp:

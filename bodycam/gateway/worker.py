@@ -5,7 +5,7 @@ It runs an event loop of its own with the peer connections, taps, recorders and 
 the sessions the main process placed here, in a `LocalHost`: the same code as media in the
 main process. It enforces no policy and reaches no store: it does what its pipe asks, and
 sends up what its media says (link lost, telemetry, a view ended), its recorders' two
-catalogue writes, and its counters twice a second. Its first message is the configuration.
+catalogue writes, and its counters ten times a second. Its first message is the configuration.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from .pipe import Message, Pipe, PipeClosed, RemoteError
 
 logger = logging.getLogger("bodycam.gateway.worker")  # (__name__ is __main__ here)
 
-METRICS_SECONDS = 0.5
+# A batch of counters every 0.1 s: sent at once for all of a worker's connections, they would
+# otherwise make a scrape up to half a second late for all of them together.
+METRICS_SECONDS = 0.1
 CATALOGUE_TIMEOUT_SECONDS = 60.0
 
 
