@@ -106,6 +106,8 @@ AIORTC_RX = Impl("aiortc-rx", "bodycam", (("BODYCAM_MEDIA_RECEIVE", "aiortc"),))
 def with_workers(setting: str) -> Impl:
     """bodycam with `[media] workers = setting` (0: its media in the main process)."""
     return Impl(f"bodycam-w{setting}", "bodycam", (("BODYCAM_MEDIA_WORKERS", setting),))
+
+
 NAIVE = Impl("naive", "naive")
 
 
