@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -34,6 +35,17 @@ DELAY_BUCKETS = (
     1.0,
     2.0,
 )
+
+
+# A worker's label values: short words only (a kind, a reason, a path), so that it cannot
+# make the main process keep an unbounded number of series.
+LABEL_VALUE = re.compile(r"[a-z_]{1,32}|\+Inf|[0-9.]{1,12}")
+
+
+def _known(labels: dict[str, Any]) -> bool:
+    return len(labels) <= 3 and all(
+        isinstance(v, str) and LABEL_VALUE.fullmatch(v) for v in labels.values()
+    )
 
 
 class Metrics:
@@ -169,12 +181,20 @@ class Metrics:
         counters = self._counters()
         delay = self.frame_delay
         buckets: dict[float, float] = {}
-        for name, labels, gained in changes:
-            if gained <= 0 or not isinstance(labels, dict):
+        for change in changes:
+            try:
+                name, labels, gained = change
+                gained = float(gained)
+            except (TypeError, ValueError):
+                continue  # one bad item, not the batch
+            if not gained > 0 or not isinstance(labels, dict) or not _known(labels):
                 continue
             if name.endswith("_total") and name[: -len("_total")] in counters:
                 counter = counters[name[: -len("_total")]]
-                (counter.labels(**labels) if labels else counter).inc(gained)
+                try:
+                    (counter.labels(**labels) if labels else counter).inc(gained)
+                except ValueError:  # labels this counter does not have
+                    continue
             elif name == f"{delay._name}_bucket" and "le" in labels:
                 buckets[float(labels["le"])] = gained
             elif name == f"{delay._name}_sum":

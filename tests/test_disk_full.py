@@ -142,7 +142,7 @@ async def test_a_full_disk_stops_recording_and_nothing_else(
             segments = await gateway.store.run(gateway.store.segments_of, session.id)
             assert [g.state for g in segments if g.state == "open"] == []
             # (frames written are counted once their segment is, and a media worker's
-            # counters reach the main process twice a second)
+            # counters reach the main process ten times a second)
             await asyncio.sleep(1.0)
             stopped_at = recorded(gateway)
 

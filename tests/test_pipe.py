@@ -120,7 +120,18 @@ async def test_a_message_over_the_limit_ends_the_pipe() -> None:
     b.close()
 
 
-@pytest.mark.parametrize("data", [b"[1, 2]", b"{not json", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[1, 2]",
+        b"{not json",
+        b"\xff\xfe",
+        b'{"re": [1], "ok": 1}',
+        b'{"re": 1, "err": 5}',
+        b'{"re": 1, "err": ["x", "y"]}',
+        b'{"t": "echo", "id": "one"}',
+    ],
+)
 async def test_a_message_that_is_not_a_json_object_ends_the_pipe(data: bytes) -> None:
     a, b = socket.socketpair()
     reader, writer = await asyncio.open_unix_connection(sock=a)

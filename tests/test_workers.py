@@ -11,6 +11,7 @@ import os
 import signal
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,12 @@ from bodycam.config import Config
 from bodycam.evidence.recordings import verify_session
 from bodycam.gateway.appkeys import keyring_key
 from bodycam.gateway.workers import WorkerMedia, WorkerPool
+from bodycam.metrics import Metrics
 from bodycam.models import Action, SessionState
 from simulators.axis_bodycam import AxisBodycam
 
 from .helpers import Gateway, live_of, make_config, session_of, small_media, wait_for
+from .whep_client import watch
 
 MEDIA = small_media()
 
@@ -72,6 +75,9 @@ async def test_a_killed_worker_interrupts_only_its_sessions(gateway: Gateway) ->
         # the workers' counters reach the main process's /metrics
         await wait_for(lambda: received(gateway) > 30, within=10)
         await wait_for(partial(_segments, gateway, first), within=10)  # one being written
+        # a live view of the session on the doomed worker
+        view = await watch(gateway.url, first, gateway.auth)
+        await wait_for(lambda: view.video_frames > 5, within=10)
         doomed = worker_media(gateway, first).worker
         assert doomed.process is not None
         old_pid = doomed.process.pid
@@ -80,6 +86,15 @@ async def test_a_killed_worker_interrupts_only_its_sessions(gateway: Gateway) ->
         # its session is interrupted, the other one is not touched
         await wait_for(lambda: live_of(gateway, first).state == SessionState.INTERRUPTED, 5)
         assert live_of(gateway, second).state == SessionState.LIVE
+        # its view ended with its worker, in the register too
+        await wait_for(lambda: not live_of(gateway, first).views, within=5)
+        await view.close()
+        ends = [
+            e
+            for e in await gateway.store.run(gateway.store.register_entries)
+            if e["action"] == Action.LIVE_VIEW_END.value and e["session"] == first
+        ]
+        assert len(ends) == 1, ends
         # the worker is started again, and the camera continues its session on a worker
         await wait_for(lambda: pool(gateway).workers[doomed.index].alive, within=15)
         assert pool(gateway).workers[doomed.index].process.pid != old_pid  # type: ignore[union-attr]
@@ -116,3 +131,30 @@ async def _ended(gateway: Gateway, session_id: str) -> bool:
 
 async def _segments(gateway: Gateway, session_id: str) -> bool:
     return bool(await gateway.store.run(gateway.store.segments_of, session_id))
+
+
+def test_counters_from_a_worker_are_added_and_what_is_odd_is_left_out() -> None:
+    worker, main = Metrics(), Metrics()
+    worker.frames.labels("video").inc(30)
+    worker.frame_delay.observe(0.004)
+    worker.frame_delay.observe(0.02)
+    sent: dict[tuple[str, str], float] = {}
+    main.add(worker.changes(sent))
+    worker.frames.labels("video").inc(5)
+    main.add(worker.changes(sent))  # only what changed since: 5 more
+    assert main.frames.labels("video")._value.get() == 35
+    assert main.frame_delay._sum.get() == pytest.approx(0.024)
+    buckets = [b.get() for b in main.frame_delay._buckets]
+    assert buckets[0] == 1  # 0.004 in le=0.005
+    assert sum(buckets) == 2
+    # a worker cannot make series of its own, nor break the batch
+    odd: list[Any] = [
+        ("bodycam_ingest_frames_total", {"kind": "x" * 100}, 5.0),
+        ("bodycam_ingest_frames_total", {"kind": "video"}, -3.0),
+        ("bodycam_ingest_frames_total", {"colour": "blue"}, 1.0),
+        "not a change",
+        ("bodycam_ingest_frames_total", {"kind": "video"}, 1.0),
+    ]
+    main.add(odd)
+    assert main.frames.labels("video")._value.get() == 36
+    assert b"x" * 100 not in main.render()

@@ -250,6 +250,8 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await keeper.start()  # seals what an earlier run left open, minds its sessions
     yield
+    if pool is not None:
+        pool.closing = True  # (a worker ending now is not restarted)
     await manager.close_all()
     if pool is not None:
         await pool.close()

@@ -40,6 +40,10 @@ class PipeClosed(BodycamError):
     status = 503
 
 
+class PipeBroken(BodycamError):
+    """The other end sent what the protocol does not allow: the pipe is closed."""
+
+
 class RemoteError(BodycamError):
     """An error the other end raised on purpose, with its status and message."""
 
@@ -108,7 +112,11 @@ class Pipe:
                 if not isinstance(message, dict):
                     logger.error("%s: a message that is not an object", self.name)
                     return
-                await self._dispatch(message)
+                try:
+                    await self._dispatch(message)
+                except PipeBroken as err:  # the other end is not to be trusted any more
+                    logger.error("%s", err)
+                    return
         finally:
             self.close()
 
@@ -118,14 +126,26 @@ class Pipe:
 
     async def _dispatch(self, message: Message) -> None:
         if "re" in message:
-            answer = self._waiting.get(message["re"])
+            number, error = message["re"], message.get("err")
+            if not isinstance(number, int) or not (
+                error is None
+                or (
+                    isinstance(error, list)
+                    and len(error) == 2
+                    and isinstance(error[0], int)
+                    and isinstance(error[1], str)
+                )
+            ):
+                raise PipeBroken(f"{self.name}: a malformed answer")
+            answer = self._waiting.get(number)
             if answer is not None and not answer.done():
-                if "err" in message:
-                    status, text = message["err"]
-                    answer.set_exception(RemoteError(int(status), str(text)))
+                if error is not None:
+                    answer.set_exception(RemoteError(error[0], error[1]))
                 else:
                     answer.set_result(message.get("ok"))
         elif "id" in message:
+            if not isinstance(message["id"], int):
+                raise PipeBroken(f"{self.name}: a request without a number")
             task = asyncio.create_task(self._answer(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Config
-from ..errors import BadRequest, BodycamError, Conflict, Forbidden, NotFound
+from ..errors import BodycamError, Conflict, Forbidden, NotFound
 from ..evidence.keyring import Keyring
 from ..live.base import EventStream, Positions, SessionRegistry
 from ..logs import Bound, bind
@@ -209,7 +209,10 @@ class SessionManager:
         if live is None or live.state != SessionState.LIVE:
             return live
         silence = min(RECONNECT_SILENCE_SECONDS, self.config.sessions.media_timeout_seconds)
-        if live.media is not None and not await live.media.silent_for(silence):
+        silent = live.media is None or await live.media.silent_for(silence)
+        if not _is_live(live):  # (its link was lost while a media worker answered)
+            return live
+        if not silent:
             raise Conflict(
                 f"device {device.id} already has a live session ({live.id});"
                 " end it with DELETE on its session URL first"
@@ -334,11 +337,15 @@ class SessionManager:
             await live.media.close()
             live.media = None
         if live.media is None:
-            key = await self.store.run(self.keyring.session_key, live.id, True)
-            live.media = await self.host.open(live.id, key, self.run, offer.place)
+            try:
+                key = await self.store.run(self.keyring.session_key, live.id, True)
+                live.media = await self.host.open(live.id, key, self.run, offer.place)
+            except BaseException:
+                await self.host.discard(offer)
+                raise
         try:
             answer = await live.media.connect(offer, resource_id)
-        except BadRequest as err:
+        except BodycamError as err:  # (BadRequest, or 503: its media worker went away)
             await self._link_lost(live, f"answer failed: {err}")
             raise
         media = offer.info
@@ -446,9 +453,10 @@ class SessionManager:
     # what a session's media tells its owner (MediaOwner)
 
     async def view_ended(self, session_id: str, viewer_id: str) -> None:
-        live, view = self._views.pop(viewer_id, (None, None))
+        live, view = self._views.get(viewer_id, (None, None))
         if live is None or view is None or live.id != session_id:
-            return
+            return  # (a view of another session is never ended by this one's media)
+        del self._views[viewer_id]
         live.views.pop(viewer_id, None)
         await view.opened.wait()  # (its start is registered first)
         for release in view.on_end:
@@ -549,6 +557,8 @@ class SessionManager:
     # the link
 
     async def _link_lost(self, live: LiveSession, why: str) -> None:
+        if live.state == SessionState.INTERRUPTED and live.grace_task is not None:
+            return  # lost already (a second report, from a worker's pipe, say)
         now = self.clock.now()
         live.state = SessionState.INTERRUPTED
         live.interrupted_at = now
@@ -671,6 +681,10 @@ class SessionManager:
 
     def _count_live(self) -> int:
         return sum(1 for s in self._sessions.values() if s.state == SessionState.LIVE)
+
+
+def _is_live(live: LiveSession) -> bool:
+    return live.state == SessionState.LIVE
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

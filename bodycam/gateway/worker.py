@@ -163,8 +163,10 @@ class Worker:
         self.media[session_id] = await self.host.open(session_id, key, str(message["node"]), 0)
 
     async def _connect(self, message: Message) -> Any:
-        media = self._media(message)
         offer = self.offers.pop(str(message["handle"]), None)
+        if offer is not None and str(message["session"]) not in self.media:
+            await self.host.discard(offer)  # (no peer connection left behind)
+        media = self._media(message)
         if offer is None:
             raise NotFound("no such offer (discarded, or its worker restarted)")
         return await media.connect(offer, str(message["resource"]))
@@ -275,8 +277,11 @@ async def _main(fd: int) -> None:
 
 def main(argv: list[str]) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the main process stops the
-    # workers itself, after its sessions' media is closed.
+    # workers itself, after its sessions' media is closed (a main process killed outright
+    # ends its workers through their pipe).
+    # So does SIGTERM, from a service manager stopping the whole group (systemd's default).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     asyncio.run(_main(int(argv[1])))
 
 

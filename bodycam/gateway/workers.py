@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -28,7 +29,16 @@ from functools import partial
 from typing import Any
 
 from ..clock import parse_iso
-from ..config import Config
+from ..config import (
+    AuthConfig,
+    CamerasConfig,
+    Config,
+    EvidenceConfig,
+    MetricsConfig,
+    RedisConfig,
+    ServerConfig,
+    StoreConfig,
+)
 from ..errors import BadRequest, BodycamError, Conflict, NotFound, Unprocessable
 from ..evidence.keyring import Keyring
 from ..media.disk import DiskGuard
@@ -45,6 +55,9 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 30.0
 RESTART_DELAY_SECONDS = (0.0, 0.5, 2.0, 5.0)  # after 1, 2, 3, more deaths in a row
+STEADY_SECONDS = 60.0  # a worker that lived this long died "in a row" with nobody
+RECOVERY_TRIES = 30
+RECOVERY_RETRY_SECONDS = 2.0
 DISK_POLL_SECONDS = 0.5
 _ERRORS: dict[int, type[BodycamError]] = {
     400: BadRequest,
@@ -60,6 +73,27 @@ def worker_count(setting: str) -> int:
     if setting == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return int(setting)
+
+
+def media_config(config: Config) -> Config:
+    """What a worker is told of the configuration: what media needs, and no address or
+    file of the database, Redis, the keys, the cameras or the metrics (it is given each
+    session's key, and reaches nothing else). Not a sandbox: it runs as the same user."""
+    return dataclasses.replace(
+        config,
+        server=ServerConfig(),
+        store=StoreConfig(),
+        redis=RedisConfig(),
+        cameras=CamerasConfig(),
+        evidence=EvidenceConfig(),
+        metrics=MetricsConfig(),
+        auth=AuthConfig(),
+    )
+
+
+def _environment() -> dict[str, str]:
+    """The worker's environment: this one without BODYCAM_* (a database URL, a password)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BODYCAM_")}
 
 
 def _raised(err: RemoteError) -> BodycamError:
@@ -78,11 +112,29 @@ class WorkerProcess:
         self.pipe: Pipe | None = None
         self.sessions: dict[str, WorkerMedia] = {}
         self.open_segments: set[int] = set()  # opened here and not yet sealed
+        self.offers: set[str] = set()  # offers made here, not yet answered or discarded
         self.alive = False
+        self.started_at = 0.0  # (monotonic) once it answered
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def load(self) -> int:
+        """What placement counts: its sessions, and the offers on their way to being one."""
+        return len(self.sessions) + len(self.offers)
+
     async def start(self) -> None:
-        config = self._pool.config
+        """Start the process and wait for its first answer; on failure, nothing is left
+        running (the caller decides whether to try again)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._abandon()
+            raise
+        self.started_at = time.monotonic()
+        assert self.process is not None
+        logger.info("media worker %d started (pid %d)", self.index, self.process.pid)
+
+    async def _start(self) -> None:
         mine, theirs = socket.socketpair()
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -92,18 +144,33 @@ class WorkerProcess:
                 str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
+                env=_environment(),
             )
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=mine)
-        blob = pickle.dumps((config, self.index))
+        blob = pickle.dumps((media_config(self._pool.config), self.index))
         writer.write(len(blob).to_bytes(4, "big") + blob)
         self.pipe = Pipe(reader, writer, self._event, f"media worker {self.index}")
         self.alive = True
         self._reader = asyncio.create_task(self._read())
         # ready once it answers (its imports take a second or two)
         await asyncio.wait_for(self.call("disk", full=self._pool.disk_full), START_TIMEOUT_SECONDS)
-        logger.info("media worker %d started (pid %d)", self.index, self.process.pid)
+
+    async def _abandon(self) -> None:
+        """A start that failed: the process killed, the pipe closed, no death reported."""
+        self.alive = False
+        if self.pipe is not None:
+            self.pipe.close()
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     async def call(self, kind: str, **fields: Any) -> Any:
         if self.pipe is None or not self.alive:
@@ -135,10 +202,13 @@ class WorkerProcess:
 
     async def _read(self) -> None:
         assert self.pipe is not None
-        await self.pipe.run()
-        if self.alive:  # not stopped by us: it died
-            self.alive = False
-            await self._pool.died(self)
+        try:
+            await self.pipe.run()
+        finally:
+            # not stopped by us, nor a start given up: it died (or broke the protocol)
+            if self.alive and self.started_at:
+                self.alive = False
+                await self._pool.died(self)
 
     # what the worker sends up
 
@@ -177,7 +247,7 @@ class WorkerProcess:
                 raise BadRequest("a segment's stamp is letters and digits")
             if node not in self._pool.runs():
                 raise BadRequest(f"node {node} is not a run of this process")
-            segment_id, seq = await store.run(
+            opening = store.run(
                 store.open_segment,
                 session_id,
                 parse_iso(str(message["started"])),
@@ -187,7 +257,11 @@ class WorkerProcess:
                 lambda seq: segment_path(session_id, stamp, seq),
                 node,
             )
-            self.open_segments.add(segment_id)
+            # (shielded: a worker dying now must not leave a row made and not known here,
+            # which recovery would not look for)
+            task = asyncio.ensure_future(opening)
+            task.add_done_callback(self._opened)
+            segment_id, seq = await asyncio.shield(task)
             return [segment_id, seq]
         segment_id = int(message["segment"])
         if segment_id not in self.open_segments:
@@ -198,6 +272,12 @@ class WorkerProcess:
         self.open_segments.discard(segment_id)
         return None
 
+    def _opened(self, task: asyncio.Future[tuple[int, int]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.open_segments.add(task.result()[0])
+            if not self.alive:  # it died meanwhile: recovery looks for this one too
+                self._pool.recover([task.result()[0]])
+
 
 class WorkerMedia:
     """A session's media in a worker, as the main process sees it."""
@@ -207,6 +287,7 @@ class WorkerMedia:
         self.place = worker.place
         self.session_id = session_id
         self.resource_id = ""  # its current connection
+        self.views: set[str] = set()  # viewer ids attached in the worker
 
     @property
     def alive(self) -> bool:
@@ -214,12 +295,13 @@ class WorkerMedia:
 
     async def connect(self, offer: Offer, resource_id: str) -> str:
         self.resource_id = resource_id
+        self.worker.offers.discard(offer.handle)
         try:
             answer = await self.worker.call(
                 "connect", session=self.session_id, handle=offer.handle, resource=resource_id
             )
-        except (PipeClosed, NotFound) as err:  # (its worker restarted meanwhile)
-            raise BadRequest(f"could not answer the offer: {err}") from None
+        except NotFound:  # (its worker restarted meanwhile)
+            raise PipeClosed("the media worker restarted: send the offer again") from None
         return str(answer)
 
     async def silent_for(self, seconds: float) -> bool:
@@ -236,9 +318,11 @@ class WorkerMedia:
 
     async def watch(self, viewer_id: str, offer: str, label: str, codecs: tuple[str, str]) -> str:
         if not self.alive:
-            raise Conflict("the session's media is restarting: try again in a moment")
+            raise PipeClosed("the session's media worker is restarting: try again in a moment")
         fields = {"viewer": viewer_id, "offer": offer, "label": label, "codecs": list(codecs)}
-        return str(await self.worker.call("watch", session=self.session_id, **fields))
+        answer = await self.worker.call("watch", session=self.session_id, **fields)
+        self.views.add(viewer_id)
+        return str(answer)
 
     async def end_view(self, viewer_id: str) -> None:
         if self.alive:
@@ -282,9 +366,9 @@ class WorkerPool:
         self._places = itertools.count()
         self.workers = [WorkerProcess(index, next(self._places), self) for index in range(count)]
         self._deaths = [0] * count
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
-        self._closing = False
+        self.closing = False  # set before the sessions' media is closed: no restart then
 
     @property
     def disk_full(self) -> bool:
@@ -295,24 +379,31 @@ class WorkerPool:
         self._watch = asyncio.create_task(self._watch_disk())
 
     async def close(self) -> None:
-        self._closing = True
+        self.closing = True
         if self._watch is not None:
             self._watch.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:  # (a task may spawn another)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(worker.stop() for worker in self.workers))
 
     # MediaHost
 
     async def offer(self, sdp: str, near: SessionMedia | None) -> Offer:
         worker = self._place(near)
+        reserved = f"pending-{next(self._places)}"
+        worker.offers.add(reserved)  # counted at once: a burst of offers is spread out
         try:
             found = await worker.call("offer", sdp=sdp)
-        except PipeClosed:
-            raise Conflict("the media worker restarted: send the offer again") from None
-        info = MediaInfo(found["video"], found["audio"], base64.b64decode(found["sets"]))
-        return Offer(info, worker.place, handle=str(found["handle"]))
+        finally:
+            worker.offers.discard(reserved)
+        info = MediaInfo(str(found["video"]), str(found["audio"]), base64.b64decode(found["sets"]))
+        handle = str(found["handle"])
+        worker.offers.add(handle)
+        return Offer(info, worker.place, handle=handle)
 
     async def discard(self, offer: Offer) -> None:
+        for worker in self.workers:
+            worker.offers.discard(offer.handle)
         with contextlib.suppress(PipeClosed):
             await self._at(offer.place).call("discard", handle=offer.handle)
 
@@ -342,15 +433,22 @@ class WorkerPool:
             return near.worker
         running = [w for w in self.workers if w.alive]
         if not running:
-            raise Conflict("no media worker is running (one is restarting): try again")
-        return min(running, key=lambda w: (len(w.sessions), w.index))
+            raise PipeClosed("no media worker is running (one is restarting): try again")
+        return min(running, key=lambda w: (w.load, w.index))
 
     # a worker died
 
     async def died(self, worker: WorkerProcess) -> None:
-        code = await worker.process.wait() if worker.process is not None else None
+        """A worker's process ended, or broke the protocol: its sessions are interrupted,
+        their views ended, its open segments sealed, and it is started again."""
+        process = worker.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # (one that broke the protocol is not to be trusted)
+        code = await process.wait() if process is not None else None
         sessions, worker.sessions = dict(worker.sessions), {}
         segments, worker.open_segments = sorted(worker.open_segments), set()
+        worker.offers.clear()
         logger.error(
             "media worker %d died (exit %s) with %d session(s): they are interrupted",
             worker.index,
@@ -359,45 +457,65 @@ class WorkerPool:
         )
         why = f"media worker {worker.index} died"
         for session_id, media in sessions.items():
+            for viewer_id in sorted(media.views):
+                self.owner.spawn(session_id, partial(self.owner.view_ended, session_id, viewer_id))
             lost = partial(self.owner.link_lost, session_id, media.resource_id, why)
             self.owner.spawn(session_id, lost)
-        if segments:
-            self._spawn(self._recover(segments))
-        if not self._closing:
-            self._spawn(self._restart(worker))
-
-    async def _recover(self, segments: list[int]) -> None:
-        """Seal what the dead worker was writing, as it is on disk."""
-        config, store = self.config, self.store
-        try:
-            found = await asyncio.to_thread(
-                recover_segments,
-                store,
-                self._keyring,
-                config.recordings_dir,
-                self.runs(),
-                set(segments),
+        self.recover(segments)
+        if not self.closing:
+            lived = time.monotonic() - worker.started_at
+            self._deaths[worker.index] = (
+                1 if lived > STEADY_SECONDS else self._deaths[worker.index] + 1
             )
-            logger.warning("media worker: %d segment(s) it left open sealed", found)
-        except Exception:  # the node's keeper seals them at the next start at the latest
-            logger.exception("media worker: its open segments could not be sealed")
+            self._spawn(self._restart(worker.index))
 
-    async def _restart(self, worker: WorkerProcess) -> None:
-        index = worker.index
-        self._deaths[index] += 1
-        delay = RESTART_DELAY_SECONDS[min(self._deaths[index], len(RESTART_DELAY_SECONDS)) - 1]
-        await asyncio.sleep(delay)
-        fresh = WorkerProcess(index, next(self._places), self)
-        started = time.monotonic()
-        try:
-            await fresh.start()
-        except (OSError, BodycamError, TimeoutError) as err:
-            logger.error("media worker %d could not be restarted: %s", index, err)
-            self._spawn(self._restart(fresh))
+    def _closed(self) -> bool:
+        return self.closing
+
+    def recover(self, segments: list[int]) -> None:
+        """Seal these segments of a dead worker, as they are on disk."""
+        if segments:
+            self._spawn(self._recover(set(segments)))
+
+    async def _recover(self, segments: set[int]) -> None:
+        store = self.store
+        for _ in range(RECOVERY_TRIES):
+            still = {s.id for s in await store.run(store.open_segments, self.runs())} & segments
+            if not still:
+                return
+            try:
+                found = await asyncio.to_thread(
+                    recover_segments,
+                    store,
+                    self._keyring,
+                    self.config.recordings_dir,
+                    self.runs(),
+                    still,
+                )
+                if found:
+                    logger.warning("media worker: %d segment(s) it left open sealed", found)
+            except Exception:  # tried again; at worst the keeper seals them at start
+                logger.exception("media worker: its open segments could not be sealed yet")
+            await asyncio.sleep(RECOVERY_RETRY_SECONDS)  # (another node may hold the lock)
+        logger.error("media worker: segments %s still open: the next start seals them", segments)
+
+    async def _restart(self, index: int) -> None:
+        """Start the worker of slot `index` again, after a delay that grows while it dies
+        young (a session whose media kills its worker must not make it spin)."""
+        while not self.closing:
+            deaths = self._deaths[index]
+            await asyncio.sleep(RESTART_DELAY_SECONDS[min(deaths, len(RESTART_DELAY_SECONDS)) - 1])
+            if self._closed():  # (it may have begun while this slept)
+                return
+            fresh = WorkerProcess(index, next(self._places), self)
+            try:
+                await fresh.start()
+            except (OSError, BodycamError, TimeoutError) as err:
+                logger.error("media worker %d could not be restarted: %s", index, err)
+                self._deaths[index] += 1
+                continue
+            self.workers[index] = fresh
             return
-        self.workers[index] = fresh
-        if time.monotonic() - started < 60:
-            self._deaths[index] = max(0, self._deaths[index] - 1)
 
     async def _watch_disk(self) -> None:
         """The free-space floor, told to every worker when it changes."""
