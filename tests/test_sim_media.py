@@ -165,8 +165,10 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
     audio = LoopTrack("audio", encode_audio_loop(settings), clock, counters)
     decoder = decoder_for("h264")
 
-    async def pull_video() -> list[tuple[int, bool, int | None, bool]]:
-        out = []
+    async def pull_video() -> list[av.Packet[Any]]:
+        # decoded afterwards: decoding here would hold this loop and make the next packet
+        # look late (0.19 s once, on a loaded CI machine)
+        packets = []
         for n in range(15):
             if n == 10:
                 video.request_keyframe()
@@ -174,6 +176,13 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
             assert packet.pts is not None
             late = clock.elapsed() - float(packet.pts * packet.time_base)
             assert -0.005 < late < 0.030
+            packets.append(packet)
+        return packets
+
+    def decoded(packets: list[av.Packet[Any]]) -> list[tuple[int, bool, int | None, bool]]:
+        out = []
+        for packet in packets:
+            assert packet.pts is not None
             idr = 5 in nal_types(bytes(packet))
             for frame in decoder.decode(packet):
                 gray = frame.to_ndarray(format="gray")
@@ -184,8 +193,9 @@ async def test_live_tracks_pace_in_real_time_and_honour_keyframe_requests() -> N
         return [(await audio.recv()).pts or 0 for _ in range(20)]
 
     started = time.monotonic()
-    frames, audio_pts = await asyncio.gather(pull_video(), pull_audio())
+    packets, audio_pts = await asyncio.gather(pull_video(), pull_audio())
     elapsed = time.monotonic() - started
+    frames = decoded(packets)
     # 15 frames at 30 fps are due over 14/30 s; 20 audio packets end at 0.4 s.
     assert 0.44 < elapsed < 0.6
     assert [f[0] for f in frames] == [n * 3000 for n in range(15)]
