@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -158,7 +157,7 @@ class Metrics:
     # A media worker counts in a `Metrics` of its own and sends what changed; the main
     # process adds it to its own (one /metrics for the gateway, whatever runs where).
 
-    def changes(self, sent: dict[tuple[str, str], float]) -> list[Change]:
+    def changes(self, sent: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> list[Change]:
         """What the counters and histogram buckets gained since `sent` (updated)."""
         changes: list[Change] = []
         for family in self.registry.collect():
@@ -167,8 +166,7 @@ class Metrics:
             for sample in family.samples:
                 if not sample.name.endswith(("_total", "_bucket", "_sum")):
                     continue
-                labels = json.dumps(sample.labels, sort_keys=True)
-                key = (sample.name, labels)
+                key = (sample.name, tuple(sorted(sample.labels.items())))
                 gained = sample.value - sent.get(key, 0.0)
                 if gained:
                     sent[key] = sample.value

@@ -138,7 +138,7 @@ def test_counters_from_a_worker_are_added_and_what_is_odd_is_left_out() -> None:
     worker.frames.labels("video").inc(30)
     worker.frame_delay.observe(0.004)
     worker.frame_delay.observe(0.02)
-    sent: dict[tuple[str, str], float] = {}
+    sent: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     main.add(worker.changes(sent))
     worker.frames.labels("video").inc(5)
     main.add(worker.changes(sent))  # only what changed since: 5 more

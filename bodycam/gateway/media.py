@@ -116,10 +116,10 @@ class LocalHost:
         owner: MediaOwner,
         disk: FreeSpace | None = None,
     ) -> None:
-        self._config = config
+        self.config = config
         self._catalogue = catalogue
-        self._metrics = metrics
-        self._monotonic = monotonic
+        self.metrics = metrics
+        self.monotonic = monotonic
         self._disk = disk
         self.owner = owner
 
@@ -134,11 +134,11 @@ class LocalHost:
     async def open(self, session_id: str, key: bytes, node: str, place: int) -> LocalMedia:
         recorder = SessionRecorder(
             session_id,
-            self._config.recordings_dir,
+            self.config.recordings_dir,
             self._catalogue,
-            self._config.recording,
-            self._metrics,
-            self._monotonic,
+            self.config.recording,
+            self.metrics,
+            self.monotonic,
             key,
             node,
             self._disk,
@@ -178,10 +178,10 @@ class LocalMedia:
             self,
             (self.recorder.push, self.relay.push),
             timeline.on_sender_report,
-            host._metrics,
-            host._monotonic,
-            host._config.sessions.media_timeout_seconds,
-            lean=host._config.media.receive == "lean",
+            host.metrics,
+            host.monotonic,
+            host.config.sessions.media_timeout_seconds,
+            lean=host.config.media.receive == "lean",
         )
         try:
             answer = await conn.answer()

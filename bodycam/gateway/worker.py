@@ -241,7 +241,7 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _send_counters(self) -> None:
-        sent: dict[tuple[str, str], float] = {}
+        sent: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         while True:
             await asyncio.sleep(METRICS_SECONDS)
             changes = self.metrics.changes(sent)

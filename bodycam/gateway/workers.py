@@ -58,7 +58,6 @@ RESTART_DELAY_SECONDS = (0.0, 0.5, 2.0, 5.0)  # after 1, 2, 3, more deaths in a 
 STEADY_SECONDS = 60.0  # a worker that lived this long died "in a row" with nobody
 RECOVERY_TRIES = 30
 RECOVERY_RETRY_SECONDS = 2.0
-DISK_POLL_SECONDS = 0.5
 _ERRORS: dict[int, type[BodycamError]] = {
     400: BadRequest,
     404: NotFound,
@@ -113,6 +112,7 @@ class WorkerProcess:
         self.sessions: dict[str, WorkerMedia] = {}
         self.open_segments: set[int] = set()  # opened here and not yet sealed
         self.offers: set[str] = set()  # offers made here, not yet answered or discarded
+        self.applying = 0  # offers being applied here now
         self.alive = False
         self.started_at = 0.0  # (monotonic) once it answered
         self._reader: asyncio.Task[None] | None = None
@@ -120,7 +120,7 @@ class WorkerProcess:
     @property
     def load(self) -> int:
         """What placement counts: its sessions, and the offers on their way to being one."""
-        return len(self.sessions) + len(self.offers)
+        return len(self.sessions) + len(self.offers) + self.applying
 
     async def start(self) -> None:
         """Start the process and wait for its first answer; on failure, nothing is left
@@ -188,7 +188,7 @@ class WorkerProcess:
         """Close every session's media (sealing it), then end the process."""
         process, self.alive = self.process, False
         if self.pipe is not None and not self.pipe.closed:
-            with contextlib.suppress(BodycamError, asyncio.TimeoutError):
+            with contextlib.suppress(BodycamError, TimeoutError):
                 await asyncio.wait_for(self.pipe.call("stop"), STOP_TIMEOUT_SECONDS)
             self.pipe.close()
         if process is not None:
@@ -367,7 +367,6 @@ class WorkerPool:
         self.workers = [WorkerProcess(index, next(self._places), self) for index in range(count)]
         self._deaths = [0] * count
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._watch: asyncio.Task[None] | None = None
         self.closing = False  # set before the sessions' media is closed: no restart then
 
     @property
@@ -376,12 +375,13 @@ class WorkerPool:
 
     async def start(self) -> None:
         await asyncio.gather(*(worker.start() for worker in self.workers))
-        self._watch = asyncio.create_task(self._watch_disk())
+        if self._disk is not None:
+            self._disk.listeners.append(self._disk_changed)
 
     async def close(self) -> None:
         self.closing = True
-        if self._watch is not None:
-            self._watch.cancel()
+        if self._disk is not None and self._disk_changed in self._disk.listeners:
+            self._disk.listeners.remove(self._disk_changed)
         while self._tasks:  # (a task may spawn another)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(worker.stop() for worker in self.workers))
@@ -390,12 +390,11 @@ class WorkerPool:
 
     async def offer(self, sdp: str, near: SessionMedia | None) -> Offer:
         worker = self._place(near)
-        reserved = f"pending-{next(self._places)}"
-        worker.offers.add(reserved)  # counted at once: a burst of offers is spread out
+        worker.applying += 1  # counted at once: a burst of offers is spread out
         try:
             found = await worker.call("offer", sdp=sdp)
         finally:
-            worker.offers.discard(reserved)
+            worker.applying -= 1
         info = MediaInfo(str(found["video"]), str(found["audio"]), base64.b64decode(found["sets"]))
         handle = str(found["handle"])
         worker.offers.add(handle)
@@ -517,15 +516,10 @@ class WorkerPool:
             self.workers[index] = fresh
             return
 
-    async def _watch_disk(self) -> None:
-        """The free-space floor, told to every worker when it changes."""
-        told = self.disk_full
-        while True:
-            await asyncio.sleep(DISK_POLL_SECONDS)
-            if self.disk_full != told:
-                told = self.disk_full
-                for worker in self.workers:
-                    worker.tell("disk", full=told)
+    def _disk_changed(self, full: bool) -> None:
+        """The free-space floor crossed: every worker is told."""
+        for worker in self.workers:
+            worker.tell("disk", full=full)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

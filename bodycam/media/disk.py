@@ -48,6 +48,7 @@ class DiskGuard:
         self.path = path
         self.floor = floor
         self.full = False
+        self.listeners: list[Callable[[bool], None]] = []  # told each change of `full`
         self.free: int | None = None
         self._metrics = metrics
         self._publish = publish
@@ -84,6 +85,8 @@ class DiskGuard:
             return
         self._metrics.recording_stopped.set(1 if self.full else 0)
         self._publish("recording", self.status())
+        for listener in self.listeners:
+            listener(self.full)
 
     async def check(self) -> None:
         try:
